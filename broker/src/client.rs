@@ -1,0 +1,40 @@
+//! Baseline rdkafka client settings every skuflow component starts from.
+//!
+//! One place, because some of them work around measured broker behaviour (BROKERS.md):
+//! the dev broker ignores fetch size limits and may answer a catch-up fetch with one
+//! response of hundreds of megabytes, which librdkafka rejects unless
+//! `receive.message.max.bytes` allows it. The conformance check `large_backlog` proves
+//! that these settings read such a backlog.
+
+use rdkafka::config::ClientConfig;
+
+/// Largest response librdkafka accepts (its own upper bound for the setting).
+pub const RECEIVE_MESSAGE_MAX_BYTES: &str = "2147483647";
+
+pub fn base_config(bootstrap: &str) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .set("receive.message.max.bytes", RECEIVE_MESSAGE_MAX_BYTES)
+        .set("socket.timeout.ms", "10000");
+    cfg
+}
+
+pub fn producer_config(bootstrap: &str) -> ClientConfig {
+    let mut cfg = base_config(bootstrap);
+    cfg.set("linger.ms", "5").set("message.timeout.ms", "30000");
+    cfg
+}
+
+/// A consumer that commits only what it is told to and never skips committed data.
+pub fn consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
+    let mut cfg = base_config(bootstrap);
+    cfg.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500");
+    cfg
+}

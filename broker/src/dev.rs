@@ -1,0 +1,249 @@
+//! The local development broker as a child process.
+//!
+//! [`DevBroker::start`] picks a free loopback port and a temporary data directory,
+//! starts the broker binary, waits until it answers a metadata request and kills it
+//! when dropped. The binary is the one `scripts/setup` installs (see BROKERS.md for why
+//! noida-db); `SKUFLOW_BROKER_BIN` points at another build of it.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+use crate::kafka;
+
+/// Version of the dev broker `scripts/setup` pins; the install path carries it.
+pub const DEV_BROKER_VERSION: &str = "0.2.3";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevBrokerError {
+    #[error(
+        "dev broker binary not found at {0} (run scripts/setup, or set SKUFLOW_BROKER_BIN)"
+    )]
+    NotInstalled(PathBuf),
+    #[error("could not start the dev broker: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("dev broker exited during start-up ({status}); last log lines:\n{log}")]
+    Exited { status: String, log: String },
+    #[error("dev broker on {addr} did not answer a metadata request within {waited:?}; last log lines:\n{log}")]
+    NotReady { addr: String, waited: Duration, log: String },
+    #[error("dev broker io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("could not signal the dev broker: {0}")]
+    Signal(#[from] nix::Error),
+}
+
+/// Where and how to run the dev broker.
+#[derive(Debug, Clone)]
+pub struct DevBrokerConfig {
+    pub binary: PathBuf,
+    pub host: String,
+    /// `None` picks a free port.
+    pub port: Option<u16>,
+    /// `None` uses a temporary directory removed with the broker.
+    pub data_dir: Option<PathBuf>,
+    pub ready_timeout: Duration,
+}
+
+impl Default for DevBrokerConfig {
+    fn default() -> Self {
+        Self {
+            binary: default_binary(),
+            host: "127.0.0.1".to_owned(),
+            port: None,
+            data_dir: None,
+            ready_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `SKUFLOW_BROKER_BIN`, else the path `scripts/setup` installs to.
+pub fn default_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SKUFLOW_BROKER_BIN") {
+        return PathBuf::from(bin);
+    }
+    install_root().join("bin").join("noida-db")
+}
+
+/// Tools live outside the clone so that they survive between runs on one machine.
+pub fn install_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SKUFLOW_HOME") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    PathBuf::from(home).join(".local/share/skuflow")
+}
+
+enum DataDir {
+    Temp(TempDir),
+    Fixed(PathBuf),
+}
+
+impl DataDir {
+    fn path(&self) -> &Path {
+        match self {
+            DataDir::Temp(t) => t.path(),
+            DataDir::Fixed(p) => p,
+        }
+    }
+}
+
+/// A running dev broker; killed (SIGKILL) when dropped.
+pub struct DevBroker {
+    config: DevBrokerConfig,
+    port: u16,
+    data_dir: DataDir,
+    child: Option<Child>,
+}
+
+impl std::fmt::Debug for DevBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevBroker")
+            .field("bootstrap", &self.bootstrap())
+            .field("data_dir", &self.data_dir())
+            .field("pid", &self.pid())
+            .finish()
+    }
+}
+
+impl DevBroker {
+    /// The default binary on a free port with a temporary data directory.
+    pub fn start() -> Result<Self, DevBrokerError> {
+        Self::start_with(DevBrokerConfig::default())
+    }
+
+    pub fn start_with(config: DevBrokerConfig) -> Result<Self, DevBrokerError> {
+        if !config.binary.exists() {
+            return Err(DevBrokerError::NotInstalled(config.binary.clone()));
+        }
+        let port = match config.port {
+            Some(p) => p,
+            None => free_port(&config.host)?,
+        };
+        let data_dir = match &config.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                DataDir::Fixed(dir.clone())
+            }
+            None => DataDir::Temp(tempfile::Builder::new().prefix("skuflow-broker-").tempdir()?),
+        };
+        let mut broker = Self { config, port, data_dir, child: None };
+        broker.spawn()?;
+        Ok(broker)
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("{}:{}", self.config.host, self.port)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.data_dir().join("broker.log")
+    }
+
+    fn spawn(&mut self) -> Result<(), DevBrokerError> {
+        let log = File::options().create(true).append(true).open(self.log_path())?;
+        let child = Command::new(&self.config.binary)
+            .arg("start")
+            .args(["--only", "kafka"])
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--host", &self.config.host])
+            .args(["--kafka-port", &self.port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(DevBrokerError::Spawn)?;
+        tracing::debug!(pid = child.id(), bootstrap = %self.bootstrap(), "dev broker spawned");
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    fn wait_ready(&mut self) -> Result<(), DevBrokerError> {
+        let started = Instant::now();
+        let addr = self.bootstrap();
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                return Err(DevBrokerError::Exited { status: status.to_string(), log: self.log_tail() });
+            }
+            // Each attempt blocks for up to a second inside librdkafka while it connects.
+            if kafka::metadata_answers(&addr, Duration::from_secs(1)) {
+                return Ok(());
+            }
+            if started.elapsed() > self.config.ready_timeout {
+                return Err(DevBrokerError::NotReady {
+                    addr,
+                    waited: started.elapsed(),
+                    log: self.log_tail(),
+                });
+            }
+        }
+    }
+
+    /// The last lines the broker wrote, for error messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// `kill -9`: the broker gets no chance to flush anything.
+    pub fn kill9(&mut self) -> Result<(), DevBrokerError> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Start again on the same port and data directory (after [`Self::kill9`] or [`Self::stop`]).
+    pub fn restart(&mut self) -> Result<(), DevBrokerError> {
+        self.kill9()?;
+        self.spawn()
+    }
+
+    /// Graceful stop: SIGTERM, then wait for the process to exit.
+    pub fn stop(&mut self) -> Result<(), DevBrokerError> {
+        if let Some(mut child) = self.child.take() {
+            kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM)?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the broker process is still alive.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for DevBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A port the OS just handed out on `host`; free again once the listener is dropped.
+pub fn free_port(host: &str) -> std::io::Result<u16> {
+    Ok(TcpListener::bind((host, 0))?.local_addr()?.port())
+}

@@ -1,0 +1,94 @@
+//! The conformance suite against the default dev broker, one test per check, each on
+//! its own broker so that a failure names exactly one behaviour.
+
+use broker::DevBroker;
+use broker::conformance::{self, Check, Options, Outcome, Target};
+
+fn check(check: Check) {
+    let mut broker = DevBroker::start().expect("dev broker starts (run scripts/setup)");
+    let opts = Options::default();
+    let result = conformance::run(check, &mut Target::Owned(&mut broker), &opts);
+    match &result.outcome {
+        Outcome::Pass(_) => {}
+        other => panic!("{} did not pass: {other:?}\nbroker log:\n{}", check.name(), broker.log_tail()),
+    }
+}
+
+#[test]
+fn topic_create() {
+    check(Check::TopicCreate);
+}
+
+#[test]
+fn idempotent_produce() {
+    check(Check::IdempotentProduce);
+}
+
+#[test]
+fn transactional_ctp() {
+    check(Check::TransactionalCtp);
+}
+
+#[test]
+fn abort_invisible() {
+    check(Check::AbortInvisible);
+}
+
+#[test]
+fn zombie_fenced() {
+    check(Check::ZombieFenced);
+}
+
+#[test]
+fn committed_offsets() {
+    check(Check::CommittedOffsets);
+}
+
+#[test]
+fn group_rebalance() {
+    check(Check::GroupRebalance);
+}
+
+#[test]
+fn kill9_restart() {
+    check(Check::KillRestart);
+}
+
+#[test]
+fn large_backlog() {
+    check(Check::LargeBacklog);
+}
+
+#[test]
+fn external_target_skips_the_kill_check() {
+    let broker = DevBroker::start().expect("dev broker starts");
+    let result = conformance::run(
+        Check::KillRestart,
+        &mut Target::External(broker.bootstrap()),
+        &Options::default(),
+    );
+    assert!(matches!(result.outcome, Outcome::Skip(_)), "{result:?}");
+}
+
+#[test]
+fn a_dead_address_fails_instead_of_hanging() {
+    let port = broker::dev::free_port("127.0.0.1").expect("free port");
+    let opts = Options { timeout: std::time::Duration::from_secs(5), ..Options::default() };
+    let result = conformance::run(
+        Check::TopicCreate,
+        &mut Target::External(format!("127.0.0.1:{port}")),
+        &opts,
+    );
+    assert!(matches!(result.outcome, Outcome::Fail(_)), "{result:?}");
+}
+
+#[test]
+fn dev_broker_survives_kill9_and_restart_on_the_same_port() {
+    let mut broker = DevBroker::start().expect("dev broker starts");
+    let before = broker.bootstrap();
+    broker.kill9().expect("kill -9");
+    assert!(!broker.is_running());
+    broker.restart().expect("restart");
+    assert!(broker.is_running());
+    assert_eq!(broker.bootstrap(), before);
+}

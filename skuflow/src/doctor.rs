@@ -1,0 +1,60 @@
+//! `skuflow doctor`: the broker conformance suite with a pass/fail table.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use broker::DevBroker;
+use broker::conformance::{self, Check, Options, Target};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Bootstrap address of the broker to check; default: start the dev broker.
+    #[arg(long, env = "SKUFLOW_BROKERS")]
+    brokers: Option<String>,
+    /// Run only these checks (repeatable), by name.
+    #[arg(long = "check", value_parser = parse_check)]
+    checks: Vec<Check>,
+    /// Size of the backlog the large_backlog check reads from offset 0, in MiB.
+    #[arg(long, default_value_t = 128)]
+    backlog_mib: usize,
+    /// Upper bound for any single wait inside a check, in seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout_secs: u64,
+}
+
+fn parse_check(name: &str) -> Result<Check, String> {
+    Check::from_name(name).ok_or_else(|| {
+        let names: Vec<_> = Check::ALL.iter().map(|c| c.name()).collect();
+        format!("unknown check {name:?}; known: {}", names.join(", "))
+    })
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let opts = Options {
+        backlog_bytes: args.backlog_mib << 20,
+        timeout: Duration::from_secs(args.timeout_secs),
+        ..Options::default()
+    };
+    let checks = if args.checks.is_empty() { Check::ALL.to_vec() } else { args.checks };
+    let mut owned;
+    let mut target = match args.brokers {
+        Some(addr) => Target::External(addr),
+        None => {
+            owned = DevBroker::start()?;
+            tracing::info!(bootstrap = %owned.bootstrap(), "started the dev broker for the checks");
+            Target::Owned(&mut owned)
+        }
+    };
+    let bootstrap = match &target {
+        Target::External(a) => a.clone(),
+        Target::Owned(b) => b.bootstrap(),
+    };
+    let mut results = Vec::new();
+    for check in checks {
+        tracing::info!(check = check.name(), "running");
+        results.push(conformance::run(check, &mut target, &opts));
+    }
+    print!("{}", conformance::render_table(&bootstrap, &results));
+    let failed = results.iter().any(|r| matches!(r.outcome, conformance::Outcome::Fail(_)));
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

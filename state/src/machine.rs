@@ -1,0 +1,113 @@
+//! The reservation state machine: one log entry in, its effects out, as data.
+//!
+//! Order of work for every entry (the same on every replay):
+//! 1. log time moves to `max(log time, entry time)` — never backwards;
+//! 2. timers due by then fire in time order: holds expire and return their units,
+//!    finished reservations and old command ids are forgotten;
+//! 3. a request is answered from its idempotency record if its id is known (the stored
+//!    reply if the payload matches, `conflict` if not), otherwise applied and remembered.
+//!
+//! No clock, no randomness, no IO: everything comes from the entry and the state.
+
+use topics::{Event, LogCommand, LogTime, Outcome, Position, Rejection, Reply, Request, Sku};
+
+use crate::commands;
+use crate::config::MachineConfig;
+use crate::context::Ctx;
+use crate::partition::{DedupRecord, PartitionState, Timer};
+
+/// A command as the log delivers it.
+#[derive(Debug, Clone, Copy)]
+pub struct LogEntry<'a> {
+    pub position: Position,
+    /// The record's timestamp in the commands topic.
+    pub at: LogTime,
+    pub command: &'a LogCommand,
+}
+
+/// What one entry produced. Published in this order: reply, events; availability of
+/// the touched SKUs is published once per batch.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Effects {
+    pub reply: Option<Reply>,
+    pub events: Vec<Event>,
+    /// SKUs whose stock changed, in first-touched order, without repeats.
+    pub touched: Vec<Sku>,
+}
+
+/// Infrastructure errors: the caller fed the machine something it must never see.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("offset {offset} is not after the last applied offset {applied}")]
+    OffsetNotAfterApplied { offset: i64, applied: i64 },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Machine {
+    config: MachineConfig,
+}
+
+impl Machine {
+    pub fn new(config: MachineConfig) -> Self {
+        Self { config }
+    }
+
+    pub fn config(&self) -> &MachineConfig {
+        &self.config
+    }
+
+    pub fn apply(&self, state: &mut PartitionState, entry: LogEntry<'_>) -> Result<Effects, ApplyError> {
+        if let Some(applied) = state.applied
+            && entry.position.offset <= applied
+        {
+            return Err(ApplyError::OffsetNotAfterApplied { offset: entry.position.offset, applied });
+        }
+        let now = state.log_time.max(entry.at);
+        state.log_time = now;
+        state.applied = Some(entry.position.offset);
+        let mut ctx = Ctx::new(state, &self.config, now, entry.position);
+        fire_due_timers(&mut ctx);
+        let reply = match entry.command {
+            LogCommand::Tick => None,
+            LogCommand::Request(request) => Some(answer(&mut ctx, request)),
+        };
+        let (events, touched) = ctx.finish();
+        Ok(Effects { reply, events, touched })
+    }
+}
+
+fn answer(ctx: &mut Ctx<'_>, request: &Request) -> Reply {
+    if let Some(seen) = ctx.state.dedup(&request.tenant, &request.command_id) {
+        if seen.command == request.command {
+            return seen.reply.clone();
+        }
+        return reply(ctx, request, Outcome::Rejected(Rejection::Conflict));
+    }
+    let outcome = commands::apply(ctx, &request.tenant, &request.command);
+    let reply = reply(ctx, request, outcome);
+    let record = DedupRecord { command: request.command.clone(), reply: reply.clone() };
+    ctx.state.put_dedup(request.tenant.clone(), request.command_id.clone(), record);
+    let forget = Timer::ForgetCommand { tenant: request.tenant.clone(), command_id: request.command_id.clone() };
+    ctx.state.add_timer(ctx.now.plus_ms(ctx.config.dedup_window_ms), forget);
+    reply
+}
+
+fn reply(ctx: &Ctx<'_>, request: &Request, outcome: Outcome) -> Reply {
+    Reply {
+        tenant: request.tenant.clone(),
+        command_id: request.command_id.clone(),
+        position: ctx.position,
+        at: ctx.now,
+        outcome,
+    }
+}
+
+fn fire_due_timers(ctx: &mut Ctx<'_>) {
+    while let Some((at, timer)) = ctx.state.pop_due_timer(ctx.now) {
+        match timer {
+            Timer::Expire { reservation } => commands::expire(ctx, &reservation, at),
+            Timer::ForgetReservation { reservation } => ctx.state.remove_reservation(&reservation),
+            Timer::ForgetCommand { tenant, command_id } => ctx.state.remove_dedup(&tenant, &command_id),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The state of one partition, as the machine sees it: stock rows, reservations,
+//! remembered command ids and the timers that expire and forget them.
+//!
+//! Every mutation goes through a method here, which records the entity as changed; the
+//! store persists exactly those entities (and nothing else) in the batch's WriteBatch.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap;
+use topics::{CommandId, Command, LogTime, Reply, Reservation, ReservationId, Sku, StockLevel, TenantId, WarehouseId};
+
+/// A remembered request: the command as it was first sent, and its reply.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DedupRecord {
+    pub command: Command,
+    pub reply: Reply,
+}
+
+/// Something that happens at a log time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Timer {
+    /// An active hold reaches its `expires_at`.
+    Expire { reservation: ReservationId },
+    /// A finished reservation leaves the store.
+    ForgetReservation { reservation: ReservationId },
+    /// A command id leaves the idempotency window.
+    ForgetCommand { tenant: TenantId, command_id: CommandId },
+}
+
+/// The key of anything the store keeps for a partition.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EntityKey {
+    Stock(Sku, WarehouseId),
+    Reservation(ReservationId),
+    Dedup(TenantId, CommandId),
+    Timer(LogTime, Timer),
+}
+
+/// A sorted, comparable copy of a partition's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub log_time: LogTime,
+    pub applied: Option<i64>,
+    pub stock: BTreeMap<(Sku, WarehouseId), StockLevel>,
+    pub reservations: BTreeMap<ReservationId, Reservation>,
+    pub dedup: BTreeMap<(TenantId, CommandId), DedupRecord>,
+    pub timers: BTreeSet<(LogTime, Timer)>,
+}
+
+/// All of one partition's state.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionState {
+    /// Log time: the largest record timestamp applied so far.
+    pub(crate) log_time: LogTime,
+    /// Offset of the last applied command, `None` before the first.
+    pub(crate) applied: Option<i64>,
+    pub(crate) stock: FxHashMap<Sku, BTreeMap<WarehouseId, StockLevel>>,
+    pub(crate) reservations: FxHashMap<ReservationId, Reservation>,
+    pub(crate) dedup: FxHashMap<(TenantId, CommandId), DedupRecord>,
+    pub(crate) timers: BTreeSet<(LogTime, Timer)>,
+    /// Entities changed since the last [`PartitionState::take_changes`].
+    changed: Vec<EntityKey>,
+}
+
+impl PartitionState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn log_time(&self) -> LogTime {
+        self.log_time
+    }
+
+    pub fn applied_offset(&self) -> Option<i64> {
+        self.applied
+    }
+
+    pub fn stock(&self, sku: &Sku) -> Option<&BTreeMap<WarehouseId, StockLevel>> {
+        self.stock.get(sku)
+    }
+
+    pub fn stock_level(&self, sku: &Sku, warehouse: &WarehouseId) -> Option<&StockLevel> {
+        self.stock.get(sku)?.get(warehouse)
+    }
+
+    pub fn reservation(&self, id: &ReservationId) -> Option<&Reservation> {
+        self.reservations.get(id)
+    }
+
+    pub fn dedup(&self, tenant: &TenantId, command_id: &CommandId) -> Option<&DedupRecord> {
+        self.dedup.get(&(tenant.clone(), command_id.clone()))
+    }
+
+    /// Every stock row, sorted, for audits and comparisons.
+    pub fn stock_rows(&self) -> BTreeMap<(Sku, WarehouseId), StockLevel> {
+        self.stock
+            .iter()
+            .flat_map(|(sku, rows)| rows.iter().map(move |(wh, l)| ((sku.clone(), wh.clone()), *l)))
+            .collect()
+    }
+
+    /// Every reservation, sorted by id.
+    pub fn reservations(&self) -> BTreeMap<ReservationId, Reservation> {
+        self.reservations.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    pub fn dedup_records(&self) -> BTreeMap<(TenantId, CommandId), DedupRecord> {
+        self.dedup.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    pub fn timers(&self) -> &BTreeSet<(LogTime, Timer)> {
+        &self.timers
+    }
+
+    /// Everything that is state (not the change tracking), sorted, for comparisons:
+    /// replay, restore and reopen must all give an equal snapshot (invariant I6).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            log_time: self.log_time,
+            applied: self.applied,
+            stock: self.stock_rows(),
+            reservations: self.reservations(),
+            dedup: self.dedup_records(),
+            timers: self.timers.clone(),
+        }
+    }
+
+    /// The entities changed since the last call, sorted and without repeats.
+    pub fn take_changes(&mut self) -> Vec<EntityKey> {
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.sort_unstable();
+        changed.dedup();
+        changed
+    }
+
+    // ----- mutations (each records what it changed) -----------------------------------
+
+    pub(crate) fn put_stock(&mut self, sku: &Sku, warehouse: &WarehouseId, level: StockLevel) {
+        self.stock.entry(sku.clone()).or_default().insert(warehouse.clone(), level);
+        self.changed.push(EntityKey::Stock(sku.clone(), warehouse.clone()));
+    }
+
+    pub(crate) fn put_reservation(&mut self, r: Reservation) {
+        self.changed.push(EntityKey::Reservation(r.id.clone()));
+        self.reservations.insert(r.id.clone(), r);
+    }
+
+    pub(crate) fn remove_reservation(&mut self, id: &ReservationId) {
+        self.reservations.remove(id);
+        self.changed.push(EntityKey::Reservation(id.clone()));
+    }
+
+    pub(crate) fn put_dedup(&mut self, tenant: TenantId, command_id: CommandId, record: DedupRecord) {
+        self.changed.push(EntityKey::Dedup(tenant.clone(), command_id.clone()));
+        self.dedup.insert((tenant, command_id), record);
+    }
+
+    pub(crate) fn remove_dedup(&mut self, tenant: &TenantId, command_id: &CommandId) {
+        self.dedup.remove(&(tenant.clone(), command_id.clone()));
+        self.changed.push(EntityKey::Dedup(tenant.clone(), command_id.clone()));
+    }
+
+    pub(crate) fn add_timer(&mut self, at: LogTime, timer: Timer) {
+        self.changed.push(EntityKey::Timer(at, timer.clone()));
+        self.timers.insert((at, timer));
+    }
+
+    pub(crate) fn remove_timer(&mut self, at: LogTime, timer: &Timer) {
+        let key = (at, timer.clone());
+        self.timers.remove(&key);
+        self.changed.push(EntityKey::Timer(key.0, key.1));
+    }
+
+    /// The earliest timer due at or before `now`, removed.
+    pub(crate) fn pop_due_timer(&mut self, now: LogTime) -> Option<(LogTime, Timer)> {
+        let first = self.timers.first()?;
+        if first.0 > now {
+            return None;
+        }
+        let (at, timer) = self.timers.pop_first()?;
+        self.changed.push(EntityKey::Timer(at, timer.clone()));
+        Some((at, timer))
+    }
+
+    // ----- loading (used by the store on open and on restore; not recorded) -----------
+
+    pub(crate) fn load_stock(&mut self, sku: Sku, warehouse: WarehouseId, level: StockLevel) {
+        self.stock.entry(sku).or_default().insert(warehouse, level);
+    }
+
+    pub(crate) fn load_reservation(&mut self, r: Reservation) {
+        self.reservations.insert(r.id.clone(), r);
+    }
+
+    pub(crate) fn load_dedup(&mut self, tenant: TenantId, command_id: CommandId, record: DedupRecord) {
+        self.dedup.insert((tenant, command_id), record);
+    }
+
+    pub(crate) fn load_timer(&mut self, at: LogTime, timer: Timer) {
+        self.timers.insert((at, timer));
+    }
+
+    pub(crate) fn load_meta(&mut self, log_time: LogTime, applied: Option<i64>) {
+        self.log_time = log_time;
+        self.applied = applied;
+    }
+}

@@ -1,0 +1,69 @@
+//! Value encodings of the store (and of the changelog, which carries the same bytes).
+//! Fixed-width big-endian for the hot, small rows (stock, meta); JSON for the rest.
+
+use topics::{LogTime, Reservation, StockLevel};
+
+use crate::partition::DedupRecord;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("undecodable {what} value: {reason}")]
+pub struct BadValue {
+    pub what: &'static str,
+    pub reason: String,
+}
+
+fn bad(what: &'static str, reason: impl ToString) -> BadValue {
+    BadValue { what, reason: reason.to_string() }
+}
+
+/// Where a partition's state stands: the log time and the last applied offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub log_time: LogTime,
+    pub applied: Option<i64>,
+}
+
+pub fn meta(m: &Meta) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(&m.log_time.0.to_be_bytes());
+    out.extend_from_slice(&m.applied.unwrap_or(-1).to_be_bytes());
+    out
+}
+
+pub fn meta_from(b: &[u8]) -> Result<Meta, BadValue> {
+    let b: &[u8; 16] = b.try_into().map_err(|_| bad("meta", format!("{} bytes, want 16", b.len())))?;
+    let (t, a) = b.split_at(8);
+    let applied = i64::from_be_bytes(a.try_into().map_err(|_| bad("meta", "length"))?);
+    Ok(Meta {
+        log_time: LogTime(u64::from_be_bytes(t.try_into().map_err(|_| bad("meta", "length"))?)),
+        applied: (applied >= 0).then_some(applied),
+    })
+}
+
+pub fn stock(l: &StockLevel) -> Vec<u8> {
+    [l.on_hand, l.reserved, l.sold, l.version].iter().flat_map(|n| n.to_be_bytes()).collect()
+}
+
+pub fn stock_from(b: &[u8]) -> Result<StockLevel, BadValue> {
+    if b.len() != 32 {
+        return Err(bad("stock", format!("{} bytes, want 32", b.len())));
+    }
+    let n = |i: usize| u64::from_be_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+    Ok(StockLevel { on_hand: n(0), reserved: n(1), sold: n(2), version: n(3) })
+}
+
+pub fn reservation(r: &Reservation) -> Vec<u8> {
+    serde_json::to_vec(r).unwrap_or_default()
+}
+
+pub fn reservation_from(b: &[u8]) -> Result<Reservation, BadValue> {
+    serde_json::from_slice(b).map_err(|e| bad("reservation", e))
+}
+
+pub fn dedup(d: &DedupRecord) -> Vec<u8> {
+    serde_json::to_vec(d).unwrap_or_default()
+}
+
+pub fn dedup_from(b: &[u8]) -> Result<DedupRecord, BadValue> {
+    serde_json::from_slice(b).map_err(|e| bad("dedup", e))
+}

@@ -1,0 +1,386 @@
+//! Table-style fixtures: for every command, its success and each of its rejections.
+
+mod support;
+
+use support::*;
+use topics::*;
+
+/// One case: a history, then the command under test and what it must answer.
+struct Case {
+    name: &'static str,
+    given: fn(&mut Log) -> Option<ReservationId>,
+    when: fn(Option<&ReservationId>) -> Command,
+    then: Outcome,
+}
+
+fn stocked(log: &mut Log) -> Option<ReservationId> {
+    log.send(restock("s", "w1", 5));
+    None
+}
+
+fn held(log: &mut Log) -> Option<ReservationId> {
+    stocked(log);
+    Some(log.hold(reserve("s", 3)))
+}
+
+fn bought(log: &mut Log) -> Option<ReservationId> {
+    let r = held(log)?;
+    log.send(purchase(&r, None));
+    Some(r)
+}
+
+fn lapsed(log: &mut Log) -> Option<ReservationId> {
+    let r = held(log)?;
+    log.now += TTL;
+    log.tick();
+    Some(r)
+}
+
+fn id(r: Option<&ReservationId>) -> ReservationId {
+    r.cloned().unwrap()
+}
+
+fn level(on_hand: u64, reserved: u64, sold: u64, version: u64) -> StockLevel {
+    StockLevel { on_hand, reserved, sold, version }
+}
+
+fn rejected(r: Rejection) -> Outcome {
+    Outcome::Rejected(r)
+}
+
+fn cases() -> Vec<Case> {
+    let at = |ms: u64| LogTime(1_000_000 + ms);
+    vec![
+        Case {
+            name: "reserve takes units from stock",
+            given: stocked,
+            when: |_| Command::Reserve(reserve("s", 2)),
+            then: Outcome::Reserved {
+                reservation: rid("s", 1),
+                quantity: 2,
+                allocations: vec![Allocation { warehouse: wh("w1"), quantity: 2 }],
+                expires_at: at(TTL),
+            },
+        },
+        Case {
+            name: "reserve more than available",
+            given: stocked,
+            when: |_| Command::Reserve(reserve("s", 6)),
+            then: rejected(Rejection::InsufficientStock { requested: 6, available: 5 }),
+        },
+        Case {
+            name: "reserve partial takes what is left",
+            given: held,
+            when: |_| Command::Reserve(Reserve { allow_partial: true, ..reserve("s", 4) }),
+            then: Outcome::Reserved {
+                reservation: rid("s", 2),
+                quantity: 2,
+                allocations: vec![Allocation { warehouse: wh("w1"), quantity: 2 }],
+                expires_at: at(TTL),
+            },
+        },
+        Case {
+            name: "reserve an unknown sku",
+            given: stocked,
+            when: |_| Command::Reserve(reserve("nope", 1)),
+            then: rejected(Rejection::UnknownSku),
+        },
+        Case {
+            name: "reserve from an unknown warehouse",
+            given: stocked,
+            when: |_| Command::Reserve(Reserve { warehouse: Some(wh("w9")), ..reserve("s", 1) }),
+            then: rejected(Rejection::UnknownWarehouse { warehouse: wh("w9") }),
+        },
+        Case {
+            name: "reserve with a ttl above the maximum",
+            given: stocked,
+            when: |_| Command::Reserve(Reserve { ttl_ms: Some(10 * TTL + 1), ..reserve("s", 1) }),
+            then: rejected(Rejection::TtlTooLong { max_ms: 10 * TTL }),
+        },
+        Case {
+            name: "reserve with a zero ttl",
+            given: stocked,
+            when: |_| Command::Reserve(Reserve { ttl_ms: Some(0), ..reserve("s", 1) }),
+            then: rejected(Rejection::InvalidTtl),
+        },
+        Case {
+            name: "release returns the units",
+            given: held,
+            when: |r| release(&id(r)),
+            then: Outcome::Released { reservation: rid("s", 1), returned: 3 },
+        },
+        Case {
+            name: "release an unknown reservation",
+            given: stocked,
+            when: |_| release(&rid("s", 99)),
+            then: rejected(Rejection::NotFound),
+        },
+        Case {
+            name: "release a purchased reservation",
+            given: bought,
+            when: |r| release(&id(r)),
+            then: rejected(Rejection::AlreadyFinal { state: ReservationState::Purchased }),
+        },
+        Case {
+            name: "purchase everything held",
+            given: held,
+            when: |r| purchase(&id(r), None),
+            then: Outcome::Purchased { reservation: rid("s", 1), quantity: 3, returned: 0 },
+        },
+        Case {
+            name: "purchase part, the rest returns",
+            given: held,
+            when: |r| purchase(&id(r), Some(1)),
+            then: Outcome::Purchased { reservation: rid("s", 1), quantity: 1, returned: 2 },
+        },
+        Case {
+            name: "purchase more than held",
+            given: held,
+            when: |r| purchase(&id(r), Some(4)),
+            then: rejected(Rejection::ExceedsReservation { held: 3, requested: 4 }),
+        },
+        Case {
+            name: "purchase an expired hold",
+            given: lapsed,
+            when: |r| purchase(&id(r), None),
+            then: rejected(Rejection::ReservationExpired { expired_at: at(TTL) }),
+        },
+        Case {
+            name: "purchase twice",
+            given: bought,
+            when: |r| purchase(&id(r), None),
+            then: rejected(Rejection::AlreadyFinal { state: ReservationState::Purchased }),
+        },
+        Case {
+            name: "extend moves the expiry",
+            given: held,
+            when: |r| extend(&id(r), 2 * TTL),
+            then: Outcome::Extended { reservation: rid("s", 1), expires_at: at(2 * TTL) },
+        },
+        Case {
+            name: "extend past the maximum",
+            given: held,
+            when: |r| extend(&id(r), 10 * TTL + 1),
+            then: rejected(Rejection::TtlTooLong { max_ms: 10 * TTL }),
+        },
+        Case {
+            name: "extend an expired hold",
+            given: lapsed,
+            when: |r| extend(&id(r), TTL),
+            then: rejected(Rejection::ReservationExpired { expired_at: at(TTL) }),
+        },
+        Case {
+            name: "restock creates a row",
+            given: |_| None,
+            when: |_| restock("s", "w1", 7),
+            then: Outcome::StockUpdated { sku: sku("s"), warehouse: wh("w1"), level: level(7, 0, 0, 1) },
+        },
+        Case {
+            name: "adjust down",
+            given: stocked,
+            when: |_| adjust("s", "w1", -2),
+            then: Outcome::StockUpdated { sku: sku("s"), warehouse: wh("w1"), level: level(3, 0, 0, 2) },
+        },
+        Case {
+            name: "adjust below what is reserved",
+            given: held,
+            when: |_| adjust("s", "w1", -3),
+            then: rejected(Rejection::BelowReserved { on_hand: 5, reserved: 3, requested_on_hand: 2 }),
+        },
+        Case {
+            name: "adjust an unknown sku",
+            given: stocked,
+            when: |_| adjust("x", "w1", 1),
+            then: rejected(Rejection::UnknownSku),
+        },
+        Case {
+            name: "adjust an unknown warehouse",
+            given: stocked,
+            when: |_| adjust("s", "w2", 1),
+            then: rejected(Rejection::UnknownWarehouse { warehouse: wh("w2") }),
+        },
+        Case {
+            name: "set with the expected version",
+            given: stocked,
+            when: |_| set_stock("s", "w1", 9, 1),
+            then: Outcome::StockUpdated { sku: sku("s"), warehouse: wh("w1"), level: level(9, 0, 0, 2) },
+        },
+        Case {
+            name: "set with a stale version",
+            given: stocked,
+            when: |_| set_stock("s", "w1", 9, 0),
+            then: rejected(Rejection::VersionMismatch { current: 1 }),
+        },
+        Case {
+            name: "set below what is reserved",
+            given: held,
+            when: |_| set_stock("s", "w1", 2, 2),
+            then: rejected(Rejection::BelowReserved { on_hand: 5, reserved: 3, requested_on_hand: 2 }),
+        },
+    ]
+}
+
+#[test]
+fn every_command_and_rejection() {
+    let mut failures = Vec::new();
+    for case in cases() {
+        let mut log = Log::new();
+        let r = (case.given)(&mut log);
+        let before = log.state.clone();
+        let got = log.send((case.when)(r.as_ref()));
+        if got != case.then {
+            failures.push(format!("{}:\n  expected {:?}\n  got      {:?}", case.name, case.then, got));
+        }
+        if matches!(got, Outcome::Rejected(_)) && log.state.stock_rows() != before.stock_rows() {
+            failures.push(format!("{}: a rejection changed stock", case.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn expiry_on_tick_returns_units_and_emits_an_event() {
+    let mut log = Log::new();
+    log.send(restock("s", "w1", 5));
+    let r = log.hold(reserve("s", 5));
+    log.now += TTL - 1;
+    assert!(log.tick().events.is_empty(), "not yet due");
+    log.now += 1;
+    let fx = log.tick();
+    assert!(fx.events.contains(&Event::ReservationExpired {
+        reservation: r.clone(),
+        expired_at: LogTime(1_000_000 + TTL),
+        returned: 5
+    }));
+    assert!(fx.events.contains(&Event::BackInStock { sku: sku("s"), available: 5 }));
+    assert_eq!(log.level("s", "w1").reserved, 0);
+    assert_eq!(log.state.reservation(&r).unwrap().state, ReservationState::Expired);
+}
+
+#[test]
+fn expiry_also_happens_on_any_later_command() {
+    let mut log = Log::new();
+    log.send(restock("s", "w1", 1));
+    let r = log.hold(reserve("s", 1));
+    log.now += TTL;
+    // Another SKU's command moves log time; the hold expires first.
+    let fx = log.send_as(&CommandId::new("other").unwrap(), restock("t", "w1", 1));
+    assert!(matches!(fx.events[0], Event::ReservationExpired { .. }));
+    assert_eq!(log.hold(reserve("s", 1)), rid("s", 3), "the returned unit can be held again");
+    assert_eq!(log.state.reservation(&r).unwrap().state, ReservationState::Expired);
+}
+
+#[test]
+fn log_time_never_goes_backwards() {
+    let mut log = Log::new();
+    log.send(restock("s", "w1", 1));
+    log.now -= 500;
+    log.tick();
+    assert_eq!(log.state.log_time(), LogTime(1_000_000));
+}
+
+#[test]
+fn a_duplicate_gets_the_original_reply_and_no_second_effect() {
+    let mut log = Log::new();
+    log.send(restock("s", "w1", 5));
+    let key = CommandId::new("k1").unwrap();
+    let first = log.send_as(&key, Command::Reserve(reserve("s", 2))).reply.unwrap();
+    log.now += 10;
+    let again = log.send_as(&key, Command::Reserve(reserve("s", 2)));
+    assert_eq!(again.reply.unwrap(), first, "identical reply, original position and time");
+    assert!(again.events.is_empty());
+    assert_eq!(log.level("s", "w1").reserved, 2);
+}
+
+#[test]
+fn a_different_payload_under_the_same_id_is_a_conflict() {
+    let mut log = Log::new();
+    log.send(restock("s", "w1", 5));
+    let key = CommandId::new("k1").unwrap();
+    log.send_as(&key, Command::Reserve(reserve("s", 2)));
+    let other = log.send_as(&key, Command::Reserve(reserve("s", 3))).reply.unwrap();
+    assert_eq!(other.outcome, Outcome::Rejected(Rejection::Conflict));
+    assert_eq!(log.level("s", "w1").reserved, 2);
+}
+
+#[test]
+fn command_ids_are_scoped_to_the_tenant() {
+    let mut log = Log::new();
+    log.send(restock("s", "w1", 5));
+    let key = CommandId::new("k1").unwrap();
+    log.send_as(&key, Command::Reserve(reserve("s", 2)));
+    log.tenant = TenantId::new("other").unwrap();
+    let theirs = log.send_as(&key, Command::Reserve(reserve("s", 1))).reply.unwrap();
+    assert!(matches!(theirs.outcome, Outcome::Reserved { quantity: 1, .. }));
+}
+
+#[test]
+fn another_tenants_reservation_is_not_found() {
+    let mut log = Log::new();
+    log.send(restock("s", "w1", 5));
+    let r = log.hold(reserve("s", 2));
+    log.tenant = TenantId::new("other").unwrap();
+    assert_eq!(log.send(release(&r)), Outcome::Rejected(Rejection::NotFound));
+    assert_eq!(log.send(purchase(&r, None)), Outcome::Rejected(Rejection::NotFound));
+}
+
+#[test]
+fn command_ids_are_forgotten_after_the_window() {
+    let mut log = Log::new();
+    log.send(restock("s", "w1", 5));
+    let key = CommandId::new("k1").unwrap();
+    log.send_as(&key, Command::Reserve(reserve("s", 1)));
+    log.now += support::config().dedup_window_ms;
+    log.tick();
+    assert!(log.state.dedup(&log.tenant, &key).is_none());
+    let again = log.send_as(&key, Command::Reserve(reserve("s", 1))).reply.unwrap();
+    assert!(matches!(again.outcome, Outcome::Reserved { .. }), "a new command now");
+}
+
+#[test]
+fn purchase_sells_across_warehouses_in_allocation_order() {
+    let mut log = Log::new();
+    log.send(restock("s", "a", 2));
+    log.send(restock("s", "b", 2));
+    let r = log.hold(Reserve { strategy: Some(Strategy::MostAvailable), ..reserve("s", 3) });
+    log.send(purchase(&r, Some(3)));
+    let (a, b) = (log.level("s", "a"), log.level("s", "b"));
+    assert_eq!((a.sold + b.sold, a.reserved + b.reserved, a.on_hand + b.on_hand), (3, 0, 1));
+}
+
+#[test]
+fn events_name_every_transition() {
+    let mut log = Log::new();
+    log.send(restock("s", "w1", 1));
+    let key = CommandId::new("r").unwrap();
+    let fx = log.send_as(&key, Command::Reserve(reserve("s", 1)));
+    let names: Vec<&str> = fx.events.iter().map(event_name).collect();
+    assert_eq!(names, ["stock_changed", "reservation_created", "out_of_stock"]);
+    assert_eq!(fx.touched, [sku("s")]);
+}
+
+fn event_name(e: &Event) -> &'static str {
+    match e {
+        Event::ReservationCreated { .. } => "reservation_created",
+        Event::ReservationExtended { .. } => "reservation_extended",
+        Event::ReservationReleased { .. } => "reservation_released",
+        Event::ReservationExpired { .. } => "reservation_expired",
+        Event::ReservationPurchased { .. } => "reservation_purchased",
+        Event::StockChanged { .. } => "stock_changed",
+        Event::OutOfStock { .. } => "out_of_stock",
+        Event::BackInStock { .. } => "back_in_stock",
+    }
+}
+
+#[test]
+fn an_offset_at_or_before_the_applied_one_is_refused() {
+    let mut log = Log::new();
+    log.tick();
+    log.offset = 0;
+    let position = Position { partition: 0, offset: 0 };
+    let err = log
+        .machine
+        .apply(&mut log.state, state::LogEntry { position, at: LogTime(0), command: &LogCommand::Tick })
+        .unwrap_err();
+    assert_eq!(err, state::ApplyError::OffsetNotAfterApplied { offset: 0, applied: 0 });
+}

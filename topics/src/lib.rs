@@ -1,0 +1,15 @@
+//! The wire format of skuflow and nothing else: topic names and configs, record keys,
+//! versioned envelopes, the message types, and their codecs. No other crate builds a
+//! Kafka payload by hand.
+
+pub mod codec;
+pub mod envelope;
+pub mod ids;
+pub mod keys;
+pub mod model;
+pub mod names;
+
+pub use envelope::{Envelope, RecordId, VERSION};
+pub use ids::{CommandId, IdError, ReservationId, Sku, TenantId, WarehouseId};
+pub use model::*;
+pub use names::{Topic, Topics};

@@ -1,0 +1,79 @@
+//! Topic names, partition counts and topic-level configs, in one place.
+
+/// The topics skuflow uses; names are `{prefix}.{suffix}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Client commands and ticks, keyed by SKU. The source of truth.
+    Commands,
+    /// One reply per request, keyed by tenant and command id.
+    Replies,
+    /// Domain events for other services, keyed by SKU.
+    Events,
+    /// The processor's store changes, compacted; a partition is rebuilt from it.
+    Changelog,
+    /// Latest availability per SKU, compacted; feeds the API's read model.
+    Availability,
+    /// Records that could not be decoded or applied, with the reason in headers.
+    DeadLetter,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 6] = [
+        Topic::Commands,
+        Topic::Replies,
+        Topic::Events,
+        Topic::Changelog,
+        Topic::Availability,
+        Topic::DeadLetter,
+    ];
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Topic::Commands => "commands",
+            Topic::Replies => "replies",
+            Topic::Events => "events",
+            Topic::Changelog => "changelog",
+            Topic::Availability => "availability",
+            Topic::DeadLetter => "deadletter",
+        }
+    }
+
+    /// Topic-level configs skuflow creates the topic with.
+    pub fn configs(self) -> &'static [(&'static str, &'static str)] {
+        const WEEK: &str = "604800000";
+        match self {
+            // Log time must not depend on producers' clocks: the broker stamps records.
+            Topic::Commands => {
+                &[("retention.ms", WEEK), ("message.timestamp.type", "LogAppendTime")]
+            }
+            Topic::Replies => &[("retention.ms", "86400000")],
+            Topic::Events => &[("retention.ms", WEEK)],
+            Topic::Changelog | Topic::Availability => &[("cleanup.policy", "compact")],
+            Topic::DeadLetter => &[("retention.ms", "2592000000")],
+        }
+    }
+
+    /// Changelog and availability partitions mirror the commands partitions one to one,
+    /// so a processor restores partition p from changelog partition p.
+    pub fn mirrors_commands(self) -> bool {
+        matches!(self, Topic::Commands | Topic::Changelog | Topic::Availability)
+    }
+}
+
+/// Topic names for one deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub prefix: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self { prefix: "skuflow".to_owned() }
+    }
+}
+
+impl Topics {
+    pub fn name(&self, topic: Topic) -> String {
+        format!("{}.{}", self.prefix, topic.suffix())
+    }
+}
