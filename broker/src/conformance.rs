@@ -48,11 +48,12 @@ pub enum Check {
     CommittedOffsets,
     GroupRebalance,
     KillRestart,
+    KillAcked,
     LargeBacklog,
 }
 
 impl Check {
-    pub const ALL: [Check; 9] = [
+    pub const ALL: [Check; 10] = [
         Check::TopicCreate,
         Check::IdempotentProduce,
         Check::TransactionalCtp,
@@ -61,6 +62,7 @@ impl Check {
         Check::CommittedOffsets,
         Check::GroupRebalance,
         Check::KillRestart,
+        Check::KillAcked,
         Check::LargeBacklog,
     ];
 
@@ -74,6 +76,7 @@ impl Check {
             Check::CommittedOffsets => "committed_offsets",
             Check::GroupRebalance => "group_rebalance",
             Check::KillRestart => "kill9_restart",
+            Check::KillAcked => "kill9_acked",
             Check::LargeBacklog => "large_backlog",
         }
     }
@@ -87,7 +90,8 @@ impl Check {
             Check::ZombieFenced => "zombie fenced by a new producer with the same transactional.id",
             Check::CommittedOffsets => "committed offsets seen by a new group member",
             Check::GroupRebalance => "two-member group splits partitions, rebalances on leave",
-            Check::KillRestart => "committed data and offsets survive kill -9 and restart",
+            Check::KillRestart => "persisted data and offsets survive kill -9 and restart",
+            Check::KillAcked => "acknowledged writes survive a kill -9 right after the ack",
             Check::LargeBacklog => "a backlog above 100 MiB is consumed from offset 0",
         }
     }
@@ -174,7 +178,11 @@ pub fn run_all(target: &mut Target<'_>, opts: &Options) -> Vec<CheckResult> {
     Check::ALL.into_iter().map(|c| run(c, target, opts)).collect()
 }
 
-fn run_inner(check: Check, target: &mut Target<'_>, o: &Options) -> Result<Option<String>, CheckError> {
+fn run_inner(
+    check: Check,
+    target: &mut Target<'_>,
+    o: &Options,
+) -> Result<Option<String>, CheckError> {
     let b = target.bootstrap();
     let id = |what: &str| format!("conformance-{what}-{}", o.run_id);
     Ok(Some(match check {
@@ -186,8 +194,10 @@ fn run_inner(check: Check, target: &mut Target<'_>, o: &Options) -> Result<Optio
         Check::CommittedOffsets => committed_offsets(&b, &id("offsets"), o)?,
         Check::GroupRebalance => group_rebalance(&b, &id("group"), o)?,
         Check::LargeBacklog => large_backlog(&b, &id("backlog"), o)?,
-        Check::KillRestart => match target {
-            Target::Owned(broker) => kill_restart(broker, &id("kill"), o)?,
+        Check::KillRestart | Check::KillAcked => match target {
+            Target::Owned(broker) => {
+                kill_restart(broker, &id(check.name()), check == Check::KillAcked, o)?
+            }
             Target::External(_) => return Ok(None),
         },
     }))
@@ -219,7 +229,8 @@ fn idempotent_produce(b: &str, topic: &str, o: &Options) -> Result<String, Check
     if hw != N as i64 {
         return Err(violated(format!("{N} records produced, log holds {hw}")));
     }
-    let reads = kafka::read_from_start(b, topic, Isolation::Uncommitted, o.timeout, |r| r.len() >= N)?;
+    let reads =
+        kafka::read_from_start(b, topic, Isolation::Uncommitted, o.timeout, |r| r.len() >= N)?;
     expect_each_once(&reads, (0..N).map(|i| format!("k{i}")))?;
     for p in 0..3 {
         let seq: Vec<usize> = reads
@@ -235,20 +246,30 @@ fn idempotent_produce(b: &str, topic: &str, o: &Options) -> Result<String, Check
 }
 
 /// Every expected key exactly once, nothing else.
-fn expect_each_once(reads: &[Read], expected: impl IntoIterator<Item = String>) -> Result<(), CheckError> {
+fn expect_each_once(
+    reads: &[Read],
+    expected: impl IntoIterator<Item = String>,
+) -> Result<(), CheckError> {
     let counts = kafka::key_counts(reads);
     let expected: HashSet<String> = expected.into_iter().collect();
     let missing = expected.iter().filter(|k| !counts.contains_key(k.as_str())).count();
     let dup = counts.values().filter(|&&c| c > 1).count();
     let extra = counts.keys().filter(|k| !expected.contains(**k)).count();
     if missing + dup + extra > 0 {
-        return Err(violated(format!("{missing} missing, {dup} duplicated, {extra} unexpected keys")));
+        return Err(violated(format!(
+            "{missing} missing, {dup} duplicated, {extra} unexpected keys"
+        )));
     }
     Ok(())
 }
 
 /// Read `topic` with `isolation` until the END marker was seen on every partition.
-fn read_to_end(b: &str, topic: &str, isolation: Isolation, o: &Options) -> Result<Vec<Read>, CheckError> {
+fn read_to_end(
+    b: &str,
+    topic: &str,
+    isolation: Isolation,
+    o: &Options,
+) -> Result<Vec<Read>, CheckError> {
     let partitions = kafka::partition_count(b, topic)?;
     let reads = kafka::read_from_start(b, topic, isolation, o.timeout, |r| {
         r.iter().filter(|r| r.key == END).count() >= partitions
@@ -266,11 +287,7 @@ fn read_to_end(b: &str, topic: &str, isolation: Isolation, o: &Options) -> Resul
 fn append_end_markers(b: &str, topic: &str) -> Result<(), CheckError> {
     let partitions = kafka::partition_count(b, topic)? as i32;
     let producer = kafka::idempotent_producer(b)?;
-    kafka::produce_all(
-        &producer,
-        topic,
-        (0..partitions).map(|p| (p, END.to_owned(), Vec::new())),
-    )?;
+    kafka::produce_all(&producer, topic, (0..partitions).map(|p| (p, END.to_owned(), Vec::new())))?;
     Ok(())
 }
 
@@ -310,7 +327,8 @@ fn transactional_ctp(b: &str, name: &str, o: &Options) -> Result<String, CheckEr
         for r in &batch {
             next.add_partition_offset(&input, r.partition, Offset::Offset(r.offset + 1))?;
         }
-        let cgm = consumer.group_metadata().ok_or_else(|| violated("consumer has no group metadata"))?;
+        let cgm =
+            consumer.group_metadata().ok_or_else(|| violated("consumer has no group metadata"))?;
         txn.send_offsets_to_transaction(&next, &cgm, o.timeout)?;
         txn.commit_transaction(o.timeout)?;
         consumed += batch.len();
@@ -364,18 +382,10 @@ fn abort_invisible(b: &str, topic: &str, o: &Options) -> Result<String, CheckErr
     let txn = kafka::transactional_producer(b, topic)?;
     txn.init_transactions(o.timeout)?;
     txn.begin_transaction()?;
-    kafka::produce_all(
-        &txn,
-        topic,
-        (0..10).map(|i| (0, format!("aborted{i}"), Vec::new())),
-    )?;
+    kafka::produce_all(&txn, topic, (0..10).map(|i| (0, format!("aborted{i}"), Vec::new())))?;
     txn.abort_transaction(o.timeout)?;
     txn.begin_transaction()?;
-    kafka::produce_all(
-        &txn,
-        topic,
-        (0..10).map(|i| (0, format!("committed{i}"), Vec::new())),
-    )?;
+    kafka::produce_all(&txn, topic, (0..10).map(|i| (0, format!("committed{i}"), Vec::new())))?;
     txn.commit_transaction(o.timeout)?;
     append_end_markers(b, topic)?;
     let committed = read_to_end(b, topic, Isolation::Committed, o)?;
@@ -398,12 +408,8 @@ fn zombie_fenced(b: &str, topic: &str, o: &Options) -> Result<String, CheckError
     fresh.init_transactions(o.timeout)?;
 
     // The zombie keeps going as if nothing happened; the broker must refuse it.
-    let zombie_result = kafka::produce_all(
-        &zombie,
-        topic,
-        [(0, "zombie-after".into(), vec![])],
-    )
-    .and_then(|()| zombie.commit_transaction(o.timeout));
+    let zombie_result = kafka::produce_all(&zombie, topic, [(0, "zombie-after".into(), vec![])])
+        .and_then(|()| zombie.commit_transaction(o.timeout));
     let zombie_err = match zombie_result {
         Ok(()) => return Err(violated("zombie producer committed after being fenced")),
         Err(e) => e,
@@ -421,11 +427,7 @@ fn zombie_fenced(b: &str, topic: &str, o: &Options) -> Result<String, CheckError
 fn committed_offsets(b: &str, topic: &str, o: &Options) -> Result<String, CheckError> {
     kafka::create_topic(b, topic, 1, &[])?;
     let producer = kafka::idempotent_producer(b)?;
-    kafka::produce_all(
-        &producer,
-        topic,
-        (0..100).map(|i| (0, format!("k{i}"), Vec::new())),
-    )?;
+    kafka::produce_all(&producer, topic, (0..100).map(|i| (0, format!("k{i}"), Vec::new())))?;
     let first: BaseConsumer = client::consumer_config(b, topic).create()?;
     first.subscribe(&[topic])?;
     let mut seen = 0;
@@ -468,10 +470,17 @@ fn group_rebalance(b: &str, topic: &str, o: &Options) -> Result<String, CheckErr
         let union: BTreeSet<i32> = x.union(&y).copied().collect();
         (!x.is_empty() && !y.is_empty() && x.is_disjoint(&y) && union == all).then_some((x, y))
     })
-    .ok_or_else(|| violated(format!("no disjoint split of 4 partitions: {:?} / {:?}", a.assigned(), second.assigned())))?;
+    .ok_or_else(|| {
+        violated(format!(
+            "no disjoint split of 4 partitions: {:?} / {:?}",
+            a.assigned(),
+            second.assigned()
+        ))
+    })?;
     second.leave();
-    wait_for(o.timeout, || (a.assigned() == all).then_some(()))
-        .ok_or_else(|| violated(format!("after one member left the other holds {:?}", a.assigned())))?;
+    wait_for(o.timeout, || (a.assigned() == all).then_some(())).ok_or_else(|| {
+        violated(format!("after one member left the other holds {:?}", a.assigned()))
+    })?;
     a.leave();
     Ok(format!("split {:?} / {:?}, then one member took all 4", split.0, split.1))
 }
@@ -543,23 +552,31 @@ impl Drop for Member {
     }
 }
 
-fn kill_restart(broker: &mut DevBroker, name: &str, o: &Options) -> Result<String, CheckError> {
+/// Write plain records, a committed transaction and a group offset, kill -9 the broker
+/// and restart it: all of it must be there. `immediate`: kill right after the last
+/// acknowledgement, with a burst of writes in flight to the disk (Kafka has acked data
+/// in the page cache, which a process kill does not lose); otherwise wait until the
+/// broker's own snapshot holds the data first.
+fn kill_restart(
+    broker: &mut DevBroker,
+    name: &str,
+    immediate: bool,
+    o: &Options,
+) -> Result<String, CheckError> {
+    const BURST: usize = 8 << 10;
     let b = broker.bootstrap();
     kafka::create_topic(&b, name, 2, &[])?;
     let producer = kafka::idempotent_producer(&b)?;
+    let burst = if immediate { BURST } else { 0 };
     kafka::produce_all(
         &producer,
         name,
-        (0..100).map(|i| ((i % 2) as i32, format!("plain{i}"), Vec::new())),
+        (0..100 + burst).map(|i| ((i % 2) as i32, format!("plain{i}"), vec![b'x'; 1024])),
     )?;
     let txn = kafka::transactional_producer(&b, name)?;
     txn.init_transactions(o.timeout)?;
     txn.begin_transaction()?;
-    kafka::produce_all(
-        &txn,
-        name,
-        (0..10).map(|i| ((i % 2) as i32, format!("txn{i}"), Vec::new())),
-    )?;
+    kafka::produce_all(&txn, name, (0..10).map(|i| (i % 2, format!("txn{i}"), Vec::new())))?;
     txn.commit_transaction(o.timeout)?;
     let consumer: BaseConsumer = client::consumer_config(&b, name).create()?;
     let mut tpl = TopicPartitionList::new();
@@ -567,12 +584,19 @@ fn kill_restart(broker: &mut DevBroker, name: &str, o: &Options) -> Result<Strin
     consumer.commit(&tpl, CommitMode::Sync)?;
     drop((producer, txn, consumer));
 
+    if !immediate {
+        let hws = kafka::high_watermarks(&b, name)?;
+        if !broker.wait_persisted(name, &hws, o.timeout) {
+            return Err(violated(format!("broker did not save {hws:?} within {:?}", o.timeout)));
+        }
+    }
     broker.kill9()?;
     broker.restart()?;
 
     append_end_markers(&b, name)?;
     let reads = read_to_end(&b, name, Isolation::Committed, o)?;
-    let expected = (0..100).map(|i| format!("plain{i}")).chain((0..10).map(|i| format!("txn{i}")));
+    let expected =
+        (0..100 + burst).map(|i| format!("plain{i}")).chain((0..10).map(|i| format!("txn{i}")));
     expect_each_once(&reads, expected)?;
     let consumer: BaseConsumer = client::consumer_config(&b, name).create()?;
     let mut tpl = TopicPartitionList::new();
@@ -582,7 +606,7 @@ fn kill_restart(broker: &mut DevBroker, name: &str, o: &Options) -> Result<Strin
     if got != Some(Offset::Offset(7)) {
         return Err(violated(format!("committed offset 7 before the kill, {got:?} after")));
     }
-    Ok("110 records and the committed offset survived".into())
+    Ok(format!("{} records and the committed offset survived", 110 + burst))
 }
 
 fn large_backlog(b: &str, topic: &str, o: &Options) -> Result<String, CheckError> {
@@ -591,15 +615,16 @@ fn large_backlog(b: &str, topic: &str, o: &Options) -> Result<String, CheckError
     kafka::create_topic(b, topic, 1, &[])?;
     let producer = kafka::idempotent_producer(b)?;
     let value = vec![b'x'; RECORD];
-    kafka::produce_all(
-        &producer,
-        topic,
-        (0..n).map(|i| (0, format!("{i}"), value.clone())),
-    )?;
+    kafka::produce_all(&producer, topic, (0..n).map(|i| (0, format!("{i}"), value.clone())))?;
     let started = Instant::now();
-    let reads = kafka::read_from_start(b, topic, Isolation::Committed, o.timeout, |r| r.len() >= n)?;
+    let reads =
+        kafka::read_from_start(b, topic, Isolation::Committed, o.timeout, |r| r.len() >= n)?;
     if reads.len() < n {
-        return Err(violated(format!("read {} of {n} records within {:?}", reads.len(), o.timeout)));
+        return Err(violated(format!(
+            "read {} of {n} records within {:?}",
+            reads.len(),
+            o.timeout
+        )));
     }
     Ok(format!(
         "{n} records ({} MiB) read from offset 0 in {:.1?}",
@@ -619,10 +644,21 @@ pub fn render_table(bootstrap: &str, results: &[CheckResult]) -> String {
             Outcome::Fail(d) => ("FAIL", d),
             Outcome::Skip(d) => ("SKIP", d),
         };
-        let _ = writeln!(out, "{:<20} {:<6} {:>7.1}s  {}", r.check.name(), tag, r.elapsed.as_secs_f64(), detail);
+        let _ = writeln!(
+            out,
+            "{:<20} {:<6} {:>7.1}s  {}",
+            r.check.name(),
+            tag,
+            r.elapsed.as_secs_f64(),
+            detail
+        );
     }
     let failed = results.iter().filter(|r| matches!(r.outcome, Outcome::Fail(_))).count();
-    let _ = writeln!(out, "\n{} passed, {failed} failed, {} skipped", results.iter().filter(|r| r.passed()).count(),
-        results.iter().filter(|r| matches!(r.outcome, Outcome::Skip(_))).count());
+    let _ = writeln!(
+        out,
+        "\n{} passed, {failed} failed, {} skipped",
+        results.iter().filter(|r| r.passed()).count(),
+        results.iter().filter(|r| matches!(r.outcome, Outcome::Skip(_))).count()
+    );
     out
 }

@@ -22,15 +22,15 @@ pub const DEV_BROKER_VERSION: &str = "0.2.3";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DevBrokerError {
-    #[error(
-        "dev broker binary not found at {0} (run scripts/setup, or set SKUFLOW_BROKER_BIN)"
-    )]
+    #[error("dev broker binary not found at {0} (run scripts/setup, or set SKUFLOW_BROKER_BIN)")]
     NotInstalled(PathBuf),
     #[error("could not start the dev broker: {0}")]
     Spawn(#[source] std::io::Error),
     #[error("dev broker exited during start-up ({status}); last log lines:\n{log}")]
     Exited { status: String, log: String },
-    #[error("dev broker on {addr} did not answer a metadata request within {waited:?}; last log lines:\n{log}")]
+    #[error(
+        "dev broker on {addr} did not answer a metadata request within {waited:?}; last log lines:\n{log}"
+    )]
     NotReady { addr: String, waited: Duration, log: String },
     #[error("dev broker io: {0}")]
     Io(#[from] std::io::Error),
@@ -181,7 +181,10 @@ impl DevBroker {
                 && let Some(status) = child.try_wait()?
             {
                 self.child = None;
-                return Err(DevBrokerError::Exited { status: status.to_string(), log: self.log_tail() });
+                return Err(DevBrokerError::Exited {
+                    status: status.to_string(),
+                    log: self.log_tail(),
+                });
             }
             // Each attempt blocks for up to a second inside librdkafka while it connects.
             if kafka::metadata_answers(&addr, Duration::from_secs(1)) {
@@ -246,4 +249,44 @@ impl Drop for DevBroker {
 /// A port the OS just handed out on `host`; free again once the listener is dropped.
 pub fn free_port(host: &str) -> std::io::Result<u16> {
     Ok(TcpListener::bind((host, 0))?.local_addr()?.port())
+}
+
+impl DevBroker {
+    /// Wait until the broker's on-disk snapshot holds `topic` up to `high_watermarks`
+    /// (one per partition), or `timeout` passes; true when it does.
+    ///
+    /// noida-db acknowledges writes before it saves them (BROKERS.md), so a kill -9
+    /// right after an acknowledgement can lose them; tests that mean to exercise
+    /// recovery of *persisted* data wait here first. The probe reads the broker's own
+    /// snapshot file, so it is an observation, not a sleep.
+    pub fn wait_persisted(&self, topic: &str, high_watermarks: &[i64], timeout: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if self.persisted_watermarks(topic).is_some_and(|saved| {
+                saved.len() == high_watermarks.len()
+                    && saved.iter().zip(high_watermarks).all(|(s, w)| s >= w)
+            }) {
+                return true;
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// High watermarks of `topic` in the snapshot file, by partition.
+    fn persisted_watermarks(&self, topic: &str) -> Option<Vec<i64>> {
+        let text = std::fs::read(self.data_dir().join("kafka.json")).ok()?;
+        let doc: serde_json::Value = serde_json::from_slice(&text).ok()?;
+        let topics = doc.get("topics")?.as_array()?;
+        let entry = topics.iter().find(|t| t.get(0).and_then(|n| n.as_str()) == Some(topic))?;
+        let mut partitions: Vec<(i64, i64)> = entry
+            .get(1)?
+            .get("partitions")?
+            .as_array()?
+            .iter()
+            .filter_map(|p| Some((p.get(0)?.as_i64()?, p.get(1)?.get("high_watermark")?.as_i64()?)))
+            .collect();
+        partitions.sort_unstable();
+        Some(partitions.into_iter().map(|(_, hw)| hw).collect())
+    }
 }

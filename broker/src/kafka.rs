@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -80,6 +80,8 @@ pub(crate) fn transactional_producer(
     client::producer_config(bootstrap)
         .set("transactional.id", transactional_id)
         .set("transaction.timeout.ms", "10000")
+        // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
+        .set("message.timeout.ms", "10000")
         .create()
 }
 
@@ -95,7 +97,10 @@ pub(crate) fn produce_all(
         loop {
             match producer.send(record) {
                 Ok(()) => break,
-                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                Err((
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
                     record = r;
                     producer.poll(Duration::from_millis(10));
                 }
@@ -171,7 +176,11 @@ pub(crate) fn key_counts(reads: &[Read]) -> HashMap<&str, usize> {
 }
 
 /// The value of one topic-level config as the broker describes it.
-pub(crate) fn topic_config(bootstrap: &str, topic: &str, key: &str) -> Result<Option<String>, KafkaError> {
+pub(crate) fn topic_config(
+    bootstrap: &str,
+    topic: &str,
+    key: &str,
+) -> Result<Option<String>, KafkaError> {
     let admin = admin(bootstrap)?;
     let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
     let results = futures::executor::block_on(

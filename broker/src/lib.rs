@@ -9,9 +9,9 @@
 //!
 //! Nothing here knows skuflow's topics or message formats (that is `topics`).
 
+pub mod client;
 pub mod conformance;
 pub mod dev;
-pub mod client;
 mod kafka;
 
 pub use dev::{DevBroker, DevBrokerConfig, DevBrokerError};

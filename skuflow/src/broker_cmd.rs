@@ -16,7 +16,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = DevBrokerConfig { port: Some(args.port), data_dir: args.data_dir, ..Default::default() };
+    let config =
+        DevBrokerConfig { port: Some(args.port), data_dir: args.data_dir, ..Default::default() };
     let mut broker = DevBroker::start_with(config)?;
     tracing::info!(bootstrap = %broker.bootstrap(), data_dir = %broker.data_dir().display(), "dev broker ready; Ctrl-C stops it");
     crate::wait_for_shutdown(|| broker.is_running())?;

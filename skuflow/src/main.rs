@@ -8,7 +8,11 @@ mod up;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "skuflow", version, about = "Inventory reservation for flash-sale checkout on Kafka")]
+#[command(
+    name = "skuflow",
+    version,
+    about = "Inventory reservation for flash-sale checkout on Kafka"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

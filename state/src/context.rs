@@ -19,7 +19,12 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(state: &'a mut PartitionState, config: &'a MachineConfig, now: LogTime, position: Position) -> Self {
+    pub fn new(
+        state: &'a mut PartitionState,
+        config: &'a MachineConfig,
+        now: LogTime,
+        position: Position,
+    ) -> Self {
         Self { state, config, now, position, events: Vec::new(), before: Vec::new() }
     }
 
@@ -28,7 +33,12 @@ impl<'a> Ctx<'a> {
     }
 
     /// Change one stock row (created empty if missing) and bump its version.
-    pub fn update_stock(&mut self, sku: &Sku, warehouse: &WarehouseId, f: impl FnOnce(&mut StockLevel)) -> StockLevel {
+    pub fn update_stock(
+        &mut self,
+        sku: &Sku,
+        warehouse: &WarehouseId,
+        f: impl FnOnce(&mut StockLevel),
+    ) -> StockLevel {
         if !self.before.iter().any(|(s, _)| s == sku) {
             let total = self.total_available(sku);
             self.before.push((sku.clone(), total));
@@ -37,7 +47,11 @@ impl<'a> Ctx<'a> {
         f(&mut level);
         level.version += 1;
         self.state.put_stock(sku, warehouse, level);
-        self.events.push(Event::StockChanged { sku: sku.clone(), warehouse: warehouse.clone(), level });
+        self.events.push(Event::StockChanged {
+            sku: sku.clone(),
+            warehouse: warehouse.clone(),
+            level,
+        });
         level
     }
 

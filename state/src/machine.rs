@@ -56,11 +56,18 @@ impl Machine {
         &self.config
     }
 
-    pub fn apply(&self, state: &mut PartitionState, entry: LogEntry<'_>) -> Result<Effects, ApplyError> {
+    pub fn apply(
+        &self,
+        state: &mut PartitionState,
+        entry: LogEntry<'_>,
+    ) -> Result<Effects, ApplyError> {
         if let Some(applied) = state.applied
             && entry.position.offset <= applied
         {
-            return Err(ApplyError::OffsetNotAfterApplied { offset: entry.position.offset, applied });
+            return Err(ApplyError::OffsetNotAfterApplied {
+                offset: entry.position.offset,
+                applied,
+            });
         }
         let now = state.log_time.max(entry.at);
         state.log_time = now;
@@ -87,7 +94,10 @@ fn answer(ctx: &mut Ctx<'_>, request: &Request) -> Reply {
     let reply = reply(ctx, request, outcome);
     let record = DedupRecord { command: request.command.clone(), reply: reply.clone() };
     ctx.state.put_dedup(request.tenant.clone(), request.command_id.clone(), record);
-    let forget = Timer::ForgetCommand { tenant: request.tenant.clone(), command_id: request.command_id.clone() };
+    let forget = Timer::ForgetCommand {
+        tenant: request.tenant.clone(),
+        command_id: request.command_id.clone(),
+    };
     ctx.state.add_timer(ctx.now.plus_ms(ctx.config.dedup_window_ms), forget);
     reply
 }
@@ -107,7 +117,9 @@ fn fire_due_timers(ctx: &mut Ctx<'_>) {
         match timer {
             Timer::Expire { reservation } => commands::expire(ctx, &reservation, at),
             Timer::ForgetReservation { reservation } => ctx.state.remove_reservation(&reservation),
-            Timer::ForgetCommand { tenant, command_id } => ctx.state.remove_dedup(&tenant, &command_id),
+            Timer::ForgetCommand { tenant, command_id } => {
+                ctx.state.remove_dedup(&tenant, &command_id)
+            }
         }
     }
 }

@@ -7,7 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap;
-use topics::{CommandId, Command, LogTime, Reply, Reservation, ReservationId, Sku, StockLevel, TenantId, WarehouseId};
+use topics::{
+    Command, CommandId, LogTime, Reply, Reservation, ReservationId, Sku, StockLevel, TenantId,
+    WarehouseId,
+};
 
 /// A remembered request: the command as it was first sent, and its reply.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -17,7 +20,9 @@ pub struct DedupRecord {
 }
 
 /// Something that happens at a log time.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Timer {
     /// An active hold reaches its `expires_at`.
@@ -151,7 +156,12 @@ impl PartitionState {
         self.changed.push(EntityKey::Reservation(id.clone()));
     }
 
-    pub(crate) fn put_dedup(&mut self, tenant: TenantId, command_id: CommandId, record: DedupRecord) {
+    pub(crate) fn put_dedup(
+        &mut self,
+        tenant: TenantId,
+        command_id: CommandId,
+        record: DedupRecord,
+    ) {
         self.changed.push(EntityKey::Dedup(tenant.clone(), command_id.clone()));
         self.dedup.insert((tenant, command_id), record);
     }
@@ -193,7 +203,12 @@ impl PartitionState {
         self.reservations.insert(r.id.clone(), r);
     }
 
-    pub(crate) fn load_dedup(&mut self, tenant: TenantId, command_id: CommandId, record: DedupRecord) {
+    pub(crate) fn load_dedup(
+        &mut self,
+        tenant: TenantId,
+        command_id: CommandId,
+        record: DedupRecord,
+    ) {
         self.dedup.insert((tenant, command_id), record);
     }
 

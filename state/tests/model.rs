@@ -11,7 +11,8 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use proptest::prelude::*;
+use proptest::prelude::{Just, ProptestConfig, any, prop, prop_assert_eq, prop_oneof, proptest};
+use proptest::strategy::Strategy as Gen;
 use state::{Effects, LogEntry, Machine, PartitionState};
 use support::*;
 use topics::*;
@@ -24,7 +25,14 @@ enum Op {
     Restock(usize, usize, u32),
     Adjust(usize, usize, i64),
     Set(usize, usize, u64, Option<u64>),
-    Reserve { sku: usize, n: u32, wh: Option<usize>, strategy: u8, partial: bool, ttl: Option<u64> },
+    Reserve {
+        sku: usize,
+        n: u32,
+        wh: Option<usize>,
+        strategy: u8,
+        partial: bool,
+        ttl: Option<u64>,
+    },
     Release(usize),
     Purchase(usize, Option<u32>),
     Extend(usize, u64),
@@ -36,7 +44,7 @@ enum Op {
     Wait(u64),
 }
 
-fn op() -> impl Strategy<Value = Op> {
+fn op() -> impl Gen<Value = Op> {
     let i = || 0usize..2;
     prop_oneof![
         3 => (i(), i(), 1u32..8).prop_map(|(s, w, n)| Op::Restock(s, w, n)),
@@ -75,27 +83,34 @@ impl Model {
         for e in &fx.events {
             match e {
                 Event::ReservationCreated { reservation, allocations, .. } => {
-                    assert!(self.created.insert(reservation.clone(), allocations.clone()).is_none(), "id reused");
+                    assert!(
+                        self.created.insert(reservation.clone(), allocations.clone()).is_none(),
+                        "id reused"
+                    );
                 }
                 Event::ReservationPurchased { reservation, quantity, .. } => {
                     let mut left = u64::from(*quantity);
                     for a in &self.created[reservation] {
                         let take = left.min(u64::from(a.quantity));
                         left -= take;
-                        *self.sold.entry((reservation.sku.clone(), a.warehouse.clone())).or_default() += take;
+                        *self
+                            .sold
+                            .entry((reservation.sku.clone(), a.warehouse.clone()))
+                            .or_default() += take;
                     }
                     self.end(reservation);
                 }
-                Event::ReservationReleased { reservation, .. } | Event::ReservationExpired { reservation, .. } => {
-                    self.end(reservation)
-                }
+                Event::ReservationReleased { reservation, .. }
+                | Event::ReservationExpired { reservation, .. } => self.end(reservation),
                 _ => {}
             }
         }
         let (Some((id, command)), Some(reply)) = (sent, &fx.reply) else { return };
         let key = (log.tenant.clone(), id.clone());
         match self.replies.get(&key) {
-            Some((first, original)) if first == command => assert_eq!(reply, original, "I3: a retry got another reply"),
+            Some((first, original)) if first == command => {
+                assert_eq!(reply, original, "I3: a retry got another reply")
+            }
             Some(_) => assert_eq!(reply.outcome, Outcome::Rejected(Rejection::Conflict)),
             None => {
                 self.account(command, &reply.outcome);
@@ -114,34 +129,57 @@ impl Model {
     fn account(&mut self, command: &Command, outcome: &Outcome) {
         let Outcome::StockUpdated { sku, warehouse, level } = outcome else { return };
         let row = (sku.clone(), warehouse.clone());
-        let on_hand_before = self.deltas.get(&row).copied().unwrap_or(0) - i128::from(self.sold.get(&row).copied().unwrap_or(0));
+        let on_hand_before = self.deltas.get(&row).copied().unwrap_or(0)
+            - i128::from(self.sold.get(&row).copied().unwrap_or(0));
         let delta = match command {
             Command::Restock(c) => i128::from(c.quantity.get()),
             Command::Adjust(c) => i128::from(c.delta),
             Command::SetStock(c) => i128::from(c.on_hand) - on_hand_before,
             _ => unreachable!("only stock commands update stock"),
         };
-        assert_eq!(on_hand_before + delta, i128::from(level.on_hand), "reply level disagrees with the model");
+        assert_eq!(
+            on_hand_before + delta,
+            i128::from(level.on_hand),
+            "reply level disagrees with the model"
+        );
         *self.deltas.entry(row).or_default() += delta;
     }
 
     fn check(&self, state: &PartitionState) {
         let mut held: BTreeMap<(Sku, WarehouseId), u64> = BTreeMap::new();
         for r in state.reservations().values() {
-            assert_eq!(self.ended.contains_key(&r.id), r.state.is_final(), "I7: state vs events for {}", r.id);
+            assert_eq!(
+                self.ended.contains_key(&r.id),
+                r.state.is_final(),
+                "I7: state vs events for {}",
+                r.id
+            );
             if r.state == ReservationState::Active {
                 assert!(r.expires_at > state.log_time(), "a due hold is still active");
                 for a in &r.allocations {
-                    *held.entry((r.id.sku.clone(), a.warehouse.clone())).or_default() += u64::from(a.quantity);
+                    *held.entry((r.id.sku.clone(), a.warehouse.clone())).or_default() +=
+                        u64::from(a.quantity);
                 }
             }
         }
         for (row, level) in state.stock_rows() {
             assert!(level.reserved <= level.on_hand, "I1: {row:?} {level:?}");
-            assert_eq!(level.reserved, held.get(&row).copied().unwrap_or(0), "I1: reserved is not the active holds");
-            assert_eq!(level.sold, self.sold.get(&row).copied().unwrap_or(0), "units sold outside a hold");
+            assert_eq!(
+                level.reserved,
+                held.get(&row).copied().unwrap_or(0),
+                "I1: reserved is not the active holds"
+            );
+            assert_eq!(
+                level.sold,
+                self.sold.get(&row).copied().unwrap_or(0),
+                "units sold outside a hold"
+            );
             let units = i128::from(level.on_hand) + i128::from(level.sold);
-            assert_eq!(units, self.deltas.get(&row).copied().unwrap_or(0), "I2: conservation for {row:?}");
+            assert_eq!(
+                units,
+                self.deltas.get(&row).copied().unwrap_or(0),
+                "I2: conservation for {row:?}"
+            );
         }
     }
 }
@@ -155,7 +193,8 @@ fn command(op: &Op, model: &Model, log: &Log) -> Option<Command> {
         Op::Restock(s, w, n) => restock(SKUS[*s], WHS[*w], *n),
         Op::Adjust(s, w, d) => adjust(SKUS[*s], WHS[*w], *d),
         Op::Set(s, w, n, v) => {
-            let current = log.state.stock_level(&sku(SKUS[*s]), &wh(WHS[*w])).map_or(0, |l| l.version);
+            let current =
+                log.state.stock_level(&sku(SKUS[*s]), &wh(WHS[*w])).map_or(0, |l| l.version);
             set_stock(SKUS[*s], WHS[*w], *n, v.unwrap_or(current))
         }
         Op::Reserve { sku: s, n, wh: w, strategy, partial, ttl } => Command::Reserve(Reserve {

@@ -20,7 +20,10 @@ fn check(kind: &'static str, max: usize, s: &str, extra: &[char]) -> Result<(), 
     if s.is_empty() || s.len() > max {
         return Err(IdError::Length { kind, max, len: s.len() });
     }
-    match s.chars().find(|c| !(c.is_ascii_alphanumeric() || "._:-".contains(*c) || extra.contains(c))) {
+    match s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._:-".contains(*c) || extra.contains(c)))
+    {
         Some(found) => Err(IdError::Alphabet { kind, found }),
         None => Ok(()),
     }

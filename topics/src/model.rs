@@ -15,7 +15,9 @@ use crate::ids::{CommandId, ReservationId, Sku, TenantId, WarehouseId};
 
 /// Log time in milliseconds since the Unix epoch: the timestamp of a command's record in
 /// the commands topic. The state machine's only clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct LogTime(pub u64);
 
@@ -267,31 +269,70 @@ pub struct Reservation {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Outcome {
-    Reserved { reservation: ReservationId, quantity: u32, allocations: Vec<Allocation>, expires_at: LogTime },
-    Released { reservation: ReservationId, returned: u32 },
-    Purchased { reservation: ReservationId, quantity: u32, returned: u32 },
-    Extended { reservation: ReservationId, expires_at: LogTime },
-    StockUpdated { sku: Sku, warehouse: WarehouseId, level: StockLevel },
+    Reserved {
+        reservation: ReservationId,
+        quantity: u32,
+        allocations: Vec<Allocation>,
+        expires_at: LogTime,
+    },
+    Released {
+        reservation: ReservationId,
+        returned: u32,
+    },
+    Purchased {
+        reservation: ReservationId,
+        quantity: u32,
+        returned: u32,
+    },
+    Extended {
+        reservation: ReservationId,
+        expires_at: LogTime,
+    },
+    StockUpdated {
+        sku: Sku,
+        warehouse: WarehouseId,
+        level: StockLevel,
+    },
     Rejected(Rejection),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Rejection {
-    InsufficientStock { requested: u32, available: u64 },
+    InsufficientStock {
+        requested: u32,
+        available: u64,
+    },
     UnknownSku,
-    UnknownWarehouse { warehouse: WarehouseId },
+    UnknownWarehouse {
+        warehouse: WarehouseId,
+    },
     NotFound,
-    ReservationExpired { expired_at: LogTime },
-    AlreadyFinal { state: ReservationState },
+    ReservationExpired {
+        expired_at: LogTime,
+    },
+    AlreadyFinal {
+        state: ReservationState,
+    },
     /// The command id was used before with a different payload.
     Conflict,
-    VersionMismatch { current: u64 },
+    VersionMismatch {
+        current: u64,
+    },
     /// On-hand stock would drop below zero or below what is reserved.
-    BelowReserved { on_hand: u64, reserved: u64, requested_on_hand: i64 },
+    BelowReserved {
+        on_hand: u64,
+        reserved: u64,
+        requested_on_hand: i64,
+    },
     /// More than the reservation holds.
-    ExceedsReservation { held: u32, requested: u32 },
-    TtlTooLong { max_ms: u64 },
+    ExceedsReservation {
+        held: u32,
+        requested: u32,
+    },
+    TtlTooLong {
+        max_ms: u64,
+    },
     InvalidTtl,
 }
 
@@ -333,14 +374,43 @@ pub struct Reply {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    ReservationCreated { reservation: ReservationId, tenant: TenantId, quantity: u32, allocations: Vec<Allocation>, expires_at: LogTime },
-    ReservationExtended { reservation: ReservationId, expires_at: LogTime },
-    ReservationReleased { reservation: ReservationId, returned: u32 },
-    ReservationExpired { reservation: ReservationId, expired_at: LogTime, returned: u32 },
-    ReservationPurchased { reservation: ReservationId, quantity: u32, returned: u32 },
-    StockChanged { sku: Sku, warehouse: WarehouseId, level: StockLevel },
-    OutOfStock { sku: Sku },
-    BackInStock { sku: Sku, available: u64 },
+    ReservationCreated {
+        reservation: ReservationId,
+        tenant: TenantId,
+        quantity: u32,
+        allocations: Vec<Allocation>,
+        expires_at: LogTime,
+    },
+    ReservationExtended {
+        reservation: ReservationId,
+        expires_at: LogTime,
+    },
+    ReservationReleased {
+        reservation: ReservationId,
+        returned: u32,
+    },
+    ReservationExpired {
+        reservation: ReservationId,
+        expired_at: LogTime,
+        returned: u32,
+    },
+    ReservationPurchased {
+        reservation: ReservationId,
+        quantity: u32,
+        returned: u32,
+    },
+    StockChanged {
+        sku: Sku,
+        warehouse: WarehouseId,
+        level: StockLevel,
+    },
+    OutOfStock {
+        sku: Sku,
+    },
+    BackInStock {
+        sku: Sku,
+        available: u64,
+    },
 }
 
 // ----- availability -------------------------------------------------------------------

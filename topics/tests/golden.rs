@@ -31,22 +31,41 @@ fn level() -> StockLevel {
     StockLevel { on_hand: 10, reserved: 3, sold: 2, version: 7 }
 }
 fn alloc() -> Vec<Allocation> {
-    vec![Allocation { warehouse: wh("w1"), quantity: 2 }, Allocation { warehouse: wh("w2"), quantity: 1 }]
+    vec![
+        Allocation { warehouse: wh("w1"), quantity: 2 },
+        Allocation { warehouse: wh("w2"), quantity: 1 },
+    ]
 }
 
-fn check<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(name: &str, value: Envelope<T>) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.json"));
+fn check<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+    name: &str,
+    value: Envelope<T>,
+) {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.json"));
     let bytes = to_json(&value).unwrap();
     if std::env::var_os("SKUFLOW_BLESS").is_some() {
         std::fs::write(&path, &bytes).unwrap();
     }
     let golden = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(String::from_utf8_lossy(&bytes), String::from_utf8_lossy(&golden), "{name}: encoding changed");
-    assert_eq!(from_json::<T>(Some(&golden)).unwrap(), value, "{name}: golden does not decode to the value");
+    assert_eq!(
+        String::from_utf8_lossy(&bytes),
+        String::from_utf8_lossy(&golden),
+        "{name}: encoding changed"
+    );
+    assert_eq!(
+        from_json::<T>(Some(&golden)).unwrap(),
+        value,
+        "{name}: golden does not decode to the value"
+    );
 }
 
 fn request(name: &str, command: Command) {
-    let body = LogCommand::Request(Request { tenant: tenant(), command_id: CommandId::new("order-7").unwrap(), command });
+    let body = LogCommand::Request(Request {
+        tenant: tenant(),
+        command_id: CommandId::new("order-7").unwrap(),
+        command,
+    });
     check(&format!("command_{name}"), Envelope::command(body));
 }
 
@@ -75,11 +94,29 @@ fn commands() {
         }),
     );
     request("release", Command::Release(Release { reservation: rid() }));
-    request("purchase", Command::Purchase(Purchase { reservation: rid(), quantity: Quantity::new(2) }));
+    request(
+        "purchase",
+        Command::Purchase(Purchase { reservation: rid(), quantity: Quantity::new(2) }),
+    );
     request("extend", Command::Extend(Extend { reservation: rid(), ttl_ms: 30_000 }));
-    request("restock", Command::Restock(Restock { sku: sku(), warehouse: wh("w1"), quantity: Quantity::new(100).unwrap() }));
+    request(
+        "restock",
+        Command::Restock(Restock {
+            sku: sku(),
+            warehouse: wh("w1"),
+            quantity: Quantity::new(100).unwrap(),
+        }),
+    );
     request("adjust", Command::Adjust(Adjust { sku: sku(), warehouse: wh("w1"), delta: -4 }));
-    request("set_stock", Command::SetStock(SetStock { sku: sku(), warehouse: wh("w1"), on_hand: 50, expected_version: 7 }));
+    request(
+        "set_stock",
+        Command::SetStock(SetStock {
+            sku: sku(),
+            warehouse: wh("w1"),
+            on_hand: 50,
+            expected_version: 7,
+        }),
+    );
     check("command_tick", Envelope::command(LogCommand::Tick));
 }
 
@@ -97,11 +134,17 @@ fn reply(name: &str, outcome: Outcome) {
 #[test]
 fn replies() {
     let at = LogTime(1_700_000_060_000);
-    reply("reserved", Outcome::Reserved { reservation: rid(), quantity: 3, allocations: alloc(), expires_at: at });
+    reply(
+        "reserved",
+        Outcome::Reserved { reservation: rid(), quantity: 3, allocations: alloc(), expires_at: at },
+    );
     reply("released", Outcome::Released { reservation: rid(), returned: 3 });
     reply("purchased", Outcome::Purchased { reservation: rid(), quantity: 2, returned: 1 });
     reply("extended", Outcome::Extended { reservation: rid(), expires_at: at });
-    reply("stock_updated", Outcome::StockUpdated { sku: sku(), warehouse: wh("w1"), level: level() });
+    reply(
+        "stock_updated",
+        Outcome::StockUpdated { sku: sku(), warehouse: wh("w1"), level: level() },
+    );
     let rejections = [
         Rejection::InsufficientStock { requested: 5, available: 2 },
         Rejection::UnknownSku,
@@ -125,11 +168,26 @@ fn replies() {
 fn events() {
     let at = LogTime(1_700_000_060_000);
     let events = [
-        ("reservation_created", Event::ReservationCreated { reservation: rid(), tenant: tenant(), quantity: 3, allocations: alloc(), expires_at: at }),
+        (
+            "reservation_created",
+            Event::ReservationCreated {
+                reservation: rid(),
+                tenant: tenant(),
+                quantity: 3,
+                allocations: alloc(),
+                expires_at: at,
+            },
+        ),
         ("reservation_extended", Event::ReservationExtended { reservation: rid(), expires_at: at }),
         ("reservation_released", Event::ReservationReleased { reservation: rid(), returned: 3 }),
-        ("reservation_expired", Event::ReservationExpired { reservation: rid(), expired_at: at, returned: 3 }),
-        ("reservation_purchased", Event::ReservationPurchased { reservation: rid(), quantity: 2, returned: 1 }),
+        (
+            "reservation_expired",
+            Event::ReservationExpired { reservation: rid(), expired_at: at, returned: 3 },
+        ),
+        (
+            "reservation_purchased",
+            Event::ReservationPurchased { reservation: rid(), quantity: 2, returned: 1 },
+        ),
         ("stock_changed", Event::StockChanged { sku: sku(), warehouse: wh("w1"), level: level() }),
         ("out_of_stock", Event::OutOfStock { sku: sku() }),
         ("back_in_stock", Event::BackInStock { sku: sku(), available: 4 }),
@@ -142,7 +200,12 @@ fn events() {
 #[test]
 fn availability() {
     let warehouses = BTreeMap::from([(wh("w1"), level()), (wh("w2"), StockLevel::default())]);
-    let a = Availability { sku: sku(), available: 7, warehouses, position: Position { partition: 3, offset: 42 } };
+    let a = Availability {
+        sku: sku(),
+        available: 7,
+        warehouses,
+        position: Position { partition: 3, offset: 42 },
+    };
     check("availability", Envelope::output(id(), a));
 }
 

@@ -14,7 +14,10 @@ pub(super) struct Ask<'a> {
 
 /// Allocations summing to the requested quantity (or, when partial is allowed, to
 /// everything available if that is less), never taking more than a row has available.
-pub(super) fn allocate(rows: &BTreeMap<WarehouseId, StockLevel>, ask: &Ask<'_>) -> Result<Vec<Allocation>, Rejection> {
+pub(super) fn allocate(
+    rows: &BTreeMap<WarehouseId, StockLevel>,
+    ask: &Ask<'_>,
+) -> Result<Vec<Allocation>, Rejection> {
     let candidates = candidates(rows, ask)?;
     let total: u64 = candidates.iter().map(|(_, avail)| avail).sum();
     let requested = u64::from(ask.requested);
@@ -38,7 +41,10 @@ pub(super) fn allocate(rows: &BTreeMap<WarehouseId, StockLevel>, ask: &Ask<'_>) 
 }
 
 /// The warehouses to take from, in the order to take from them, with what each has.
-fn candidates<'r>(rows: &'r BTreeMap<WarehouseId, StockLevel>, ask: &Ask<'_>) -> Result<Vec<(&'r WarehouseId, u64)>, Rejection> {
+fn candidates<'r>(
+    rows: &'r BTreeMap<WarehouseId, StockLevel>,
+    ask: &Ask<'_>,
+) -> Result<Vec<(&'r WarehouseId, u64)>, Rejection> {
     let row = |wh: &WarehouseId| {
         rows.get_key_value(wh)
             .map(|(k, l)| (k, l.available()))
@@ -47,7 +53,8 @@ fn candidates<'r>(rows: &'r BTreeMap<WarehouseId, StockLevel>, ask: &Ask<'_>) ->
     if let Some(wh) = ask.warehouse {
         return Ok(vec![row(wh)?]);
     }
-    let mut by_size: Vec<(&WarehouseId, u64)> = rows.iter().map(|(k, l)| (k, l.available())).collect();
+    let mut by_size: Vec<(&WarehouseId, u64)> =
+        rows.iter().map(|(k, l)| (k, l.available())).collect();
     by_size.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     match ask.strategy {
         Strategy::Priority { order } => order.iter().map(row).collect(),
@@ -75,7 +82,9 @@ mod tests {
 
     fn rows(spec: &[(&str, u64)]) -> BTreeMap<WarehouseId, StockLevel> {
         spec.iter()
-            .map(|(w, n)| (WarehouseId::new(*w).unwrap(), StockLevel { on_hand: *n, ..Default::default() }))
+            .map(|(w, n)| {
+                (WarehouseId::new(*w).unwrap(), StockLevel { on_hand: *n, ..Default::default() })
+            })
             .collect()
     }
 
@@ -91,7 +100,10 @@ mod tests {
     fn fewest_splits_prefers_the_smallest_warehouse_that_fits() {
         let r = rows(&[("a", 10), ("b", 4), ("c", 5)]);
         assert_eq!(got(allocate(&r, &ask(4, &Strategy::FewestSplits))), [("b".into(), 4)]);
-        assert_eq!(got(allocate(&r, &ask(12, &Strategy::FewestSplits))), [("a".into(), 10), ("c".into(), 2)]);
+        assert_eq!(
+            got(allocate(&r, &ask(12, &Strategy::FewestSplits))),
+            [("a".into(), 10), ("c".into(), 2)]
+        );
     }
 
     #[test]
@@ -103,7 +115,9 @@ mod tests {
     #[test]
     fn priority_follows_the_given_order_and_ignores_others() {
         let r = rows(&[("a", 3), ("b", 9), ("c", 100)]);
-        let order = Strategy::Priority { order: vec![WarehouseId::new("a").unwrap(), WarehouseId::new("b").unwrap()] };
+        let order = Strategy::Priority {
+            order: vec![WarehouseId::new("a").unwrap(), WarehouseId::new("b").unwrap()],
+        };
         assert_eq!(got(allocate(&r, &ask(5, &order))), [("a".into(), 3), ("b".into(), 2)]);
         assert_eq!(
             allocate(&r, &ask(13, &order)),
@@ -118,7 +132,10 @@ mod tests {
         a.allow_partial = true;
         assert_eq!(got(allocate(&r, &a)), [("a".into(), 3)]);
         let empty = rows(&[("a", 0)]);
-        assert_eq!(allocate(&empty, &a), Err(Rejection::InsufficientStock { requested: 5, available: 0 }));
+        assert_eq!(
+            allocate(&empty, &a),
+            Err(Rejection::InsufficientStock { requested: 5, available: 0 })
+        );
     }
 
     #[test]

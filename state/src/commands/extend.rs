@@ -6,7 +6,11 @@ use super::active_reservation;
 use crate::context::Ctx;
 use crate::partition::Timer;
 
-pub(super) fn apply(ctx: &mut Ctx<'_>, tenant: &TenantId, c: &Extend) -> Result<Outcome, Rejection> {
+pub(super) fn apply(
+    ctx: &mut Ctx<'_>,
+    tenant: &TenantId,
+    c: &Extend,
+) -> Result<Outcome, Rejection> {
     let mut r = active_reservation(ctx, tenant, &c.reservation)?;
     let ttl = super::checked_ttl(ctx, Some(c.ttl_ms))?;
     let expires_at = ctx.now.plus_ms(ttl);

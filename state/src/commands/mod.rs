@@ -8,7 +8,9 @@ mod release;
 mod reserve;
 mod stock;
 
-use topics::{Command, LogTime, Outcome, Rejection, Reservation, ReservationId, ReservationState, TenantId};
+use topics::{
+    Command, LogTime, Outcome, Rejection, Reservation, ReservationId, ReservationState, TenantId,
+};
 
 use crate::context::Ctx;
 use crate::partition::Timer;
@@ -32,25 +34,39 @@ pub(crate) use release::expire;
 fn checked_ttl(ctx: &Ctx<'_>, ttl_ms: Option<u64>) -> Result<u64, Rejection> {
     match ttl_ms.unwrap_or(ctx.config.default_ttl_ms) {
         0 => Err(Rejection::InvalidTtl),
-        ttl if ttl > ctx.config.max_ttl_ms => Err(Rejection::TtlTooLong { max_ms: ctx.config.max_ttl_ms }),
+        ttl if ttl > ctx.config.max_ttl_ms => {
+            Err(Rejection::TtlTooLong { max_ms: ctx.config.max_ttl_ms })
+        }
         ttl => Ok(ttl),
     }
 }
 
 /// The tenant's active reservation `id`. Another tenant's reservation is `not_found`:
 /// tenants never learn about each other's holds.
-fn active_reservation(ctx: &Ctx<'_>, tenant: &TenantId, id: &ReservationId) -> Result<Reservation, Rejection> {
+fn active_reservation(
+    ctx: &Ctx<'_>,
+    tenant: &TenantId,
+    id: &ReservationId,
+) -> Result<Reservation, Rejection> {
     let r = ctx.state.reservation(id).filter(|r| &r.tenant == tenant).ok_or(Rejection::NotFound)?;
     match r.state {
         ReservationState::Active => Ok(r.clone()),
-        ReservationState::Expired => Err(Rejection::ReservationExpired { expired_at: r.expires_at }),
+        ReservationState::Expired => {
+            Err(Rejection::ReservationExpired { expired_at: r.expires_at })
+        }
         state => Err(Rejection::AlreadyFinal { state }),
     }
 }
 
 /// Give back the units `r` still holds beyond `sold` (taken from its allocations in
 /// order) and move it to its final `state`. Returns the units returned to stock.
-fn finish_reservation(ctx: &mut Ctx<'_>, mut r: Reservation, state: ReservationState, sold: u32, ended_at: LogTime) -> u32 {
+fn finish_reservation(
+    ctx: &mut Ctx<'_>,
+    mut r: Reservation,
+    state: ReservationState,
+    sold: u32,
+    ended_at: LogTime,
+) -> u32 {
     let mut to_sell = sold;
     for a in &r.allocations {
         let sell = to_sell.min(a.quantity);

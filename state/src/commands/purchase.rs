@@ -5,13 +5,21 @@ use topics::{Event, Outcome, Purchase, Rejection, ReservationState, TenantId};
 use super::{active_reservation, finish_reservation};
 use crate::context::Ctx;
 
-pub(super) fn apply(ctx: &mut Ctx<'_>, tenant: &TenantId, c: &Purchase) -> Result<Outcome, Rejection> {
+pub(super) fn apply(
+    ctx: &mut Ctx<'_>,
+    tenant: &TenantId,
+    c: &Purchase,
+) -> Result<Outcome, Rejection> {
     let r = active_reservation(ctx, tenant, &c.reservation)?;
     let quantity = c.quantity.map_or(r.quantity, |q| q.get());
     if quantity > r.quantity {
         return Err(Rejection::ExceedsReservation { held: r.quantity, requested: quantity });
     }
     let returned = finish_reservation(ctx, r, ReservationState::Purchased, quantity, ctx.now);
-    ctx.events.push(Event::ReservationPurchased { reservation: c.reservation.clone(), quantity, returned });
+    ctx.events.push(Event::ReservationPurchased {
+        reservation: c.reservation.clone(),
+        quantity,
+        returned,
+    });
     Ok(Outcome::Purchased { reservation: c.reservation.clone(), quantity, returned })
 }

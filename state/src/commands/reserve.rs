@@ -1,12 +1,19 @@
 //! reserve: hold units of one SKU for a while.
 
-use topics::{Event, Outcome, Rejection, Reservation, ReservationId, ReservationState, Reserve, Strategy, TenantId};
+use topics::{
+    Event, Outcome, Rejection, Reservation, ReservationId, ReservationState, Reserve, Strategy,
+    TenantId,
+};
 
 use super::allocate::{Ask, allocate};
 use crate::context::Ctx;
 use crate::partition::Timer;
 
-pub(super) fn apply(ctx: &mut Ctx<'_>, tenant: &TenantId, c: &Reserve) -> Result<Outcome, Rejection> {
+pub(super) fn apply(
+    ctx: &mut Ctx<'_>,
+    tenant: &TenantId,
+    c: &Reserve,
+) -> Result<Outcome, Rejection> {
     let rows = ctx.state.stock(&c.sku).ok_or(Rejection::UnknownSku)?;
     let ttl = super::checked_ttl(ctx, c.ttl_ms)?;
     let default_strategy = Strategy::default();

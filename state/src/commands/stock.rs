@@ -6,7 +6,8 @@ use topics::{Adjust, Outcome, Rejection, Restock, SetStock, StockLevel};
 use crate::context::Ctx;
 
 pub(super) fn restock(ctx: &mut Ctx<'_>, c: &Restock) -> Result<Outcome, Rejection> {
-    let level = ctx.update_stock(&c.sku, &c.warehouse, |l| l.on_hand += u64::from(c.quantity.get()));
+    let level =
+        ctx.update_stock(&c.sku, &c.warehouse, |l| l.on_hand += u64::from(c.quantity.get()));
     Ok(Outcome::StockUpdated { sku: c.sku.clone(), warehouse: c.warehouse.clone(), level })
 }
 
@@ -18,7 +19,11 @@ pub(super) fn adjust(ctx: &mut Ctx<'_>, c: &Adjust) -> Result<Outcome, Rejection
     let target = i128::from(current.on_hand) + i128::from(c.delta);
     let on_hand = checked_on_hand(&current, target)?;
     if c.delta == 0 {
-        return Ok(Outcome::StockUpdated { sku: c.sku.clone(), warehouse: c.warehouse.clone(), level: current });
+        return Ok(Outcome::StockUpdated {
+            sku: c.sku.clone(),
+            warehouse: c.warehouse.clone(),
+            level: current,
+        });
     }
     let level = ctx.update_stock(&c.sku, &c.warehouse, |l| l.on_hand = on_hand);
     Ok(Outcome::StockUpdated { sku: c.sku.clone(), warehouse: c.warehouse.clone(), level })

@@ -105,27 +105,42 @@ pub fn decode(bytes: &[u8]) -> Result<Key, BadKey> {
     let (&kind, rest) = bytes.split_first().ok_or_else(bad)?;
     let split = |rest: &[u8]| -> Option<(String, String)> {
         let i = rest.iter().position(|&b| b == 0)?;
-        Some((String::from_utf8(rest[..i].to_vec()).ok()?, String::from_utf8(rest[i + 1..].to_vec()).ok()?))
+        Some((
+            String::from_utf8(rest[..i].to_vec()).ok()?,
+            String::from_utf8(rest[i + 1..].to_vec()).ok()?,
+        ))
     };
     let key = match Kind::from_byte(kind).ok_or_else(bad)? {
         Kind::Meta if rest.is_empty() => Key::Meta,
         Kind::Meta => return Err(bad()),
         Kind::Stock => {
             let (s, w) = split(rest).ok_or_else(bad)?;
-            EntityKey::Stock(Sku::new(s).map_err(|_| bad())?, WarehouseId::new(w).map_err(|_| bad())?).into()
+            EntityKey::Stock(
+                Sku::new(s).map_err(|_| bad())?,
+                WarehouseId::new(w).map_err(|_| bad())?,
+            )
+            .into()
         }
         Kind::Reservation => {
             let i = rest.iter().position(|&b| b == 0).ok_or_else(bad)?;
-            let sku = std::str::from_utf8(&rest[..i]).ok().and_then(|s| Sku::new(s).ok()).ok_or_else(bad)?;
+            let sku = std::str::from_utf8(&rest[..i])
+                .ok()
+                .and_then(|s| Sku::new(s).ok())
+                .ok_or_else(bad)?;
             let seq = u64::from_be_bytes(rest[i + 1..].try_into().map_err(|_| bad())?);
             EntityKey::Reservation(ReservationId::new(sku, seq)).into()
         }
         Kind::Dedup => {
             let (t, c) = split(rest).ok_or_else(bad)?;
-            EntityKey::Dedup(TenantId::new(t).map_err(|_| bad())?, CommandId::new(c).map_err(|_| bad())?).into()
+            EntityKey::Dedup(
+                TenantId::new(t).map_err(|_| bad())?,
+                CommandId::new(c).map_err(|_| bad())?,
+            )
+            .into()
         }
         Kind::Timer => {
-            let at = u64::from_be_bytes(rest.get(..8).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
+            let at =
+                u64::from_be_bytes(rest.get(..8).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
             let timer: Timer = serde_json::from_slice(&rest[8..]).map_err(|_| bad())?;
             EntityKey::Timer(LogTime(at), timer).into()
         }
@@ -156,7 +171,11 @@ mod tests {
             (EntityKey::Reservation(rid.clone()).into(), 0x03),
             (EntityKey::Dedup(tenant.clone(), cmd.clone()).into(), 0x04),
             (EntityKey::Timer(LogTime(5), Timer::Expire { reservation: rid }).into(), 0x05),
-            (EntityKey::Timer(LogTime(5), Timer::ForgetCommand { tenant, command_id: cmd }).into(), 0x05),
+            (
+                EntityKey::Timer(LogTime(5), Timer::ForgetCommand { tenant, command_id: cmd })
+                    .into(),
+                0x05,
+            ),
         ];
         for (key, prefix) in keys {
             let bytes = encode(&key);
@@ -167,7 +186,18 @@ mod tests {
 
     #[test]
     fn timers_sort_by_time_and_partitions_are_contiguous() {
-        let t = |at| encode_in(3, &EntityKey::Timer(LogTime(at), Timer::ForgetReservation { reservation: ReservationId::new(Sku::new("a").unwrap(), 1) }).into());
+        let t = |at| {
+            encode_in(
+                3,
+                &EntityKey::Timer(
+                    LogTime(at),
+                    Timer::ForgetReservation {
+                        reservation: ReservationId::new(Sku::new("a").unwrap(), 1),
+                    },
+                )
+                .into(),
+            )
+        };
         assert!(t(255) < t(256));
         assert!(encode_in(3, &Key::Meta) < encode_in(4, &Key::Meta));
         assert!(t(u64::MAX) < encode_in(4, &Key::Meta));

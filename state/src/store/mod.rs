@@ -138,9 +138,15 @@ impl Store {
                     let m = values::meta_from(&v)?;
                     state.load_meta(m.log_time, m.applied);
                 }
-                Key::Entity(EntityKey::Stock(s, w)) => state.load_stock(s, w, values::stock_from(&v)?),
-                Key::Entity(EntityKey::Reservation(_)) => state.load_reservation(values::reservation_from(&v)?),
-                Key::Entity(EntityKey::Dedup(t, c)) => state.load_dedup(t, c, values::dedup_from(&v)?),
+                Key::Entity(EntityKey::Stock(s, w)) => {
+                    state.load_stock(s, w, values::stock_from(&v)?)
+                }
+                Key::Entity(EntityKey::Reservation(_)) => {
+                    state.load_reservation(values::reservation_from(&v)?)
+                }
+                Key::Entity(EntityKey::Dedup(t, c)) => {
+                    state.load_dedup(t, c, values::dedup_from(&v)?)
+                }
                 Key::Entity(EntityKey::Timer(at, t)) => state.load_timer(at, t),
             }
         }
@@ -160,7 +166,11 @@ impl Store {
     /// Rebuild `partition` from changelog records read in log order (later records win,
     /// tombstones delete). The partition is dropped first and META is written last, so
     /// a restore cut short leaves no META and is simply restarted.
-    pub fn import(&self, partition: i32, records: impl IntoIterator<Item = Change>) -> Result<u64, StoreError> {
+    pub fn import(
+        &self,
+        partition: i32,
+        records: impl IntoIterator<Item = Change>,
+    ) -> Result<u64, StoreError> {
         const CHUNK: usize = 10_000;
         self.drop_partition(partition)?;
         let meta_key = keys::encode(&Key::Meta);

@@ -31,7 +31,8 @@ pub fn meta(m: &Meta) -> Vec<u8> {
 }
 
 pub fn meta_from(b: &[u8]) -> Result<Meta, BadValue> {
-    let b: &[u8; 16] = b.try_into().map_err(|_| bad("meta", format!("{} bytes, want 16", b.len())))?;
+    let b: &[u8; 16] =
+        b.try_into().map_err(|_| bad("meta", format!("{} bytes, want 16", b.len())))?;
     let (t, a) = b.split_at(8);
     let applied = i64::from_be_bytes(a.try_into().map_err(|_| bad("meta", "length"))?);
     Ok(Meta {

@@ -21,7 +21,14 @@ pub fn restock(s: &str, w: &str, n: u32) -> Command {
     Command::Restock(Restock { sku: sku(s), warehouse: wh(w), quantity: q(n) })
 }
 pub fn reserve(s: &str, n: u32) -> Reserve {
-    Reserve { sku: sku(s), quantity: q(n), warehouse: None, strategy: None, allow_partial: false, ttl_ms: None }
+    Reserve {
+        sku: sku(s),
+        quantity: q(n),
+        warehouse: None,
+        strategy: None,
+        allow_partial: false,
+        ttl_ms: None,
+    }
 }
 pub fn release(r: &ReservationId) -> Command {
     Command::Release(Release { reservation: r.clone() })
@@ -42,7 +49,12 @@ pub fn set_stock(s: &str, w: &str, on_hand: u64, expected_version: u64) -> Comma
 pub const TTL: u64 = 60_000;
 
 pub fn config() -> MachineConfig {
-    MachineConfig { default_ttl_ms: TTL, max_ttl_ms: 10 * TTL, dedup_window_ms: 100 * TTL, reservation_retention_ms: 100 * TTL }
+    MachineConfig {
+        default_ttl_ms: TTL,
+        max_ttl_ms: 10 * TTL,
+        dedup_window_ms: 100 * TTL,
+        reservation_retention_ms: 100 * TTL,
+    }
 }
 
 /// A partition log being applied: offsets count up from 0, time is set by the caller.
@@ -80,7 +92,10 @@ impl Log {
         self.offset += 1;
         let at = LogTime(self.now);
         self.entries.push((position, at, command.clone()));
-        let fx = self.machine.apply(&mut self.state, LogEntry { position, at, command: &command }).unwrap();
+        let fx = self
+            .machine
+            .apply(&mut self.state, LogEntry { position, at, command: &command })
+            .unwrap();
         self.effects.push(fx.clone());
         fx
     }

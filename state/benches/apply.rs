@@ -1,0 +1,164 @@
+//! Apply rate of the pure machine, and apply + persist to RocksDB per batch size, for
+//! spread SKUs and one hot SKU. Results and the command are in BENCHMARKS.md:
+//! `cargo bench -p state --bench apply`.
+
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use state::store::{self, Store};
+use state::{LogEntry, Machine, MachineConfig, PartitionState};
+use topics::*;
+
+const SPREAD_SKUS: usize = 10_000;
+
+#[derive(Clone, Copy)]
+enum Shape {
+    Spread,
+    Hot,
+}
+
+/// A state with stock for every SKU, and a log of `n` commands after it: reserve 2,
+/// then purchase half of the holds and release the other half.
+struct Workload {
+    state: PartitionState,
+    log: Vec<(Position, LogTime, LogCommand)>,
+}
+
+fn sku_of(shape: Shape, i: usize) -> Sku {
+    match shape {
+        Shape::Spread => Sku::new(format!("sku-{}", i % SPREAD_SKUS)).unwrap(),
+        Shape::Hot => Sku::new("hot").unwrap(),
+    }
+}
+
+fn workload(machine: &Machine, shape: Shape, n: usize) -> Workload {
+    let tenant = TenantId::new("bench").unwrap();
+    let wh = WarehouseId::new("w1").unwrap();
+    let mut state = PartitionState::new();
+    let skus = match shape {
+        Shape::Spread => SPREAD_SKUS,
+        Shape::Hot => 1,
+    };
+    let mut offset = 0i64;
+    // Log time advances 1 ms per 100 commands: holds (10 min default) never expire here.
+    let entry = |command: Command, offset: &mut i64| -> (Position, LogTime, LogCommand) {
+        let request = Request {
+            tenant: tenant.clone(),
+            command_id: CommandId::new(format!("c{offset}")).unwrap(),
+            command,
+        };
+        let e = (
+            Position { partition: 0, offset: *offset },
+            LogTime(1_000 + *offset as u64 / 100),
+            LogCommand::Request(request),
+        );
+        *offset += 1;
+        e
+    };
+    for i in 0..skus {
+        let restock = Command::Restock(Restock {
+            sku: sku_of(shape, i),
+            warehouse: wh.clone(),
+            quantity: Quantity::new(1_000_000_000).unwrap(),
+        });
+        let (position, at, command) = entry(restock, &mut offset);
+        machine.apply(&mut state, LogEntry { position, at, command: &command }).unwrap();
+    }
+    state.take_changes();
+    let mut log = Vec::with_capacity(n);
+    let mut open: Vec<ReservationId> = Vec::new();
+    for i in 0..n {
+        let command = if i % 2 == 0 || open.is_empty() {
+            let sku = sku_of(shape, i / 2);
+            open.push(ReservationId::new(sku.clone(), offset as u64));
+            Command::Reserve(Reserve {
+                sku,
+                quantity: Quantity::new(2).unwrap(),
+                warehouse: None,
+                strategy: None,
+                allow_partial: false,
+                ttl_ms: None,
+            })
+        } else {
+            let reservation = open.remove(0);
+            if i % 4 == 1 {
+                Command::Purchase(Purchase { reservation, quantity: None })
+            } else {
+                Command::Release(Release { reservation })
+            }
+        };
+        log.push(entry(command, &mut offset));
+    }
+    Workload { state, log }
+}
+
+fn pure(c: &mut Criterion) {
+    let machine = Machine::new(MachineConfig::default());
+    let mut group = c.benchmark_group("machine");
+    const N: usize = 100_000;
+    group.throughput(Throughput::Elements(N as u64));
+    for (name, shape) in [("spread", Shape::Spread), ("hot", Shape::Hot)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let Workload { mut state, log } = workload(&machine, shape, N);
+                    let started = Instant::now();
+                    for (position, at, command) in &log {
+                        std::hint::black_box(
+                            machine
+                                .apply(
+                                    &mut state,
+                                    LogEntry { position: *position, at: *at, command },
+                                )
+                                .unwrap(),
+                        );
+                    }
+                    total += started.elapsed();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+fn persisted(c: &mut Criterion) {
+    let machine = Machine::new(MachineConfig::default());
+    let mut group = c.benchmark_group("machine+rocksdb");
+    const N: usize = 20_000;
+    group.throughput(Throughput::Elements(N as u64));
+    group.sample_size(10);
+    for (name, shape) in [("spread", Shape::Spread), ("hot", Shape::Hot)] {
+        for batch_size in [1usize, 100, 1000] {
+            group.bench_with_input(BenchmarkId::new(name, batch_size), &batch_size, |b, &size| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let dir = tempfile::tempdir().unwrap();
+                        let store = Store::open(dir.path(), false).unwrap();
+                        let Workload { mut state, log } = workload(&machine, shape, N);
+                        let started = Instant::now();
+                        for chunk in log.chunks(size) {
+                            for (position, at, command) in chunk {
+                                machine
+                                    .apply(
+                                        &mut state,
+                                        LogEntry { position: *position, at: *at, command },
+                                    )
+                                    .unwrap();
+                            }
+                            store.write(&store::batch(0, &mut state)).unwrap();
+                        }
+                        total += started.elapsed();
+                    }
+                    total
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pure, persisted);
+criterion_main!(benches);

@@ -1,0 +1,180 @@
+//! The RocksDB store: reopen, batch atomicity under a real kill -9, restore from the
+//! changelog, export/import and dropping one partition.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command as Process, Stdio};
+
+use state::store::{self, Change, Store};
+use state::{LogEntry, Machine, PartitionState};
+use support::*;
+use topics::*;
+
+/// A deterministic workload: entry `i` of partition `p`'s log.
+fn workload(i: i64) -> (LogTime, LogCommand) {
+    let n = (i as u64).wrapping_mul(2_654_435_761) % 1000;
+    let s = ["a", "b", "c"][(n % 3) as usize];
+    let at = LogTime(1_000_000 + i as u64 * 700);
+    let tenant = TenantId::new("t").unwrap();
+    let command = match n % 7 {
+        0 | 1 => restock(s, ["w1", "w2"][(n % 2) as usize], 1 + (n % 5) as u32),
+        2..=4 => Command::Reserve(Reserve {
+            ttl_ms: Some(5_000 + n * 10),
+            allow_partial: n.is_multiple_of(2),
+            ..reserve(s, 1 + (n % 4) as u32)
+        }),
+        5 => purchase(&rid(s, (i as u64).saturating_sub(3)), None),
+        _ => release(&rid(s, (i as u64).saturating_sub(2))),
+    };
+    let command_id = CommandId::new(format!("c{}", i - i64::from(n.is_multiple_of(11)))).unwrap();
+    (at, LogCommand::Request(Request { tenant, command_id, command }))
+}
+
+/// Apply entries `from..to` of the workload to `state` (partition `p`).
+fn apply(machine: &Machine, state: &mut PartitionState, p: i32, from: i64, to: i64) {
+    for offset in from..to {
+        let (at, command) = workload(offset);
+        let position = Position { partition: p, offset };
+        machine.apply(state, LogEntry { position, at, command: &command }).unwrap();
+    }
+}
+
+/// Apply the workload in batches of `size`, writing each batch; return the changelog.
+fn run_batches(
+    store: &Store,
+    state: &mut PartitionState,
+    p: i32,
+    batches: i64,
+    size: i64,
+) -> Vec<Change> {
+    let machine = Machine::new(config());
+    let mut changelog = Vec::new();
+    for b in 0..batches {
+        apply(&machine, state, p, b * size, (b + 1) * size);
+        let batch = store::batch(p, state);
+        store.write(&batch).unwrap();
+        changelog.extend(batch.changes);
+    }
+    changelog
+}
+
+#[test]
+fn reopen_yields_the_last_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut live = PartitionState::new();
+    {
+        let store = Store::open(dir.path(), false).unwrap();
+        run_batches(&store, &mut live, 0, 20, 37);
+    }
+    let store = Store::open(dir.path(), false).unwrap();
+    assert_eq!(store.applied_offset(0).unwrap(), Some(20 * 37 - 1));
+    assert_eq!(store.load(0).unwrap().snapshot(), live.snapshot());
+}
+
+#[test]
+fn restore_from_the_changelog_equals_the_live_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), false).unwrap();
+    let mut live = PartitionState::new();
+    let changelog = run_batches(&store, &mut live, 2, 30, 25);
+    // A compacted topic keeps only the last record per key; restore must not care.
+    let mut compacted: Vec<Change> = Vec::new();
+    for c in changelog.iter().rev() {
+        if !compacted.iter().any(|k| k.key == c.key) {
+            compacted.push(c.clone());
+        }
+    }
+    compacted.reverse();
+    for records in [changelog, compacted] {
+        let other = tempfile::tempdir().unwrap();
+        let restored = Store::open(other.path(), false).unwrap();
+        restored.import(2, records).unwrap();
+        assert_eq!(restored.load(2).unwrap().snapshot(), live.snapshot());
+        assert_eq!(restored.export(2).unwrap(), store.export(2).unwrap());
+    }
+}
+
+#[test]
+fn export_import_and_drop_touch_one_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), false).unwrap();
+    let (mut p1, mut p2) = (PartitionState::new(), PartitionState::new());
+    run_batches(&store, &mut p1, 1, 5, 20);
+    run_batches(&store, &mut p2, 2, 5, 20);
+    let exported = store.export(1).unwrap();
+    assert!(!exported.is_empty());
+
+    let other = tempfile::tempdir().unwrap();
+    let copy = Store::open(other.path(), false).unwrap();
+    copy.import(1, exported.clone()).unwrap();
+    assert_eq!(copy.export(1).unwrap(), exported);
+    assert!(copy.export(2).unwrap().is_empty());
+
+    store.drop_partition(1).unwrap();
+    assert!(store.export(1).unwrap().is_empty());
+    assert_eq!(store.applied_offset(1).unwrap(), None);
+    assert_eq!(store.load(2).unwrap().snapshot(), p2.snapshot(), "the neighbour is untouched");
+}
+
+#[test]
+fn an_interrupted_import_leaves_no_meta() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), false).unwrap();
+    let mut live = PartitionState::new();
+    let changelog = run_batches(&store, &mut live, 0, 3, 10);
+    let other = tempfile::tempdir().unwrap();
+    let restored = Store::open(other.path(), false).unwrap();
+    let bad = Change { key: vec![0xee], value: Some(vec![]) };
+    let records = changelog.into_iter().take(5).chain([bad]);
+    assert!(restored.import(0, records).is_err());
+    assert_eq!(restored.applied_offset(0).unwrap(), None, "a half restore must not look complete");
+}
+
+const CHILD: &str = "SKUFLOW_STORE_CRASH_CHILD";
+
+/// A writer process applies and writes batches until it is killed with SIGKILL at a
+/// random moment; the reopened store must hold exactly the state after some whole
+/// batch — the one its META names — and never part of the next.
+#[test]
+fn batch_atomicity_under_kill9() {
+    if let Some(dir) = std::env::var_os(CHILD) {
+        let store = Store::open(std::path::Path::new(&dir), false).unwrap();
+        let machine = Machine::new(config());
+        let mut state = PartitionState::new();
+        for b in 0.. {
+            apply(&machine, &mut state, 0, b * 50, (b + 1) * 50);
+            store.write(&store::batch(0, &mut state)).unwrap();
+            println!("written {b}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Process::new(std::env::current_exe().unwrap())
+        .args(["--exact", "batch_atomicity_under_kill9", "--nocapture", "--test-threads=1"])
+        .env(CHILD, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut written = 0;
+    for line in lines {
+        if line.unwrap().starts_with("written") {
+            written += 1;
+            if written == 60 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(written, 60, "the writer stopped early");
+
+    let store = Store::open(dir.path(), false).unwrap();
+    let applied = store.applied_offset(0).unwrap().expect("some batch was written");
+    assert!(applied >= 60 * 50 - 1, "a written batch was lost: applied {applied}");
+    assert_eq!((applied + 1) % 50, 0, "META must name the end of a whole batch");
+    let mut expected = PartitionState::new();
+    apply(&Machine::new(config()), &mut expected, 0, 0, applied + 1);
+    assert_eq!(store.load(0).unwrap().snapshot(), expected.snapshot());
+}
