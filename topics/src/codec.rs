@@ -32,6 +32,12 @@ impl DecodeError {
 #[error("could not encode record: {0}")]
 pub struct EncodeError(String);
 
+impl EncodeError {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self(reason.into())
+    }
+}
+
 /// Encode an envelope as JSON.
 pub fn to_json<T: Serialize>(envelope: &Envelope<T>) -> Result<Vec<u8>, EncodeError> {
     serde_json::to_vec(envelope).map_err(|e| EncodeError(e.to_string()))

@@ -1,0 +1,234 @@
+//! The Avro codec against an HTTP fixture that implements the schema-registry endpoints
+//! `schema_registry_converter` calls: `POST /subjects/{subject}/versions` (register,
+//! answers the id) and `GET /schemas/ids/{id}` (fetch by id). Round trips for every
+//! message kind, the Confluent wire format, and decode failures as values.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use topics::avro::AvroCodec;
+use topics::*;
+
+#[derive(Default)]
+struct Registry {
+    /// id - 1 indexes this: (subject, schema text)
+    schemas: Vec<(String, String)>,
+    requests: Vec<String>,
+}
+
+/// A schema registry on a free loopback port, serving until the test process ends.
+fn registry() -> (String, Arc<Mutex<Registry>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let state = Arc::new(Mutex::new(Registry::default()));
+    let shared = state.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut length = 0;
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).unwrap();
+                if header.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let (status, reply) = answer(&shared, request_line.trim(), &body);
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/vnd.schemaregistry.v1+json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+            stream.write_all(response.as_bytes()).unwrap();
+        }
+    });
+    (url, state)
+}
+
+fn answer(state: &Mutex<Registry>, request_line: &str, body: &[u8]) -> (&'static str, String) {
+    let mut reg = state.lock().unwrap();
+    reg.requests.push(request_line.to_owned());
+    let mut parts = request_line.split(' ');
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        ("POST", ["subjects", subject, "versions"]) => {
+            let json: serde_json::Value = serde_json::from_slice(body).unwrap();
+            let schema = json["schema"].as_str().unwrap().to_owned();
+            let existing = reg.schemas.iter().position(|(s, t)| s == subject && *t == schema);
+            let id = match existing {
+                Some(i) => i + 1,
+                None => {
+                    reg.schemas.push((subject.to_string(), schema));
+                    reg.schemas.len()
+                }
+            };
+            ("200 OK", format!(r#"{{"id":{id}}}"#))
+        }
+        ("GET", ["schemas", "ids", id]) => match id
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| reg.schemas.get(i - 1))
+        {
+            Some((_, schema)) => ("200 OK", serde_json::json!({ "schema": schema }).to_string()),
+            None => {
+                ("404 Not Found", r#"{"error_code":40403,"message":"Schema not found"}"#.to_owned())
+            }
+        },
+        _ => ("404 Not Found", r#"{"error_code":404,"message":"not here"}"#.to_owned()),
+    }
+}
+
+async fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+    codec: &AvroCodec,
+    topic: Topic,
+    value: Envelope<T>,
+) -> Vec<u8> {
+    let bytes = codec.encode(topic, &value).await.unwrap();
+    assert_eq!(bytes[0], 0, "Confluent magic byte");
+    let back: Envelope<T> = codec.decode(Some(&bytes)).await.unwrap();
+    assert_eq!(back, value);
+    bytes
+}
+
+fn sku() -> Sku {
+    Sku::new("sku-1").unwrap()
+}
+fn wh(s: &str) -> WarehouseId {
+    WarehouseId::new(s).unwrap()
+}
+fn rid() -> ReservationId {
+    ReservationId::new(sku(), 42)
+}
+fn id() -> RecordId {
+    RecordId { partition: 1, offset: 9, index: 0 }
+}
+fn level() -> StockLevel {
+    StockLevel { on_hand: 10, reserved: 3, sold: 2, version: 7 }
+}
+
+#[tokio::test]
+async fn every_message_kind_round_trips_through_the_registry() {
+    let (url, registry) = registry();
+    let codec = AvroCodec::new(&url, Topics::default()).unwrap();
+
+    let reserve = Command::Reserve(Reserve {
+        sku: sku(),
+        quantity: Quantity::new(3).unwrap(),
+        warehouse: Some(wh("w1")),
+        strategy: Some(Strategy::Priority { order: vec![wh("w1"), wh("w2")] }),
+        allow_partial: true,
+        ttl_ms: Some(60_000),
+    });
+    let commands = [
+        reserve,
+        Command::Purchase(Purchase { reservation: rid(), quantity: None }),
+        Command::Adjust(Adjust { sku: sku(), warehouse: wh("w1"), delta: -3 }),
+        Command::SetStock(SetStock {
+            sku: sku(),
+            warehouse: wh("w1"),
+            on_hand: 5,
+            expected_version: 2,
+        }),
+    ];
+    let mut schema_ids = Vec::new();
+    for command in commands {
+        let body = LogCommand::Request(Request {
+            tenant: TenantId::new("acme").unwrap(),
+            command_id: CommandId::new("k").unwrap(),
+            command,
+        });
+        let bytes = round_trip(&codec, Topic::Commands, Envelope::command(body)).await;
+        schema_ids.push(u32::from_be_bytes(bytes[1..5].try_into().unwrap()));
+    }
+    round_trip(&codec, Topic::Commands, Envelope::command(LogCommand::Tick)).await;
+
+    let outcomes = [
+        Outcome::Reserved {
+            reservation: rid(),
+            quantity: 3,
+            allocations: vec![Allocation { warehouse: wh("w1"), quantity: 3 }],
+            expires_at: LogTime(5),
+        },
+        Outcome::StockUpdated { sku: sku(), warehouse: wh("w1"), level: level() },
+        Outcome::Rejected(Rejection::InsufficientStock { requested: 5, available: 2 }),
+        Outcome::Rejected(Rejection::AlreadyFinal { state: ReservationState::Expired }),
+        Outcome::Rejected(Rejection::BelowReserved {
+            on_hand: 5,
+            reserved: 3,
+            requested_on_hand: -1,
+        }),
+    ];
+    for outcome in outcomes {
+        let reply = Reply {
+            tenant: TenantId::new("acme").unwrap(),
+            command_id: CommandId::new("k").unwrap(),
+            position: Position { partition: 1, offset: 9 },
+            at: LogTime(1_700_000_000_000),
+            outcome,
+        };
+        round_trip(&codec, Topic::Replies, Envelope::output(id(), reply)).await;
+    }
+    let events = [
+        Event::ReservationCreated {
+            reservation: rid(),
+            tenant: TenantId::new("acme").unwrap(),
+            quantity: 1,
+            allocations: vec![],
+            expires_at: LogTime(9),
+        },
+        Event::ReservationExpired { reservation: rid(), expired_at: LogTime(9), returned: 1 },
+        Event::StockChanged { sku: sku(), warehouse: wh("w1"), level: level() },
+        Event::BackInStock { sku: sku(), available: 4 },
+    ];
+    for e in events {
+        round_trip(&codec, Topic::Events, Envelope::output(id(), e)).await;
+    }
+    let warehouses = BTreeMap::from([(wh("w1"), level()), (wh("w2"), StockLevel::default())]);
+    let availability = Availability {
+        sku: sku(),
+        available: 7,
+        warehouses,
+        position: Position { partition: 1, offset: 9 },
+    };
+    round_trip(&codec, Topic::Availability, Envelope::output(id(), availability)).await;
+
+    assert!(schema_ids.windows(2).all(|w| w[0] == w[1]), "one schema per topic: {schema_ids:?}");
+    let reg = registry.lock().unwrap();
+    let subjects: Vec<&str> = reg.schemas.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "skuflow.commands-value",
+            "skuflow.replies-value",
+            "skuflow.events-value",
+            "skuflow.availability-value"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn decode_failures_are_values() {
+    let (url, _registry) = registry();
+    let codec = AvroCodec::new(&url, Topics::default()).unwrap();
+    let empty: Result<Envelope<LogCommand>, _> = codec.decode(None).await;
+    assert_eq!(empty.unwrap_err().reason(), "empty");
+    let unknown_id: Result<Envelope<LogCommand>, _> =
+        codec.decode(Some(&[0, 0, 0, 0, 99, 2])).await;
+    assert_eq!(unknown_id.unwrap_err().reason(), "malformed");
+    let good = codec.encode(Topic::Commands, &Envelope::command(LogCommand::Tick)).await.unwrap();
+    let truncated: Result<Envelope<LogCommand>, _> = codec.decode(Some(&good[..8])).await;
+    assert_eq!(truncated.unwrap_err().reason(), "malformed");
+}
