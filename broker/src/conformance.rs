@@ -362,13 +362,7 @@ fn poll_batch(consumer: &BaseConsumer, max: usize) -> Result<Vec<Read>, CheckErr
     while batch.len() < max {
         match consumer.poll(wait) {
             Some(msg) => {
-                let msg = msg?;
-                batch.push(Read {
-                    partition: msg.partition(),
-                    offset: msg.offset(),
-                    key: String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned(),
-                    value: msg.payload().unwrap_or_default().to_vec(),
-                });
+                batch.push(Read::from_message(&msg?));
                 wait = Duration::from_millis(20);
             }
             None => break,

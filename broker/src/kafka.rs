@@ -120,6 +120,17 @@ pub(crate) struct Read {
     pub value: Vec<u8>,
 }
 
+impl Read {
+    pub(crate) fn from_message(msg: &rdkafka::message::BorrowedMessage<'_>) -> Self {
+        Self {
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned(),
+            value: msg.payload().unwrap_or_default().to_vec(),
+        }
+    }
+}
+
 /// Isolation level of a reading consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Isolation {
@@ -154,13 +165,7 @@ pub(crate) fn read_from_start(
     let mut out = Vec::new();
     while !done(&out) && started.elapsed() < deadline {
         if let Some(msg) = consumer.poll(Duration::from_millis(100)) {
-            let msg = msg?;
-            out.push(Read {
-                partition: msg.partition(),
-                offset: msg.offset(),
-                key: String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned(),
-                value: msg.payload().unwrap_or_default().to_vec(),
-            });
+            out.push(Read::from_message(&msg?));
         }
     }
     Ok(out)

@@ -13,6 +13,10 @@ use serde::de::DeserializeOwned;
 use topics::avro::AvroCodec;
 use topics::*;
 
+mod support;
+
+use support::*;
+
 #[derive(Default)]
 struct Registry {
     /// id - 1 indexes this: (subject, schema text)
@@ -103,22 +107,6 @@ async fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debu
     bytes
 }
 
-fn sku() -> Sku {
-    Sku::new("sku-1").unwrap()
-}
-fn wh(s: &str) -> WarehouseId {
-    WarehouseId::new(s).unwrap()
-}
-fn rid() -> ReservationId {
-    ReservationId::new(sku(), 42)
-}
-fn id() -> RecordId {
-    RecordId { partition: 1, offset: 9, index: 0 }
-}
-fn level() -> StockLevel {
-    StockLevel { on_hand: 10, reserved: 3, sold: 2, version: 7 }
-}
-
 #[tokio::test]
 async fn every_message_kind_round_trips_through_the_registry() {
     let (url, registry) = registry();
@@ -146,7 +134,7 @@ async fn every_message_kind_round_trips_through_the_registry() {
     let mut schema_ids = Vec::new();
     for command in commands {
         let body = LogCommand::Request(Request {
-            tenant: TenantId::new("acme").unwrap(),
+            tenant: tenant(),
             command_id: CommandId::new("k").unwrap(),
             command,
         });
@@ -173,7 +161,7 @@ async fn every_message_kind_round_trips_through_the_registry() {
     ];
     for outcome in outcomes {
         let reply = Reply {
-            tenant: TenantId::new("acme").unwrap(),
+            tenant: tenant(),
             command_id: CommandId::new("k").unwrap(),
             position: Position { partition: 1, offset: 9 },
             at: LogTime(1_700_000_000_000),
@@ -184,7 +172,7 @@ async fn every_message_kind_round_trips_through_the_registry() {
     let events = [
         Event::ReservationCreated {
             reservation: rid(),
-            tenant: TenantId::new("acme").unwrap(),
+            tenant: tenant(),
             quantity: 1,
             allocations: vec![],
             expires_at: LogTime(9),

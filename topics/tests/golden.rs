@@ -12,30 +12,9 @@ use serde::de::DeserializeOwned;
 use topics::codec::{DecodeError, from_json, to_json};
 use topics::*;
 
-fn sku() -> Sku {
-    Sku::new("sku-1").unwrap()
-}
-fn wh(s: &str) -> WarehouseId {
-    WarehouseId::new(s).unwrap()
-}
-fn rid() -> ReservationId {
-    ReservationId::new(sku(), 42)
-}
-fn tenant() -> TenantId {
-    TenantId::new("acme").unwrap()
-}
-fn id() -> RecordId {
-    RecordId { partition: 3, offset: 42, index: 1 }
-}
-fn level() -> StockLevel {
-    StockLevel { on_hand: 10, reserved: 3, sold: 2, version: 7 }
-}
-fn alloc() -> Vec<Allocation> {
-    vec![
-        Allocation { warehouse: wh("w1"), quantity: 2 },
-        Allocation { warehouse: wh("w2"), quantity: 1 },
-    ]
-}
+mod support;
+
+use support::*;
 
 fn check<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
     name: &str,
