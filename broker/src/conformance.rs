@@ -579,9 +579,17 @@ fn kill_restart(
     drop((producer, txn, consumer));
 
     if !immediate {
+        // Transaction markers are written after the commit returns: wait until the
+        // transaction is visible, then until the broker has saved data and offset.
+        let expected = 110 + burst;
+        kafka::read_from_start(&b, name, Isolation::Committed, o.timeout, |r| r.len() >= expected)?;
         let hws = kafka::high_watermarks(&b, name)?;
-        if !broker.wait_persisted(name, &hws, o.timeout) {
-            return Err(violated(format!("broker did not save {hws:?} within {:?}", o.timeout)));
+        let saved = crate::Saved { topic: name, high_watermarks: &hws, offsets: &[(name, 0, 7)] };
+        if !broker.wait_persisted(saved, o.timeout) {
+            return Err(violated(format!(
+                "broker did not save {hws:?} and offset 7 within {:?}",
+                o.timeout
+            )));
         }
     }
     broker.kill9()?;

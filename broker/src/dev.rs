@@ -251,21 +251,28 @@ pub fn free_port(host: &str) -> std::io::Result<u16> {
     Ok(TcpListener::bind((host, 0))?.local_addr()?.port())
 }
 
+/// What a test expects the dev broker to have saved: a topic up to these high
+/// watermarks (one per partition) and these committed offsets `(group, partition, offset)`
+/// of that topic.
+#[derive(Debug, Clone, Copy)]
+pub struct Saved<'a> {
+    pub topic: &'a str,
+    pub high_watermarks: &'a [i64],
+    pub offsets: &'a [(&'a str, i32, i64)],
+}
+
 impl DevBroker {
-    /// Wait until the broker's on-disk snapshot holds `topic` up to `high_watermarks`
-    /// (one per partition), or `timeout` passes; true when it does.
+    /// Wait until the broker's on-disk snapshot holds everything in `saved`, or `timeout`
+    /// passes; true when it does.
     ///
-    /// noida-db acknowledges writes before it saves them (BROKERS.md), so a kill -9
-    /// right after an acknowledgement can lose them; tests that mean to exercise
-    /// recovery of *persisted* data wait here first. The probe reads the broker's own
-    /// snapshot file, so it is an observation, not a sleep.
-    pub fn wait_persisted(&self, topic: &str, high_watermarks: &[i64], timeout: Duration) -> bool {
+    /// noida-db acknowledges writes before it saves them, and saves topic data, group
+    /// offsets and transaction markers as they come (BROKERS.md), so a kill -9 can lose
+    /// any of them; tests that mean to exercise recovery of *saved* data wait here first.
+    /// The probe reads the broker's own snapshot file, so it is an observation, not a sleep.
+    pub fn wait_persisted(&self, saved: Saved<'_>, timeout: Duration) -> bool {
         let started = Instant::now();
         while started.elapsed() < timeout {
-            if self.persisted_watermarks(topic).is_some_and(|saved| {
-                saved.len() == high_watermarks.len()
-                    && saved.iter().zip(high_watermarks).all(|(s, w)| s >= w)
-            }) {
+            if self.snapshot().is_some_and(|doc| snapshot_holds(&doc, saved)) {
                 return true;
             }
             std::thread::park_timeout(Duration::from_millis(20));
@@ -273,12 +280,19 @@ impl DevBroker {
         false
     }
 
-    /// High watermarks of `topic` in the snapshot file, by partition.
-    fn persisted_watermarks(&self, topic: &str) -> Option<Vec<i64>> {
+    fn snapshot(&self) -> Option<serde_json::Value> {
         let text = std::fs::read(self.data_dir().join("kafka.json")).ok()?;
-        let doc: serde_json::Value = serde_json::from_slice(&text).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+}
+
+/// `{"topics": [[name, {"partitions": [[id, {"high_watermark": n}]]}]],
+///   "committed_offsets": [[[group, topic, partition], offset]]}` (noida-db 0.2.3).
+fn snapshot_holds(doc: &serde_json::Value, saved: Saved<'_>) -> bool {
+    let watermarks = || -> Option<Vec<i64>> {
         let topics = doc.get("topics")?.as_array()?;
-        let entry = topics.iter().find(|t| t.get(0).and_then(|n| n.as_str()) == Some(topic))?;
+        let entry =
+            topics.iter().find(|t| t.get(0).and_then(|n| n.as_str()) == Some(saved.topic))?;
         let mut partitions: Vec<(i64, i64)> = entry
             .get(1)?
             .get("partitions")?
@@ -288,5 +302,19 @@ impl DevBroker {
             .collect();
         partitions.sort_unstable();
         Some(partitions.into_iter().map(|(_, hw)| hw).collect())
-    }
+    };
+    let data_saved = watermarks().is_some_and(|hws| {
+        hws.len() == saved.high_watermarks.len()
+            && hws.iter().zip(saved.high_watermarks).all(|(s, w)| s >= w)
+    });
+    let committed = doc.get("committed_offsets").and_then(|c| c.as_array());
+    let offset_saved = |(group, partition, offset): &(&str, i32, i64)| {
+        committed.is_some_and(|all| {
+            all.iter().any(|e| {
+                e.get(0) == Some(&serde_json::json!([group, saved.topic, partition]))
+                    && e.get(1).and_then(|o| o.as_i64()) == Some(*offset)
+            })
+        })
+    };
+    data_saved && saved.offsets.iter().all(offset_saved)
 }

@@ -77,12 +77,16 @@ pub(crate) fn transactional_producer(
     bootstrap: &str,
     transactional_id: &str,
 ) -> Result<ThreadedProducer<DefaultProducerContext>, KafkaError> {
-    client::producer_config(bootstrap)
-        .set("transactional.id", transactional_id)
+    transactional_config(bootstrap, transactional_id).create()
+}
+
+fn transactional_config(bootstrap: &str, transactional_id: &str) -> rdkafka::config::ClientConfig {
+    let mut cfg = client::producer_config(bootstrap);
+    cfg.set("transactional.id", transactional_id)
         .set("transaction.timeout.ms", "10000")
         // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
-        .set("message.timeout.ms", "10000")
-        .create()
+        .set("message.timeout.ms", "10000");
+    cfg
 }
 
 /// Produce `records` (partition, key, value) and wait until all are acknowledged.

@@ -14,4 +14,4 @@ pub mod conformance;
 pub mod dev;
 mod kafka;
 
-pub use dev::{DevBroker, DevBrokerConfig, DevBrokerError};
+pub use dev::{DevBroker, DevBrokerConfig, DevBrokerError, Saved};
