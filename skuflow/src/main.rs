@@ -7,6 +7,11 @@ mod up;
 
 use clap::{Parser, Subcommand};
 
+// The state machine allocates per command; mimalloc measured 1.55x glibc's malloc on its
+// apply benchmark (BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "skuflow",

@@ -9,6 +9,10 @@ use state::store::{self, Store};
 use state::{LogEntry, Machine, MachineConfig, PartitionState};
 use topics::*;
 
+// The allocator the skuflow binary uses.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SPREAD_SKUS: usize = 10_000;
 
 #[derive(Clone, Copy)]

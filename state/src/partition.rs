@@ -62,7 +62,8 @@ pub struct PartitionState {
     pub(crate) applied: Option<i64>,
     pub(crate) stock: FxHashMap<Sku, BTreeMap<WarehouseId, StockLevel>>,
     pub(crate) reservations: FxHashMap<ReservationId, Reservation>,
-    pub(crate) dedup: FxHashMap<(TenantId, CommandId), DedupRecord>,
+    /// Boxed: records are large and the map grows by moving its entries.
+    pub(crate) dedup: FxHashMap<(TenantId, CommandId), Box<DedupRecord>>,
     pub(crate) timers: BTreeSet<(LogTime, Timer)>,
     /// Entities changed since the last [`PartitionState::take_changes`].
     changed: Vec<EntityKey>,
@@ -94,7 +95,7 @@ impl PartitionState {
     }
 
     pub fn dedup(&self, tenant: &TenantId, command_id: &CommandId) -> Option<&DedupRecord> {
-        self.dedup.get(&(tenant.clone(), command_id.clone()))
+        self.dedup.get(&(tenant.clone(), command_id.clone())).map(|r| &**r)
     }
 
     /// Every stock row, sorted, for audits and comparisons.
@@ -111,7 +112,7 @@ impl PartitionState {
     }
 
     pub fn dedup_records(&self) -> BTreeMap<(TenantId, CommandId), DedupRecord> {
-        self.dedup.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.dedup.iter().map(|(k, v)| (k.clone(), (**v).clone())).collect()
     }
 
     pub fn timers(&self) -> &BTreeSet<(LogTime, Timer)> {
@@ -163,7 +164,7 @@ impl PartitionState {
         record: DedupRecord,
     ) {
         self.changed.push(EntityKey::Dedup(tenant.clone(), command_id.clone()));
-        self.dedup.insert((tenant, command_id), record);
+        self.dedup.insert((tenant, command_id), Box::new(record));
     }
 
     pub(crate) fn remove_dedup(&mut self, tenant: &TenantId, command_id: &CommandId) {
@@ -209,7 +210,7 @@ impl PartitionState {
         command_id: CommandId,
         record: DedupRecord,
     ) {
-        self.dedup.insert((tenant, command_id), record);
+        self.dedup.insert((tenant, command_id), Box::new(record));
     }
 
     pub(crate) fn load_timer(&mut self, at: LogTime, timer: Timer) {
