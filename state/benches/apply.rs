@@ -1,6 +1,6 @@
 //! Apply rate of the pure machine, and apply + persist to RocksDB per batch size, for
 //! spread SKUs and one hot SKU. Results and the command are in BENCHMARKS.md:
-//! `cargo bench -p state --bench apply`.
+//! `cargo bench -p state --bench apply`. Also the changelog restore rate.
 
 use std::time::{Duration, Instant};
 
@@ -164,5 +164,37 @@ fn persisted(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pure, persisted);
+/// Rebuild a partition from its changelog: the store changes of applying 50,000
+/// commands (spread SKUs, batches of 1,000), imported into an empty store.
+fn restore(c: &mut Criterion) {
+    let machine = Machine::new(MachineConfig::default());
+    let Workload { mut state, log } = workload(&machine, Shape::Spread, 50_000);
+    let mut changelog = Vec::new();
+    for chunk in log.chunks(1000) {
+        for (position, at, command) in chunk {
+            machine.apply(&mut state, LogEntry { position: *position, at: *at, command }).unwrap();
+        }
+        changelog.extend(store::batch(0, &mut state).changes);
+    }
+    let mut group = c.benchmark_group("restore");
+    group.throughput(Throughput::Elements(changelog.len() as u64));
+    group.sample_size(10);
+    group.bench_function("changelog", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().unwrap();
+                let store = Store::open(dir.path(), false).unwrap();
+                let records = changelog.clone();
+                let started = Instant::now();
+                store.import(0, records).unwrap();
+                total += started.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, pure, persisted, restore);
 criterion_main!(benches);
