@@ -14,5 +14,5 @@ pub mod partition;
 
 pub use config::MachineConfig;
 pub use machine::{ApplyError, Effects, LogEntry, Machine};
-pub use partition::{DedupRecord, EntityKey, PartitionState, Snapshot, Timer};
+pub use partition::{DedupRecord, EntityKey, PartitionState, Snapshot, Timer, TimerKey, TimerKind};
 pub mod store;

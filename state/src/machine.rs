@@ -14,7 +14,7 @@ use topics::{Event, LogCommand, LogTime, Outcome, Position, Rejection, Reply, Re
 use crate::commands;
 use crate::config::MachineConfig;
 use crate::context::Ctx;
-use crate::partition::{DedupRecord, PartitionState, Timer};
+use crate::partition::{DedupRecord, PartitionState, Timer, TimerKey};
 
 /// A command as the log delivers it.
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +98,8 @@ fn answer(ctx: &mut Ctx<'_>, request: &Request) -> Reply {
         tenant: request.tenant.clone(),
         command_id: request.command_id.clone(),
     };
-    ctx.state.add_timer(ctx.now.plus_ms(ctx.config.dedup_window_ms), forget);
+    let at = ctx.now.plus_ms(ctx.config.dedup_window_ms);
+    ctx.state.add_timer(TimerKey::forget_command(at, ctx.position.offset), forget);
     reply
 }
 
@@ -113,9 +114,9 @@ fn reply(ctx: &Ctx<'_>, request: &Request, outcome: Outcome) -> Reply {
 }
 
 fn fire_due_timers(ctx: &mut Ctx<'_>) {
-    while let Some((at, timer)) = ctx.state.pop_due_timer(ctx.now) {
+    while let Some((key, timer)) = ctx.state.pop_due_timer(ctx.now) {
         match timer {
-            Timer::Expire { reservation } => commands::expire(ctx, &reservation, at),
+            Timer::Expire { reservation } => commands::expire(ctx, &reservation, key.at),
             Timer::ForgetReservation { reservation } => ctx.state.remove_reservation(&reservation),
             Timer::ForgetCommand { tenant, command_id } => {
                 ctx.state.remove_dedup(&tenant, &command_id)

@@ -4,7 +4,7 @@
 //! Every mutation goes through a method here, which records the entity as changed; the
 //! store persists exactly those entities (and nothing else) in the batch's WriteBatch.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 use topics::{
@@ -33,13 +33,46 @@ pub enum Timer {
     ForgetCommand { tenant: TenantId, command_id: CommandId },
 }
 
+/// What kind of work a timer does; part of its key, so never renumber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum TimerKind {
+    Expire = 1,
+    ForgetReservation = 2,
+    ForgetCommand = 3,
+}
+
+/// When a timer fires and which one it is: time, then kind, then the log offset that
+/// names its subject (a reservation's reserve command, or the request whose id is to be
+/// forgotten). Unique within a partition, and ordered by integers only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimerKey {
+    pub at: LogTime,
+    pub kind: TimerKind,
+    pub seq: u64,
+}
+
+impl TimerKey {
+    pub fn expire(at: LogTime, reservation: &ReservationId) -> Self {
+        Self { at, kind: TimerKind::Expire, seq: reservation.seq }
+    }
+
+    pub fn forget_reservation(at: LogTime, reservation: &ReservationId) -> Self {
+        Self { at, kind: TimerKind::ForgetReservation, seq: reservation.seq }
+    }
+
+    pub fn forget_command(at: LogTime, request_offset: i64) -> Self {
+        Self { at, kind: TimerKind::ForgetCommand, seq: request_offset as u64 }
+    }
+}
+
 /// The key of anything the store keeps for a partition.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EntityKey {
     Stock(Sku, WarehouseId),
     Reservation(ReservationId),
     Dedup(TenantId, CommandId),
-    Timer(LogTime, Timer),
+    Timer(TimerKey),
 }
 
 /// A sorted, comparable copy of a partition's state.
@@ -50,7 +83,7 @@ pub struct Snapshot {
     pub stock: BTreeMap<(Sku, WarehouseId), StockLevel>,
     pub reservations: BTreeMap<ReservationId, Reservation>,
     pub dedup: BTreeMap<(TenantId, CommandId), DedupRecord>,
-    pub timers: BTreeSet<(LogTime, Timer)>,
+    pub timers: BTreeMap<TimerKey, Timer>,
 }
 
 /// All of one partition's state.
@@ -64,7 +97,7 @@ pub struct PartitionState {
     pub(crate) reservations: FxHashMap<ReservationId, Reservation>,
     /// Boxed: records are large and the map grows by moving its entries.
     pub(crate) dedup: FxHashMap<(TenantId, CommandId), Box<DedupRecord>>,
-    pub(crate) timers: BTreeSet<(LogTime, Timer)>,
+    pub(crate) timers: BTreeMap<TimerKey, Timer>,
     /// Entities changed since the last [`PartitionState::take_changes`].
     changed: Vec<EntityKey>,
 }
@@ -115,7 +148,7 @@ impl PartitionState {
         self.dedup.iter().map(|(k, v)| (k.clone(), (**v).clone())).collect()
     }
 
-    pub fn timers(&self) -> &BTreeSet<(LogTime, Timer)> {
+    pub fn timers(&self) -> &BTreeMap<TimerKey, Timer> {
         &self.timers
     }
 
@@ -172,26 +205,25 @@ impl PartitionState {
         self.changed.push(EntityKey::Dedup(tenant.clone(), command_id.clone()));
     }
 
-    pub(crate) fn add_timer(&mut self, at: LogTime, timer: Timer) {
-        self.changed.push(EntityKey::Timer(at, timer.clone()));
-        self.timers.insert((at, timer));
+    pub(crate) fn add_timer(&mut self, key: TimerKey, timer: Timer) {
+        self.changed.push(EntityKey::Timer(key));
+        self.timers.insert(key, timer);
     }
 
-    pub(crate) fn remove_timer(&mut self, at: LogTime, timer: &Timer) {
-        let key = (at, timer.clone());
+    pub(crate) fn remove_timer(&mut self, key: TimerKey) {
         self.timers.remove(&key);
-        self.changed.push(EntityKey::Timer(key.0, key.1));
+        self.changed.push(EntityKey::Timer(key));
     }
 
     /// The earliest timer due at or before `now`, removed.
-    pub(crate) fn pop_due_timer(&mut self, now: LogTime) -> Option<(LogTime, Timer)> {
-        let first = self.timers.first()?;
-        if first.0 > now {
+    pub(crate) fn pop_due_timer(&mut self, now: LogTime) -> Option<(TimerKey, Timer)> {
+        let (first, _) = self.timers.first_key_value()?;
+        if first.at > now {
             return None;
         }
-        let (at, timer) = self.timers.pop_first()?;
-        self.changed.push(EntityKey::Timer(at, timer.clone()));
-        Some((at, timer))
+        let (key, timer) = self.timers.pop_first()?;
+        self.changed.push(EntityKey::Timer(key));
+        Some((key, timer))
     }
 
     // ----- loading (used by the store on open and on restore; not recorded) -----------
@@ -213,8 +245,8 @@ impl PartitionState {
         self.dedup.insert((tenant, command_id), Box::new(record));
     }
 
-    pub(crate) fn load_timer(&mut self, at: LogTime, timer: Timer) {
-        self.timers.insert((at, timer));
+    pub(crate) fn load_timer(&mut self, key: TimerKey, timer: Timer) {
+        self.timers.insert(key, timer);
     }
 
     pub(crate) fn load_meta(&mut self, log_time: LogTime, applied: Option<i64>) {

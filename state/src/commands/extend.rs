@@ -4,7 +4,7 @@ use topics::{Event, Extend, Outcome, Rejection, TenantId};
 
 use super::active_reservation;
 use crate::context::Ctx;
-use crate::partition::Timer;
+use crate::partition::{Timer, TimerKey};
 
 pub(super) fn apply(
     ctx: &mut Ctx<'_>,
@@ -14,9 +14,11 @@ pub(super) fn apply(
     let mut r = active_reservation(ctx, tenant, &c.reservation)?;
     let ttl = super::checked_ttl(ctx, Some(c.ttl_ms))?;
     let expires_at = ctx.now.plus_ms(ttl);
-    let timer = Timer::Expire { reservation: r.id.clone() };
-    ctx.state.remove_timer(r.expires_at, &timer);
-    ctx.state.add_timer(expires_at, timer);
+    ctx.state.remove_timer(TimerKey::expire(r.expires_at, &r.id));
+    ctx.state.add_timer(
+        TimerKey::expire(expires_at, &r.id),
+        Timer::Expire { reservation: r.id.clone() },
+    );
     r.expires_at = expires_at;
     ctx.state.put_reservation(r);
     ctx.events.push(Event::ReservationExtended { reservation: c.reservation.clone(), expires_at });

@@ -13,7 +13,7 @@ use topics::{
 };
 
 use crate::context::Ctx;
-use crate::partition::Timer;
+use crate::partition::{Timer, TimerKey};
 
 pub(crate) fn apply(ctx: &mut Ctx<'_>, tenant: &TenantId, command: &Command) -> Outcome {
     let result = match command {
@@ -79,13 +79,14 @@ fn finish_reservation(
         });
     }
     if r.state == ReservationState::Active {
-        ctx.state.remove_timer(r.expires_at, &Timer::Expire { reservation: r.id.clone() });
+        ctx.state.remove_timer(TimerKey::expire(r.expires_at, &r.id));
     }
     r.state = state;
     r.purchased = sold;
     r.ended_at = Some(ended_at);
+    let forget_at = ended_at.plus_ms(ctx.config.reservation_retention_ms);
     let forget = Timer::ForgetReservation { reservation: r.id.clone() };
-    ctx.state.add_timer(ended_at.plus_ms(ctx.config.reservation_retention_ms), forget);
+    ctx.state.add_timer(TimerKey::forget_reservation(forget_at, &r.id), forget);
     let returned = r.quantity - sold;
     ctx.state.put_reservation(r);
     returned

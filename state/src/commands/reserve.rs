@@ -7,7 +7,7 @@ use topics::{
 
 use super::allocate::{Ask, allocate};
 use crate::context::Ctx;
-use crate::partition::Timer;
+use crate::partition::{Timer, TimerKey};
 
 pub(super) fn apply(
     ctx: &mut Ctx<'_>,
@@ -32,7 +32,8 @@ pub(super) fn apply(
     let id = ReservationId::new(c.sku.clone(), ctx.position.offset as u64);
     let quantity = allocations.iter().map(|a| a.quantity).sum();
     let expires_at = ctx.now.plus_ms(ttl);
-    ctx.state.add_timer(expires_at, Timer::Expire { reservation: id.clone() });
+    ctx.state
+        .add_timer(TimerKey::expire(expires_at, &id), Timer::Expire { reservation: id.clone() });
     ctx.events.push(Event::ReservationCreated {
         reservation: id.clone(),
         tenant: tenant.clone(),

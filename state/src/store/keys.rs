@@ -6,7 +6,7 @@
 //! kind 0x02 STOCK        rest = sku 0x00 warehouse           value = on_hand, reserved, sold, version: u64be each
 //! kind 0x03 RESERVATION  rest = sku 0x00 seq:u64be           value = JSON Reservation
 //! kind 0x04 DEDUP        rest = tenant 0x00 command_id       value = JSON DedupRecord
-//! kind 0x05 TIMER        rest = at:u64be  JSON Timer         value = ""
+//! kind 0x05 TIMER        rest = at:u64be timer_kind:u8 seq:u64be   value = JSON Timer
 //! ```
 //!
 //! Prefix bytes are fixed forever: a retired kind keeps its number and is never reused.
@@ -16,7 +16,7 @@
 
 use topics::{CommandId, LogTime, ReservationId, Sku, TenantId, WarehouseId};
 
-use crate::partition::{EntityKey, Timer};
+use crate::partition::{EntityKey, TimerKey, TimerKind};
 
 /// Kind byte of each entity. Never renumber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,11 +76,11 @@ pub fn encode(key: &Key) -> Vec<u8> {
             out.push(Kind::Dedup as u8);
             pair(&mut out, tenant.as_str(), id.as_str());
         }
-        Key::Entity(EntityKey::Timer(at, timer)) => {
+        Key::Entity(EntityKey::Timer(key)) => {
             out.push(Kind::Timer as u8);
-            out.extend_from_slice(&at.0.to_be_bytes());
-            // Timers hold only validated ids and JSON of them cannot fail.
-            out.extend_from_slice(&serde_json::to_vec(timer).unwrap_or_default());
+            out.extend_from_slice(&key.at.0.to_be_bytes());
+            out.push(key.kind as u8);
+            out.extend_from_slice(&key.seq.to_be_bytes());
         }
     }
     out
@@ -139,10 +139,16 @@ pub fn decode(bytes: &[u8]) -> Result<Key, BadKey> {
             .into()
         }
         Kind::Timer => {
-            let at =
-                u64::from_be_bytes(rest.get(..8).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
-            let timer: Timer = serde_json::from_slice(&rest[8..]).map_err(|_| bad())?;
-            EntityKey::Timer(LogTime(at), timer).into()
+            let rest: &[u8; 17] = rest.try_into().map_err(|_| bad())?;
+            let kind = match rest[8] {
+                1 => TimerKind::Expire,
+                2 => TimerKind::ForgetReservation,
+                3 => TimerKind::ForgetCommand,
+                _ => return Err(bad()),
+            };
+            let at = LogTime(u64::from_be_bytes(rest[..8].try_into().map_err(|_| bad())?));
+            let seq = u64::from_be_bytes(rest[9..].try_into().map_err(|_| bad())?);
+            EntityKey::Timer(TimerKey { at, kind, seq }).into()
         }
     };
     Ok(key)
@@ -163,19 +169,18 @@ mod tests {
         let sku = Sku::new("sku-1").unwrap();
         let wh = WarehouseId::new("w").unwrap();
         let rid = ReservationId::new(sku.clone(), 7);
-        let tenant = TenantId::new("t").unwrap();
-        let cmd = CommandId::new("c/1").unwrap();
         let keys = [
             (Key::Meta, 0x01),
             (EntityKey::Stock(sku.clone(), wh).into(), 0x02),
             (EntityKey::Reservation(rid.clone()).into(), 0x03),
-            (EntityKey::Dedup(tenant.clone(), cmd.clone()).into(), 0x04),
-            (EntityKey::Timer(LogTime(5), Timer::Expire { reservation: rid }).into(), 0x05),
             (
-                EntityKey::Timer(LogTime(5), Timer::ForgetCommand { tenant, command_id: cmd })
+                EntityKey::Dedup(TenantId::new("t").unwrap(), CommandId::new("c/1").unwrap())
                     .into(),
-                0x05,
+                0x04,
             ),
+            (EntityKey::Timer(TimerKey::expire(LogTime(5), &rid)).into(), 0x05),
+            (EntityKey::Timer(TimerKey::forget_reservation(LogTime(5), &rid)).into(), 0x05),
+            (EntityKey::Timer(TimerKey::forget_command(LogTime(5), 12)).into(), 0x05),
         ];
         for (key, prefix) in keys {
             let bytes = encode(&key);
@@ -186,26 +191,21 @@ mod tests {
 
     #[test]
     fn timers_sort_by_time_and_partitions_are_contiguous() {
-        let t = |at| {
-            encode_in(
-                3,
-                &EntityKey::Timer(
-                    LogTime(at),
-                    Timer::ForgetReservation {
-                        reservation: ReservationId::new(Sku::new("a").unwrap(), 1),
-                    },
-                )
-                .into(),
-            )
+        let t = |at, seq| {
+            encode_in(3, &EntityKey::Timer(TimerKey::forget_command(LogTime(at), seq)).into())
         };
-        assert!(t(255) < t(256));
+        assert!(t(255, 9) < t(256, 1));
+        assert!(t(256, 1) < t(256, 2));
         assert!(encode_in(3, &Key::Meta) < encode_in(4, &Key::Meta));
-        assert!(t(u64::MAX) < encode_in(4, &Key::Meta));
+        assert!(t(u64::MAX, i64::MAX) < encode_in(4, &Key::Meta));
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bytes in [&[][..], &[0x09], &[0x02, b'a'], &[0x03, b'a', 0, 1], &[0x05, 1, 2]] {
+        let bad_kind = [&[0x05][..], &[0; 8], &[9], &[0; 8]].concat();
+        for bytes in
+            [&[][..], &[0x09], &[0x02, b'a'], &[0x03, b'a', 0, 1], &[0x05, 1, 2], &bad_kind]
+        {
             assert!(decode(bytes).is_err(), "{bytes:?}");
         }
     }

@@ -64,7 +64,7 @@ fn entity_value(state: &PartitionState, key: &EntityKey) -> Option<Vec<u8>> {
         EntityKey::Stock(s, w) => state.stock_level(s, w).map(values::stock),
         EntityKey::Reservation(id) => state.reservation(id).map(values::reservation),
         EntityKey::Dedup(t, c) => state.dedup(t, c).map(values::dedup),
-        EntityKey::Timer(at, t) => state.timers().contains(&(*at, t.clone())).then(Vec::new),
+        EntityKey::Timer(k) => state.timers().get(k).map(values::timer),
     }
 }
 
@@ -147,7 +147,7 @@ impl Store {
                 Key::Entity(EntityKey::Dedup(t, c)) => {
                     state.load_dedup(t, c, values::dedup_from(&v)?)
                 }
-                Key::Entity(EntityKey::Timer(at, t)) => state.load_timer(at, t),
+                Key::Entity(EntityKey::Timer(k)) => state.load_timer(k, values::timer_from(&v)?),
             }
         }
         Ok(state)

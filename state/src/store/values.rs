@@ -3,7 +3,7 @@
 
 use topics::{LogTime, Reservation, StockLevel};
 
-use crate::partition::DedupRecord;
+use crate::partition::{DedupRecord, Timer};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("undecodable {what} value: {reason}")]
@@ -67,4 +67,12 @@ pub fn dedup(d: &DedupRecord) -> Vec<u8> {
 
 pub fn dedup_from(b: &[u8]) -> Result<DedupRecord, BadValue> {
     serde_json::from_slice(b).map_err(|e| bad("dedup", e))
+}
+
+pub fn timer(t: &Timer) -> Vec<u8> {
+    serde_json::to_vec(t).unwrap_or_default()
+}
+
+pub fn timer_from(b: &[u8]) -> Result<Timer, BadValue> {
+    serde_json::from_slice(b).map_err(|e| bad("timer", e))
 }
