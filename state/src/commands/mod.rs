@@ -78,9 +78,9 @@ fn finish_reservation(
             l.sold += sell;
         });
     }
-    if r.state == ReservationState::Active {
-        ctx.state.remove_timer(TimerKey::expire(r.expires_at, &r.id));
-    }
+    // Callers pass active reservations only: the final states never change again (I7).
+    debug_assert_eq!(r.state, ReservationState::Active, "{} is already final", r.id);
+    ctx.state.remove_timer(TimerKey::expire(r.expires_at, &r.id));
     r.state = state;
     r.purchased = sold;
     r.ended_at = Some(ended_at);
