@@ -50,10 +50,11 @@ pub enum Check {
     KillRestart,
     KillAcked,
     LargeBacklog,
+    LogAppendTime,
 }
 
 impl Check {
-    pub const ALL: [Check; 10] = [
+    pub const ALL: [Check; 11] = [
         Check::TopicCreate,
         Check::IdempotentProduce,
         Check::TransactionalCtp,
@@ -64,6 +65,7 @@ impl Check {
         Check::KillRestart,
         Check::KillAcked,
         Check::LargeBacklog,
+        Check::LogAppendTime,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +80,7 @@ impl Check {
             Check::KillRestart => "kill9_restart",
             Check::KillAcked => "kill9_acked",
             Check::LargeBacklog => "large_backlog",
+            Check::LogAppendTime => "log_append_time",
         }
     }
 
@@ -93,6 +96,9 @@ impl Check {
             Check::KillRestart => "persisted data and offsets survive kill -9 and restart",
             Check::KillAcked => "acknowledged writes survive a kill -9 right after the ack",
             Check::LargeBacklog => "a backlog above 100 MiB is consumed from offset 0",
+            Check::LogAppendTime => {
+                "message.timestamp.type=LogAppendTime: the broker stamps records"
+            }
         }
     }
 
@@ -194,6 +200,7 @@ fn run_inner(
         Check::CommittedOffsets => committed_offsets(&b, &id("offsets"), o)?,
         Check::GroupRebalance => group_rebalance(&b, &id("group"), o)?,
         Check::LargeBacklog => large_backlog(&b, &id("backlog"), o)?,
+        Check::LogAppendTime => log_append_time(&b, &id("logtime"), o)?,
         Check::KillRestart | Check::KillAcked => match target {
             Target::Owned(broker) => {
                 kill_restart(broker, &id(check.name()), check == Check::KillAcked, o)?
@@ -633,6 +640,36 @@ fn large_backlog(b: &str, topic: &str, o: &Options) -> Result<String, CheckError
         (n * RECORD) >> 20,
         started.elapsed()
     ))
+}
+
+/// skuflow's log time is the commands topic's record timestamp; with LogAppendTime the
+/// broker sets it, so a producer with a skewed clock cannot move log time (and expire
+/// holds early). A record sent with a CreateTime an hour in the past must come back
+/// stamped by the broker, at about the time it was appended.
+fn log_append_time(b: &str, topic: &str, o: &Options) -> Result<String, CheckError> {
+    use rdkafka::message::Timestamp;
+    const HOUR_MS: i64 = 3_600_000;
+    kafka::create_topic(b, topic, 1, &[("message.timestamp.type", "LogAppendTime")])?;
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    };
+    let before = now_ms();
+    let producer = kafka::idempotent_producer(b)?;
+    kafka::produce_at(&producer, topic, before - HOUR_MS)?;
+    let after = now_ms();
+    let reads = kafka::read_timestamps(b, topic, o.timeout)?;
+    match reads.first() {
+        Some(Timestamp::LogAppendTime(t)) if (before - 5_000..=after + 5_000).contains(t) => {
+            Ok(format!("stamped by the broker {} ms after the send", t - before))
+        }
+        Some(other) => Err(violated(format!(
+            "sent with CreateTime {} (an hour ago), read back {other:?}",
+            before - HOUR_MS
+        ))),
+        None => Err(violated("the record was not read back")),
+    }
 }
 
 /// The pass/fail table `skuflow doctor` prints.

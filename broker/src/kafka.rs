@@ -203,3 +203,34 @@ pub(crate) fn topic_config(
     }
     Ok(None)
 }
+
+/// Produce one record with an explicit CreateTime.
+pub(crate) fn produce_at(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    timestamp_ms: i64,
+) -> Result<(), KafkaError> {
+    let record = BaseRecord::to(topic).partition(0).key("k").payload("v").timestamp(timestamp_ms);
+    producer.send(record).map_err(|(e, _)| e)?;
+    producer.flush(Duration::from_secs(30))
+}
+
+/// The timestamps of partition 0 of `topic`, read from the beginning until at least one
+/// record arrives or `deadline` passes.
+pub(crate) fn read_timestamps(
+    bootstrap: &str,
+    topic: &str,
+    deadline: Duration,
+) -> Result<Vec<rdkafka::message::Timestamp>, KafkaError> {
+    let consumer: BaseConsumer = client::consumer_config(bootstrap, "skuflow-reader").create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        if let Some(msg) = consumer.poll(Duration::from_millis(100)) {
+            return Ok(vec![msg?.timestamp()]);
+        }
+    }
+    Ok(Vec::new())
+}

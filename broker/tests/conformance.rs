@@ -77,6 +77,11 @@ fn large_backlog() {
 }
 
 #[test]
+fn log_append_time() {
+    check(Check::LogAppendTime);
+}
+
+#[test]
 fn external_target_skips_the_kill_check() {
     let broker = DevBroker::start().expect("dev broker starts");
     let result = conformance::run(
