@@ -4,11 +4,13 @@
 //! - [`dev`] starts and stops the local development broker (the one `scripts/setup`
 //!   installs) on a free loopback port; tests in every crate use it, and so do
 //!   `skuflow broker` and `skuflow up`.
+//! - [`admin`] creates topics idempotently from specs the caller supplies.
 //! - [`conformance`] is the suite behind `skuflow doctor`: it proves, against any
 //!   bootstrap address, the broker behaviour that skuflow's exactly-once design relies on.
 //!
 //! Nothing here knows skuflow's topics or message formats (that is `topics`).
 
+pub mod admin;
 pub mod client;
 pub mod conformance;
 pub mod dev;

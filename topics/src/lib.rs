@@ -13,4 +13,4 @@ pub mod names;
 pub use envelope::{Envelope, RecordId, VERSION};
 pub use ids::{CommandId, IdError, ReservationId, Sku, TenantId, WarehouseId};
 pub use model::*;
-pub use names::{Topic, Topics};
+pub use names::{Topic, TopicLayout, Topics};

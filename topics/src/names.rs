@@ -60,6 +60,14 @@ impl Topic {
     }
 }
 
+/// One topic as it should exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicLayout {
+    pub name: String,
+    pub partitions: i32,
+    pub configs: &'static [(&'static str, &'static str)],
+}
+
 /// Topic names for one deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
@@ -75,5 +83,32 @@ impl Default for Topics {
 impl Topics {
     pub fn name(&self, topic: Topic) -> String {
         format!("{}.{}", self.prefix, topic.suffix())
+    }
+
+    /// Every topic with its name, partition count and configs, for creation. All topics
+    /// get the commands topic's partition count: changelog and availability must mirror
+    /// it, and replies and events are spread the same way.
+    pub fn layout(&self, partitions: i32) -> Vec<TopicLayout> {
+        Topic::ALL
+            .iter()
+            .map(|t| TopicLayout { name: self.name(*t), partitions, configs: t.configs() })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_names_every_topic_with_its_configs() {
+        let layout = Topics { prefix: "shop".into() }.layout(6);
+        assert_eq!(layout.len(), Topic::ALL.len());
+        assert!(layout.iter().all(|t| t.partitions == 6));
+        let configs =
+            |name: &str| layout.iter().find(|t| t.name == name).map(|t| t.configs).unwrap();
+        assert!(configs("shop.commands").contains(&("message.timestamp.type", "LogAppendTime")));
+        assert!(configs("shop.changelog").contains(&("cleanup.policy", "compact")));
+        assert!(configs("shop.availability").contains(&("cleanup.policy", "compact")));
     }
 }

@@ -1,0 +1,74 @@
+//! Creating topics idempotently: create what is missing, accept what exists with the
+//! same partition count, refuse what exists with another (repartitioning would move
+//! keys between partitions and break the one-writer-per-SKU rule).
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::kafka;
+
+/// A topic to ensure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub replication: i32,
+    pub configs: Vec<(String, String)>,
+}
+
+/// What `ensure_topics` found for one topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensured {
+    Created,
+    Existed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("could not create topic {topic}: {code}")]
+    Create { topic: String, code: RDKafkaErrorCode },
+    #[error("topic {topic} exists with {have} partitions, skuflow is configured for {want}")]
+    PartitionMismatch { topic: String, want: i32, have: usize },
+}
+
+pub fn ensure_topics(
+    bootstrap: &str,
+    specs: &[TopicSpec],
+) -> Result<Vec<(String, Ensured)>, AdminError> {
+    let admin = kafka::admin(bootstrap)?;
+    let new: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|s| {
+            let topic =
+                NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(s.replication));
+            s.configs.iter().fold(topic, |t, (k, v)| t.set(k, v))
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = futures::executor::block_on(admin.create_topics(&new, &opts))?;
+    let mut out = Vec::with_capacity(specs.len());
+    for (spec, result) in specs.iter().zip(results) {
+        let ensured = match result {
+            Ok(_) => Ensured::Created,
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                let have = kafka::partition_count(bootstrap, &spec.name)?;
+                if have != spec.partitions as usize {
+                    return Err(AdminError::PartitionMismatch {
+                        topic: spec.name.clone(),
+                        want: spec.partitions,
+                        have,
+                    });
+                }
+                Ensured::Existed
+            }
+            Err((_, code)) => return Err(AdminError::Create { topic: spec.name.clone(), code }),
+        };
+        out.push((spec.name.clone(), ensured));
+    }
+    Ok(out)
+}
