@@ -1,2 +1,9 @@
-//! The processor: a consumer-group member on the commands topic with one single-writer task per
-//! assigned partition (load → apply → persist → produce in one Kafka transaction). Not built yet (issue 5).
+//! The processor: a consumer-group member on the commands topic with one single writer
+//! per assigned partition. [`batch`] is its core step, free of Kafka: decode a batch of
+//! one partition's records, apply them through `state`, and return the store batch and
+//! every output record as data, each with a stable identity. The Kafka side (consumer
+//! group, transactions, restore, ticks, metrics) is issue 5's remaining work.
+
+pub mod batch;
+
+pub use batch::{Applied, BatchError, InRecord, OutRecord, apply_batch};

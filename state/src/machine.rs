@@ -83,6 +83,25 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// Move the applied offset past a record that could not be applied (it went to the
+    /// dead-letter topic). Log time does not move: the record's time is not trusted.
+    pub fn skip(&self, state: &mut PartitionState, position: Position) -> Result<(), ApplyError> {
+        check_after_applied(state, position)?;
+        state.applied = Some(position.offset);
+        Ok(())
+    }
+}
+
+fn check_after_applied(state: &PartitionState, position: Position) -> Result<(), ApplyError> {
+    match state.applied {
+        Some(applied) if position.offset <= applied => {
+            Err(ApplyError::OffsetNotAfterApplied { offset: position.offset, applied })
+        }
+        _ => Ok(()),
+    }
+}
+
 fn answer(ctx: &mut Ctx<'_>, request: &Request) -> Reply {
     if let Some(seen) = ctx.state.dedup(&request.tenant, &request.command_id) {
         if seen.command == request.command {

@@ -1,0 +1,197 @@
+//! One batch of one partition: decode → apply → collect outputs, as data.
+//!
+//! Every output carries a stable identity ([`RecordId`]) derived from the command it
+//! came from, so re-applying the same commands (after a crash or a fence) yields the
+//! same replies and events with the same ids, whatever the batch boundaries; consumers
+//! drop duplicates by id (DESIGN.md §4). All outputs go to the source partition's
+//! number in their topic, so changelog partition p restores commands partition p.
+//!
+//! Records that cannot be applied never stop the partition: they go to the dead-letter
+//! topic with a reason, and the partition's applied offset moves past them.
+
+use std::collections::BTreeMap;
+
+use state::store::{self, Batch};
+use state::{ApplyError, LogEntry, Machine, PartitionState};
+use topics::codec::{self, EncodeError};
+use topics::{Availability, Envelope, LogCommand, LogTime, Position, RecordId, Sku, Topic, keys};
+
+/// Header carrying an output's identity, `partition/offset/index`.
+pub const ID_HEADER: &str = "skuflow-id";
+/// Header carrying the reason a record was dead-lettered.
+pub const REASON_HEADER: &str = "skuflow-reason";
+
+/// A record of the commands topic as consumed.
+#[derive(Debug, Clone, Copy)]
+pub struct InRecord<'a> {
+    pub offset: i64,
+    /// The record's timestamp (append time on the commands topic).
+    pub timestamp: LogTime,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+}
+
+/// A record to produce, encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutRecord {
+    pub topic: Topic,
+    pub partition: i32,
+    pub key: Vec<u8>,
+    /// `None`: a tombstone (changelog deletions).
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// The result of one batch: write `store` atomically, then produce `records` in one
+/// transaction with the consumed offset `next_offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub store: Batch,
+    pub records: Vec<OutRecord>,
+    /// The offset to commit: one past the last record of the batch.
+    pub next_offset: i64,
+    pub dead_lettered: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The caller fed offsets the state has already applied: the store and the consumer
+    /// disagree, which the processor must resolve (restore) before applying anything.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error("empty batch")]
+    Empty,
+}
+
+/// Apply `records` (consecutive records of `partition`, in log order) to `state`.
+pub fn apply_batch(
+    machine: &Machine,
+    state: &mut PartitionState,
+    partition: i32,
+    records: &[InRecord<'_>],
+) -> Result<Applied, BatchError> {
+    let last = records.last().ok_or(BatchError::Empty)?.offset;
+    let mut out = Vec::new();
+    let mut touched: BTreeMap<Sku, Position> = BTreeMap::new();
+    let mut dead_lettered = 0;
+    for record in records {
+        let position = Position { partition, offset: record.offset };
+        let command = match decode(record) {
+            Ok(command) => command,
+            Err(reason) => {
+                machine.skip(state, position)?;
+                out.push(dead_letter(partition, record, reason));
+                dead_lettered += 1;
+                continue;
+            }
+        };
+        let fx =
+            machine.apply(state, LogEntry { position, at: record.timestamp, command: &command })?;
+        let id = |index| RecordId { partition, offset: record.offset, index };
+        if let Some(reply) = &fx.reply {
+            let key = keys::reply_key(&reply.tenant, &reply.command_id);
+            out.push(output(
+                Topic::Replies,
+                id(0),
+                key,
+                codec::to_json(&Envelope::output(id(0), reply))?,
+            ));
+        }
+        for (i, event) in fx.events.iter().enumerate() {
+            let rid = id(i as u32 + 1);
+            let key = event_key(event).to_vec();
+            out.push(output(
+                Topic::Events,
+                rid,
+                key,
+                codec::to_json(&Envelope::output(rid, event))?,
+            ));
+        }
+        for sku in fx.touched {
+            touched.insert(sku, position);
+        }
+    }
+    for (sku, position) in touched {
+        let rid = RecordId { partition, offset: position.offset, index: 0 };
+        let availability = availability(state, sku, position);
+        let key = keys::command_key(&availability.sku).to_vec();
+        out.push(output(
+            Topic::Availability,
+            rid,
+            key,
+            codec::to_json(&Envelope::output(rid, &availability))?,
+        ));
+    }
+    let batch = store::batch(partition, state);
+    for (i, change) in batch.changes.iter().enumerate() {
+        let rid = RecordId { partition, offset: last, index: i as u32 };
+        out.push(OutRecord {
+            topic: Topic::Changelog,
+            partition,
+            key: change.key.clone(),
+            payload: change.value.clone(),
+            headers: vec![(ID_HEADER, rid.to_string().into_bytes())],
+        });
+    }
+    Ok(Applied { store: batch, records: out, next_offset: last + 1, dead_lettered })
+}
+
+/// Why a record was refused, as a stable reason.
+fn decode(record: &InRecord<'_>) -> Result<LogCommand, String> {
+    let envelope = codec::from_json::<LogCommand>(record.payload)
+        .map_err(|e| format!("{}: {e}", e.reason()))?;
+    if let LogCommand::Request(request) = &envelope.body {
+        // A command keyed by another SKU was routed to this partition by its key; applying
+        // it here would give its SKU a second writer.
+        let sku = request.command.sku();
+        if record.key != Some(keys::command_key(sku)) {
+            return Err(format!("wrong_key: record key does not match the command's sku {sku}"));
+        }
+    }
+    Ok(envelope.body)
+}
+
+fn dead_letter(partition: i32, record: &InRecord<'_>, reason: String) -> OutRecord {
+    let id = RecordId { partition, offset: record.offset, index: 0 };
+    OutRecord {
+        topic: Topic::DeadLetter,
+        partition,
+        key: record.key.unwrap_or_default().to_vec(),
+        payload: record.payload.map(<[u8]>::to_vec),
+        headers: vec![
+            (ID_HEADER, id.to_string().into_bytes()),
+            (REASON_HEADER, reason.into_bytes()),
+        ],
+    }
+}
+
+fn output(topic: Topic, id: RecordId, key: Vec<u8>, payload: Vec<u8>) -> OutRecord {
+    OutRecord {
+        topic,
+        partition: id.partition,
+        key,
+        payload: Some(payload),
+        headers: vec![(ID_HEADER, id.to_string().into_bytes())],
+    }
+}
+
+fn event_key(event: &topics::Event) -> &[u8] {
+    use topics::Event::*;
+    let sku = match event {
+        ReservationCreated { reservation, .. }
+        | ReservationExtended { reservation, .. }
+        | ReservationReleased { reservation, .. }
+        | ReservationExpired { reservation, .. }
+        | ReservationPurchased { reservation, .. } => &reservation.sku,
+        StockChanged { sku, .. } | OutOfStock { sku } | BackInStock { sku, .. } => sku,
+    };
+    keys::command_key(sku)
+}
+
+fn availability(state: &PartitionState, sku: Sku, position: Position) -> Availability {
+    let warehouses = state.stock(&sku).cloned().unwrap_or_default();
+    let available = warehouses.values().map(topics::StockLevel::available).sum();
+    Availability { sku, available, warehouses, position }
+}
