@@ -5,5 +5,7 @@
 //! group, transactions, restore, ticks, metrics) is issue 5's remaining work.
 
 pub mod batch;
+pub mod produce;
+pub mod restore;
 
 pub use batch::{Applied, BatchError, InRecord, OutRecord, apply_batch};
