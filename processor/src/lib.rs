@@ -5,7 +5,29 @@
 //! group, transactions, restore, ticks, metrics) is issue 5's remaining work.
 
 pub mod batch;
+pub mod config;
 pub mod produce;
 pub mod restore;
+pub mod service;
 
 pub use batch::{Applied, BatchError, InRecord, OutRecord, apply_batch};
+pub use config::ProcessorConfig;
+pub use service::{Processor, ProcessorError};
+
+/// skuflow's topics as creation specs for [`broker::admin::ensure_topics`].
+pub fn topic_specs(
+    topics: &topics::Topics,
+    partitions: i32,
+    replication: i32,
+) -> Vec<broker::admin::TopicSpec> {
+    topics
+        .layout(partitions)
+        .into_iter()
+        .map(|t| broker::admin::TopicSpec {
+            name: t.name,
+            partitions: t.partitions,
+            replication,
+            configs: t.configs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        })
+        .collect()
+}

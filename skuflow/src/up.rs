@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use broker::admin::{TopicSpec, ensure_topics};
+use broker::admin::ensure_topics;
 use broker::{DevBroker, DevBrokerConfig};
 use topics::Topics;
 
@@ -58,17 +58,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn create_topics(bootstrap: &str, topics: &Topics, partitions: i32) -> anyhow::Result<()> {
-    let specs: Vec<TopicSpec> = topics
-        .layout(partitions)
-        .into_iter()
-        .map(|t| TopicSpec {
-            name: t.name,
-            partitions: t.partitions,
-            replication: 1,
-            configs: t.configs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-        })
-        .collect();
-    for (topic, ensured) in ensure_topics(bootstrap, &specs)? {
+    for (topic, ensured) in
+        ensure_topics(bootstrap, &processor::topic_specs(topics, partitions, 1))?
+    {
         tracing::info!(%topic, partitions, ?ensured, "topic ready");
     }
     Ok(())

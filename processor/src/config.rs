@@ -1,0 +1,53 @@
+//! The processor's configuration, loaded once at start and passed explicitly.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use state::MachineConfig;
+use topics::Topics;
+
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    pub bootstrap: String,
+    pub group_id: String,
+    /// Stable name of this instance; the transactional id derives from it, so a restarted
+    /// instance fences (and aborts the open transaction of) its previous incarnation.
+    pub instance: String,
+    /// Where the RocksDB store lives.
+    pub data_dir: PathBuf,
+    pub topics: Topics,
+    /// Most commands applied in one transaction.
+    pub batch_max: usize,
+    /// How long to wait for a batch to fill.
+    pub batch_wait: Duration,
+    pub machine: MachineConfig,
+    /// fsync the store's WAL on every batch.
+    pub sync_store: bool,
+    /// Upper bound on any broker operation (transaction calls, restore).
+    pub timeout: Duration,
+}
+
+impl ProcessorConfig {
+    pub fn new(
+        bootstrap: impl Into<String>,
+        instance: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            bootstrap: bootstrap.into(),
+            group_id: "skuflow-processor".into(),
+            instance: instance.into(),
+            data_dir: data_dir.into(),
+            topics: Topics::default(),
+            batch_max: 1000,
+            batch_wait: Duration::from_millis(20),
+            machine: MachineConfig::default(),
+            sync_store: false,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn transactional_id(&self) -> String {
+        format!("{}-{}", self.group_id, self.instance)
+    }
+}

@@ -1,0 +1,126 @@
+//! The processor against the real dev broker: commands in, exactly one reply per command.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use broker::DevBroker;
+use broker::admin::ensure_topics;
+use processor::{Processor, ProcessorConfig, topic_specs};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use topics::codec::{from_json, to_json};
+use topics::*;
+
+const PARTITIONS: i32 = 4;
+
+fn request(sku: &str, id: &str, command: Command) -> (String, Vec<u8>) {
+    let r = Request {
+        tenant: TenantId::new("acme").unwrap(),
+        command_id: CommandId::new(id).unwrap(),
+        command,
+    };
+    (sku.to_owned(), to_json(&Envelope::command(LogCommand::Request(r))).unwrap())
+}
+
+/// Every record of `topic`, read_committed, from the beginning to the end of each partition.
+fn read_all(bootstrap: &str, topic: &str) -> Vec<Vec<u8>> {
+    let consumer: BaseConsumer = broker::client::consumer_config(bootstrap, "test-reader")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let (mut out, mut ends, started) = (Vec::new(), 0, Instant::now());
+    while ends < PARTITIONS && started.elapsed() < Duration::from_secs(60) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(m.payload().unwrap_or_default().to_vec()),
+            Some(Err(KafkaError::PartitionEOF(_))) => ends += 1,
+            Some(Err(e)) => panic!("{e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn commands_in_exactly_one_reply_per_command_out() {
+    let broker = DevBroker::start().expect("dev broker starts");
+    let b = broker.bootstrap();
+    let topics = Topics::default();
+    ensure_topics(&b, &topic_specs(&topics, PARTITIONS, 1)).unwrap();
+
+    let skus: Vec<String> = (0..8).map(|i| format!("sku-{i}")).collect();
+    let mut commands = Vec::new();
+    for s in &skus {
+        let restock = Command::Restock(Restock {
+            sku: Sku::new(s).unwrap(),
+            warehouse: WarehouseId::new("w").unwrap(),
+            quantity: Quantity::new(10).unwrap(),
+        });
+        commands.push(request(s, &format!("stock-{s}"), restock));
+    }
+    for i in 0..120 {
+        let s = &skus[i % skus.len()];
+        let reserve = Command::Reserve(Reserve {
+            sku: Sku::new(s).unwrap(),
+            quantity: Quantity::new(1).unwrap(),
+            warehouse: None,
+            strategy: None,
+            allow_partial: false,
+            ttl_ms: None,
+        });
+        commands.push(request(s, &format!("hold-{i}"), reserve));
+    }
+    // Client retries of ten earlier requests.
+    let retries: Vec<_> = commands[8..18].to_vec();
+    commands.extend(retries);
+
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        broker::client::producer_config(&b).set("enable.idempotence", "true").create().unwrap();
+    let commands_topic = topics.name(Topic::Commands);
+    for (key, payload) in &commands {
+        producer
+            .send(BaseRecord::to(&commands_topic).key(key).payload(payload))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let config = ProcessorConfig::new(&b, "test-0", data.path());
+    let stop = shutdown.clone();
+    let worker = std::thread::spawn(move || Processor::new(config).unwrap().run(&stop));
+
+    let replies_topic = topics.name(Topic::Replies);
+    let started = Instant::now();
+    let mut replies = read_all(&b, &replies_topic);
+    while replies.len() < commands.len() && started.elapsed() < Duration::from_secs(60) {
+        replies = read_all(&b, &replies_topic);
+    }
+    shutdown.store(true, Ordering::Relaxed);
+    worker.join().unwrap().unwrap();
+    let replies = read_all(&b, &replies_topic);
+
+    assert_eq!(replies.len(), commands.len(), "one reply per command record");
+    let mut by_id: BTreeMap<String, Vec<Reply>> = BTreeMap::new();
+    for bytes in &replies {
+        let reply = from_json::<Reply>(Some(bytes)).unwrap().body;
+        by_id.entry(reply.command_id.to_string()).or_default().push(reply);
+    }
+    assert_eq!(by_id.len(), 128, "every command id answered");
+    for (id, rs) in &by_id {
+        assert!(rs.windows(2).all(|w| w[0] == w[1]), "{id}: retries got another reply");
+    }
+    let held =
+        by_id.values().filter(|rs| matches!(rs[0].outcome, Outcome::Reserved { .. })).count();
+    assert_eq!(held, 80, "10 units for each of 8 SKUs, 15 asks each");
+}
