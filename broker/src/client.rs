@@ -38,3 +38,27 @@ pub fn consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
         .set("heartbeat.interval.ms", "500");
     cfg
 }
+
+/// Send `record`, waiting while librdkafka's local queue is full (the record is handed
+/// back and retried once the queue drains) instead of failing or dropping it.
+pub fn send_waiting<K, P>(
+    producer: &rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    mut record: rdkafka::producer::BaseRecord<'_, K, P>,
+) -> Result<(), rdkafka::error::KafkaError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode;
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                producer.poll(std::time::Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}

@@ -96,21 +96,8 @@ pub(crate) fn produce_all(
     records: impl IntoIterator<Item = (i32, String, Vec<u8>)>,
 ) -> Result<(), KafkaError> {
     for (partition, key, value) in records {
-        let mut record = BaseRecord::to(topic).partition(partition).key(&key).payload(&value);
-        // The local queue may be full; hand the record back and retry once it drains.
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((
-                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    r,
-                )) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
+        let record = BaseRecord::to(topic).partition(partition).key(&key).payload(&value);
+        client::send_waiting(producer, record)?;
     }
     producer.flush(Duration::from_secs(30))
 }

@@ -64,7 +64,6 @@ impl ConsumerContext for GroupContext {
 
 /// An owned copy of a consumed record.
 struct Owned {
-    partition: i32,
     offset: i64,
     timestamp: LogTime,
     key: Option<Vec<u8>>,
@@ -144,7 +143,6 @@ impl Processor {
                 Timestamp::NotAvailable => LogTime(0),
             };
             by_partition.entry(msg.partition()).or_default().push(Owned {
-                partition: msg.partition(),
                 offset: msg.offset(),
                 timestamp,
                 key: msg.key().map(<[u8]>::to_vec),
@@ -177,7 +175,6 @@ impl Processor {
                     payload: r.payload.as_deref(),
                 })
                 .collect();
-            debug_assert!(records.iter().all(|r| r.partition == *partition));
             applied.push(apply_batch(&self.machine, state, *partition, &ins)?);
         }
         match self.commit(&applied) {
@@ -201,7 +198,7 @@ impl Processor {
         for a in applied {
             for out in &a.records {
                 let name = self.config.topics.name(out.topic);
-                self.send(produce::record(out, &name))?;
+                broker::client::send_waiting(&self.producer, produce::record(out, &name))?;
             }
             offsets.add_partition_offset(
                 &self.commands_topic,
@@ -212,25 +209,6 @@ impl Processor {
         let group = self.consumer.group_metadata().ok_or(KafkaError::Canceled)?;
         self.producer.send_offsets_to_transaction(&offsets, &group, timeout)?;
         self.producer.commit_transaction(timeout)
-    }
-
-    fn send(
-        &self,
-        mut record: rdkafka::producer::BaseRecord<'_, [u8], [u8]>,
-    ) -> Result<(), KafkaError> {
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((
-                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    r,
-                )) => {
-                    record = r;
-                    self.producer.poll(Duration::from_millis(5));
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
     }
 
     /// After a failed transaction: abort it if possible, otherwise start a new producer
