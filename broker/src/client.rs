@@ -41,11 +41,12 @@ pub fn consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
 
 /// Send `record`, waiting while librdkafka's local queue is full (the record is handed
 /// back and retried once the queue drains) instead of failing or dropping it.
-pub fn send_waiting<K, P>(
-    producer: &rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
-    mut record: rdkafka::producer::BaseRecord<'_, K, P>,
+pub fn send_waiting<C, K, P>(
+    producer: &rdkafka::producer::ThreadedProducer<C>,
+    mut record: rdkafka::producer::BaseRecord<'_, K, P, C::DeliveryOpaque>,
 ) -> Result<(), rdkafka::error::KafkaError>
 where
+    C: rdkafka::producer::ProducerContext + 'static,
     K: rdkafka::message::ToBytes + ?Sized,
     P: rdkafka::message::ToBytes + ?Sized,
 {

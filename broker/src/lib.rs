@@ -15,5 +15,6 @@ pub mod client;
 pub mod conformance;
 pub mod dev;
 mod kafka;
+pub mod read;
 
 pub use dev::{DevBroker, DevBrokerConfig, DevBrokerError, Saved};

@@ -51,6 +51,8 @@ pub struct Applied {
     /// The offset to commit: one past the last record of the batch.
     pub next_offset: i64,
     pub dead_lettered: usize,
+    /// The reason of every rejected command in the batch, for metrics.
+    pub rejections: Vec<&'static str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,7 @@ pub fn apply_batch(
     let mut out = Vec::new();
     let mut touched: BTreeMap<Sku, Position> = BTreeMap::new();
     let mut dead_lettered = 0;
+    let mut rejections = Vec::new();
     for record in records {
         let position = Position { partition, offset: record.offset };
         let command = match decode(record) {
@@ -91,6 +94,9 @@ pub fn apply_batch(
             machine.apply(state, LogEntry { position, at: record.timestamp, command: &command })?;
         let id = |index| RecordId { partition, offset: record.offset, index };
         if let Some(reply) = &fx.reply {
+            if let topics::Outcome::Rejected(r) = &reply.outcome {
+                rejections.push(r.reason());
+            }
             let key = keys::reply_key(&reply.tenant, &reply.command_id);
             out.push(output(
                 Topic::Replies,
@@ -135,7 +141,7 @@ pub fn apply_batch(
             headers: vec![(ID_HEADER, rid.to_string().into_bytes())],
         });
     }
-    Ok(Applied { store: batch, records: out, next_offset: last + 1, dead_lettered })
+    Ok(Applied { store: batch, records: out, next_offset: last + 1, dead_lettered, rejections })
 }
 
 /// Why a record was refused, as a stable reason.

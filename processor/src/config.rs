@@ -6,6 +6,17 @@ use std::time::Duration;
 use state::MachineConfig;
 use topics::Topics;
 
+/// How a batch's outputs and its consumed offsets are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// One Kafka transaction with the outputs and the offsets (the default).
+    #[default]
+    ExactlyOnce,
+    /// Produce and flush, then commit the offsets: a crash in between re-produces
+    /// records with the same ids. For comparison, and for brokers without transactions.
+    AtLeastOnce,
+}
+
 #[derive(Debug, Clone)]
 pub struct ProcessorConfig {
     pub bootstrap: String,
@@ -25,6 +36,14 @@ pub struct ProcessorConfig {
     pub sync_store: bool,
     /// Upper bound on any broker operation (transaction calls, restore).
     pub timeout: Duration,
+    pub delivery: Delivery,
+    /// How often a tick is appended to each owned partition; `None`: never.
+    pub tick_interval: Option<Duration>,
+    /// The group's session timeout: how long a silent member keeps its partitions.
+    pub session_timeout: Duration,
+    /// Kafka's `transaction.timeout.ms`: how long the coordinator lets a transaction stay
+    /// open before aborting it (and the producer's delivery timeout).
+    pub transaction_timeout: Duration,
 }
 
 impl ProcessorConfig {
@@ -44,6 +63,10 @@ impl ProcessorConfig {
             machine: MachineConfig::default(),
             sync_store: false,
             timeout: Duration::from_secs(30),
+            delivery: Delivery::ExactlyOnce,
+            tick_interval: Some(Duration::from_secs(1)),
+            session_timeout: Duration::from_secs(10),
+            transaction_timeout: Duration::from_secs(30),
         }
     }
 

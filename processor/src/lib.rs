@@ -1,17 +1,23 @@
 //! The processor: a consumer-group member on the commands topic with one single writer
 //! per assigned partition. [`batch`] is its core step, free of Kafka: decode a batch of
 //! one partition's records, apply them through `state`, and return the store batch and
-//! every output record as data, each with a stable identity. The Kafka side (consumer
-//! group, transactions, restore, ticks, metrics) is issue 5's remaining work.
+//! every output record as data, each with a stable identity. [`service`] is the Kafka
+//! side: the group member, [`output`] publishes each batch (one transaction with the
+//! consumed offsets), [`restore`] rebuilds a partition from the changelog, [`tick`]
+//! moves log time on quiet partitions, [`metrics`] says what it is doing.
 
 pub mod batch;
 pub mod config;
+mod group;
+pub mod metrics;
+pub mod output;
 pub mod produce;
 pub mod restore;
 pub mod service;
+pub mod tick;
 
 pub use batch::{Applied, BatchError, InRecord, OutRecord, apply_batch};
-pub use config::ProcessorConfig;
+pub use config::{Delivery, ProcessorConfig};
 pub use service::{Processor, ProcessorError};
 
 /// skuflow's topics as creation specs for [`broker::admin::ensure_topics`].

@@ -30,14 +30,19 @@ pub struct Restored {
     pub elapsed: Duration,
 }
 
+/// How often (in records read) a restore reports progress.
+pub const PROGRESS_EVERY: u64 = 10_000;
+
 /// Replace `partition`'s state in `store` with what changelog partition `partition` of
-/// `topic` holds.
+/// `topic` holds. `progress` hears the number of records read so far, every
+/// [`PROGRESS_EVERY`] records and once at the end.
 pub fn restore_partition(
     bootstrap: &str,
     topic: &str,
     partition: i32,
     store: &Store,
     timeout: Duration,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<Restored, RestoreError> {
     let started = Instant::now();
     let consumer: BaseConsumer = broker::client::consumer_config(bootstrap, "skuflow-restore")
@@ -56,12 +61,18 @@ pub fn restore_partition(
             None => continue,
             Some(Err(KafkaError::PartitionEOF(_))) => break,
             Some(Err(e)) => return Err(e.into()),
-            Some(Ok(m)) => changes.push(Change {
-                key: m.key().unwrap_or_default().to_vec(),
-                value: m.payload().map(<[u8]>::to_vec),
-            }),
+            Some(Ok(m)) => {
+                changes.push(Change {
+                    key: m.key().unwrap_or_default().to_vec(),
+                    value: m.payload().map(<[u8]>::to_vec),
+                });
+                if changes.len() as u64 % PROGRESS_EVERY == 0 {
+                    progress(changes.len() as u64);
+                }
+            }
         }
     }
+    progress(changes.len() as u64);
     let records = store.import(partition, changes)?;
     Ok(Restored { records, elapsed: started.elapsed() })
 }

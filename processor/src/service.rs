@@ -1,35 +1,41 @@
 //! The processor service: one consumer-group member, one writer per assigned partition.
 //!
-//! Per loop: poll a batch (up to `batch_max` records or `batch_wait`), drop records of
-//! partitions revoked meanwhile, make sure each partition's state matches the committed
-//! offset (else restore it from the changelog), apply with [`apply_batch`], then in one
-//! Kafka transaction produce every output and the consumed offsets, commit, and only
-//! then write each partition's RocksDB batch.
+//! Per loop: append ticks to owned partitions when due, poll a batch (up to `batch_max`
+//! records or `batch_wait`), drop records of partitions revoked meanwhile, make sure
+//! each partition's state matches the committed offset (else restore it from the
+//! changelog), apply with [`apply_batch`], publish every output with the consumed
+//! offsets ([`Outputs`]: one Kafka transaction by default), and only then write each
+//! partition's RocksDB batch.
 //!
-//! Why commit before the store write: an aborted or failed transaction then needs no
+//! Why commit before the store write: a failed or aborted transaction then needs no
 //! repair beyond reloading the partitions from the store; a crash between commit and
 //! store write leaves the store *behind* the committed offset, which the next assignment
 //! detects (applied + 1 != committed) and repairs from the changelog, which the committed
-//! transaction contains.
+//! transaction contains. ARCHITECTURE.md walks through every crash point.
+//!
+//! Rebalances: revocation callbacks run inside `poll`, never while a batch is being
+//! applied or committed, so there is no batch in flight to finish; records already polled
+//! for a revoked partition are dropped (its new owner starts from the committed offset).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, Timestamp};
-use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use state::store::Store;
 use state::{Machine, PartitionState};
 use topics::{LogTime, Topic};
 
 use crate::batch::{Applied, BatchError, InRecord, apply_batch};
 use crate::config::ProcessorConfig;
-use crate::produce;
+use crate::group::GroupContext;
+use crate::metrics::Metrics;
+use crate::output::{Failure, Outputs, millis};
 use crate::restore::{RestoreError, restore_partition};
+use crate::tick::Ticker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessorError {
@@ -41,26 +47,34 @@ pub enum ProcessorError {
     Restore(#[from] RestoreError),
     #[error("batch: {0}")]
     Batch(#[from] BatchError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The outputs could not be published and the producer could not be made usable
+    /// again; [`Failure::Fenced`] means another incarnation of this instance took over.
+    #[error("{0}")]
+    Output(#[from] Failure),
 }
 
-/// Records which partitions were revoked since the last look.
-#[derive(Default)]
-struct Revocations(Mutex<BTreeSet<i32>>);
+impl ProcessorError {
+    /// Another processor with this instance's transactional id has taken over.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, ProcessorError::Output(Failure::Fenced(_)))
+    }
 
-struct GroupContext {
-    revoked: Arc<Revocations>,
-}
-
-impl ClientContext for GroupContext {}
-
-impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let mut revoked = self.revoked.0.lock().unwrap_or_else(|e| e.into_inner());
-            revoked.extend(tpl.elements().iter().map(|e| e.partition()));
-        }
+    /// The broker could not be reached or answered with an error: worth another try
+    /// once the batch's partitions are rewound.
+    fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ProcessorError::Kafka(_)
+                | ProcessorError::Restore(RestoreError::Kafka(_) | RestoreError::Timeout { .. })
+        )
     }
 }
+
+/// Backoff after a transient failure, doubling up to a bound.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// An owned copy of a consumed record.
 struct Owned {
@@ -75,10 +89,11 @@ pub struct Processor {
     machine: Machine,
     store: Store,
     consumer: BaseConsumer<GroupContext>,
-    producer: ThreadedProducer<DefaultProducerContext>,
-    revoked: Arc<Revocations>,
+    outputs: Outputs,
+    ticker: Option<Ticker>,
     states: BTreeMap<i32, PartitionState>,
     commands_topic: String,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Processor {
@@ -88,41 +103,94 @@ impl std::fmt::Debug for Processor {
 }
 
 impl Processor {
-    pub fn new(config: ProcessorConfig) -> Result<Self, ProcessorError> {
+    /// Open the store, start the producer (fencing any earlier incarnation of this
+    /// instance), join the group. Metrics are registered in `registry`.
+    pub fn new(
+        config: ProcessorConfig,
+        registry: &prometheus::Registry,
+    ) -> Result<Self, ProcessorError> {
+        let metrics = Metrics::register(registry)?;
         let store = Store::open(&config.data_dir, config.sync_store)?;
-        let revoked = Arc::new(Revocations::default());
+        let commands_topic = config.topics.name(Topic::Commands);
+        // The producer first: initialising it aborts whatever a crashed incarnation of
+        // this instance left open, before we read any committed offset.
+        let outputs = Outputs::new(&config)?;
+        let context = GroupContext::new(metrics.clone(), commands_topic.clone());
         let consumer: BaseConsumer<GroupContext> =
             broker::client::consumer_config(&config.bootstrap, &config.group_id)
                 .set("partition.assignment.strategy", "cooperative-sticky")
-                .create_with_context(GroupContext { revoked: revoked.clone() })?;
-        let commands_topic = config.topics.name(Topic::Commands);
+                .set("session.timeout.ms", millis(config.session_timeout))
+                .set("statistics.interval.ms", "1000")
+                .create_with_context(context)?;
         consumer.subscribe(&[&commands_topic])?;
-        let producer = transactional_producer(&config)?;
+        let ticker = match config.tick_interval {
+            Some(every) => Some(Ticker::new(&config.bootstrap, commands_topic.clone(), every)?),
+            None => None,
+        };
+        tracing::info!(
+            instance = %config.instance,
+            transactional_id = %config.transactional_id(),
+            delivery = ?config.delivery,
+            "processor joined group {}",
+            config.group_id
+        );
         Ok(Self {
             machine: Machine::new(config.machine),
             store,
             consumer,
-            producer,
-            revoked,
+            outputs,
+            ticker,
             states: BTreeMap::new(),
             commands_topic,
+            metrics,
             config,
         })
     }
 
-    /// Process until `shutdown` is set.
+    /// Process until `shutdown` is set. Returns an error only when the processor cannot
+    /// go on (fenced, store failure); transaction failures are recovered from here.
     pub fn run(&mut self, shutdown: &AtomicBool) -> Result<(), ProcessorError> {
+        let mut backoff = BACKOFF_MIN;
         while !shutdown.load(Ordering::Relaxed) {
-            let batch = self.poll_batch()?;
+            self.tick();
+            let batch = self.poll_batch();
             if batch.is_empty() {
                 continue;
             }
-            self.process(batch)?;
+            let partitions: Vec<i32> = batch.keys().copied().collect();
+            match self.process(batch) {
+                Ok(()) => backoff = BACKOFF_MIN,
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, ?backoff, "batch failed; rewinding and retrying");
+                    self.rewind(&partitions)?;
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+                Err(e) => return Err(e),
+            }
         }
+        tracing::info!(instance = %self.config.instance, "processor stopping");
         Ok(())
     }
 
-    fn poll_batch(&mut self) -> Result<BTreeMap<i32, Vec<Owned>>, ProcessorError> {
+    fn tick(&mut self) {
+        let Some(ticker) = self.ticker.as_mut() else { return };
+        if !ticker.due() {
+            return;
+        }
+        let assigned: Vec<i32> = match self.consumer.assignment() {
+            Ok(tpl) => tpl.elements().iter().map(|e| e.partition()).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "no assignment to tick");
+                return;
+            }
+        };
+        self.metrics.assigned_partitions.set(assigned.len() as i64);
+        let sent = ticker.tick(&assigned);
+        self.metrics.ticks.inc_by(sent as u64);
+    }
+
+    fn poll_batch(&mut self) -> BTreeMap<i32, Vec<Owned>> {
         let mut by_partition: BTreeMap<i32, Vec<Owned>> = BTreeMap::new();
         let started = Instant::now();
         let mut n = 0;
@@ -137,7 +205,15 @@ impl Processor {
                 }
                 continue;
             };
-            let msg = msg?;
+            let msg = match msg {
+                Ok(msg) => msg,
+                Err(e) => {
+                    // Consumer errors (a broker away, a transport failure) are reports;
+                    // librdkafka keeps retrying underneath.
+                    tracing::warn!(error = %e, "consumer error");
+                    break;
+                }
+            };
             let timestamp = match msg.timestamp() {
                 Timestamp::LogAppendTime(t) | Timestamp::CreateTime(t) => LogTime(t.max(0) as u64),
                 Timestamp::NotAvailable => LogTime(0),
@@ -151,23 +227,26 @@ impl Processor {
             n += 1;
         }
         // Records of partitions revoked while we were polling belong to their new owner.
-        let revoked =
-            std::mem::take(&mut *self.revoked.0.lock().unwrap_or_else(|e| e.into_inner()));
-        for p in revoked {
+        for p in self.consumer.context().take_revoked() {
             by_partition.remove(&p);
             self.states.remove(&p);
         }
-        Ok(by_partition)
+        by_partition
     }
 
     fn process(&mut self, batch: BTreeMap<i32, Vec<Owned>>) -> Result<(), ProcessorError> {
         let mut applied: Vec<Applied> = Vec::new();
+        let mut commands = 0;
         for (partition, records) in &batch {
             self.ensure_state(*partition)?;
             let state =
                 self.states.get_mut(partition).unwrap_or_else(|| unreachable!("loaded above"));
+            // Records the store already holds (it can be ahead of the committed offset
+            // after a restore) are not applied twice.
+            let done = state.applied_offset();
             let ins: Vec<InRecord<'_>> = records
                 .iter()
+                .filter(|r| Some(r.offset) > done)
                 .map(|r| InRecord {
                     offset: r.offset,
                     timestamp: r.timestamp,
@@ -175,61 +254,65 @@ impl Processor {
                     payload: r.payload.as_deref(),
                 })
                 .collect();
+            if ins.is_empty() {
+                continue;
+            }
+            commands += ins.len();
             applied.push(apply_batch(&self.machine, state, *partition, &ins)?);
         }
-        match self.commit(&applied) {
+        if applied.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        match self.outputs.publish(&self.consumer, &applied) {
             Ok(()) => {
+                self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
                 for a in &applied {
                     self.store.write(&a.store)?;
                 }
+                self.record_batch(commands, &applied);
                 Ok(())
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "transaction failed; rewinding to the committed offsets");
-                self.recover(batch.keys().copied().collect())
+            Err(failure) => {
+                tracing::warn!(error = %failure, "publishing the batch failed; rewinding to the committed offsets");
+                self.metrics.transaction_failures.with_label_values(&[failure.recovery()]).inc();
+                self.outputs.recover(failure)?;
+                let partitions: Vec<i32> = batch.keys().copied().collect();
+                self.rewind(&partitions)
             }
         }
     }
 
-    fn commit(&mut self, applied: &[Applied]) -> Result<(), KafkaError> {
-        let timeout = self.config.timeout;
-        self.producer.begin_transaction()?;
-        let mut offsets = TopicPartitionList::new();
+    fn record_batch(&self, commands: usize, applied: &[Applied]) {
+        self.metrics.batch_commands.observe(commands as f64);
+        self.metrics.applied.inc_by(commands as u64);
         for a in applied {
-            for out in &a.records {
-                let name = self.config.topics.name(out.topic);
-                broker::client::send_waiting(&self.producer, produce::record(out, &name))?;
+            self.metrics.dead_letters.inc_by(a.dead_lettered as u64);
+            for reason in &a.rejections {
+                self.metrics.rejections.with_label_values(&[reason]).inc();
             }
-            offsets.add_partition_offset(
-                &self.commands_topic,
-                a.store.partition,
-                Offset::Offset(a.next_offset),
-            )?;
         }
-        let group = self.consumer.group_metadata().ok_or(KafkaError::Canceled)?;
-        self.producer.send_offsets_to_transaction(&offsets, &group, timeout)?;
-        self.producer.commit_transaction(timeout)
     }
 
-    /// After a failed transaction: abort it if possible, otherwise start a new producer
-    /// (never retry a commit blindly); forget the in-memory state of the batch's
-    /// partitions and rewind the consumer to the committed offsets.
-    fn recover(&mut self, partitions: Vec<i32>) -> Result<(), ProcessorError> {
-        if self.producer.abort_transaction(self.config.timeout).is_err() {
-            self.producer = transactional_producer(&self.config)?;
-        }
-        let mut tpl = TopicPartitionList::new();
-        for p in &partitions {
-            self.states.remove(p);
-            tpl.add_partition(&self.commands_topic, *p);
-        }
-        let committed = self.consumer.committed_offsets(tpl, self.config.timeout)?;
-        for e in committed.elements() {
-            let offset = match e.offset() {
-                Offset::Offset(o) => Offset::Offset(o),
-                _ => Offset::Beginning,
+    /// Forget the in-memory state of `partitions` and seek each back to the record after
+    /// the store's applied offset, which is the committed offset in every case that does
+    /// not stop the processor (the store is written right after a commit), and needs no
+    /// broker to look up. The next batch reloads the partitions (and restores one whose
+    /// store does not match the committed offset).
+    fn rewind(&mut self, partitions: &[i32]) -> Result<(), ProcessorError> {
+        for &p in partitions {
+            self.states.remove(&p);
+            let offset = match self.store.applied_offset(p)? {
+                Some(applied) => Offset::Offset(applied + 1),
+                None => Offset::Beginning,
             };
-            self.consumer.seek(&self.commands_topic, e.partition(), offset, self.config.timeout)?;
+            // A partition revoked meanwhile cannot be sought; its new owner starts from
+            // the committed offset anyway.
+            if let Err(err) =
+                self.consumer.seek(&self.commands_topic, p, offset, self.config.timeout)
+            {
+                tracing::debug!(partition = p, error = %err, "seek after failure");
+            }
         }
         Ok(())
     }
@@ -251,36 +334,47 @@ impl Processor {
         });
         let applied = self.store.applied_offset(partition)?;
         if applied.map(|a| a + 1) != next {
-            let changelog = self.config.topics.name(Topic::Changelog);
-            tracing::info!(
-                partition,
-                ?applied,
-                ?next,
-                "store does not match the committed offset; restoring"
-            );
-            let restored = restore_partition(
-                &self.config.bootstrap,
-                &changelog,
-                partition,
-                &self.store,
-                self.config.timeout,
-            )?;
-            tracing::info!(partition, records = restored.records, elapsed = ?restored.elapsed, "restored");
+            self.restore(partition, applied, next)?;
         }
         self.states.insert(partition, self.store.load(partition)?);
         Ok(())
     }
-}
 
-fn transactional_producer(
-    config: &ProcessorConfig,
-) -> Result<ThreadedProducer<DefaultProducerContext>, KafkaError> {
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        broker::client::producer_config(&config.bootstrap)
-            .set("transactional.id", config.transactional_id())
-            .set("transaction.timeout.ms", "30000")
-            .set("message.timeout.ms", "30000")
-            .create()?;
-    producer.init_transactions(config.timeout)?;
-    Ok(producer)
+    fn restore(
+        &mut self,
+        partition: i32,
+        applied: Option<i64>,
+        next: Option<i64>,
+    ) -> Result<(), ProcessorError> {
+        let changelog = self.config.topics.name(Topic::Changelog);
+        tracing::info!(
+            partition,
+            ?applied,
+            ?next,
+            "store does not match the committed offset; restoring"
+        );
+        let label = [partition.to_string()];
+        let (records, restoring) = (
+            self.metrics.restore_records.with_label_values(&label),
+            self.metrics.restoring.with_label_values(&label),
+        );
+        restoring.set(1);
+        let restored = restore_partition(
+            &self.config.bootstrap,
+            &changelog,
+            partition,
+            &self.store,
+            self.config.timeout,
+            &mut |n| {
+                records.set(n as i64);
+                tracing::info!(partition, records = n, "restoring");
+            },
+        );
+        restoring.set(0);
+        let restored = restored?;
+        self.metrics.restores.inc();
+        let applied = self.store.applied_offset(partition)?;
+        tracing::info!(partition, records = restored.records, elapsed = ?restored.elapsed, ?applied, "restored");
+        Ok(())
+    }
 }

@@ -20,7 +20,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         DevBrokerConfig { port: Some(args.port), data_dir: args.data_dir, ..Default::default() };
     let mut broker = DevBroker::start_with(config)?;
     tracing::info!(bootstrap = %broker.bootstrap(), data_dir = %broker.data_dir().display(), "dev broker ready; Ctrl-C stops it");
-    crate::wait_for_shutdown(|| broker.is_running())?;
+    if !crate::wait_for_shutdown("the dev broker", || broker.is_running())? {
+        anyhow::bail!("the dev broker exited");
+    }
     broker.stop()?;
     tracing::info!("dev broker stopped");
     Ok(ExitCode::SUCCESS)

@@ -1,8 +1,12 @@
 //! `skuflow`: the one binary. Each subcommand is a thin edge over a library crate;
 //! `anyhow` lives here and nowhere else.
 
+mod audit_cmd;
+mod bench_cmd;
 mod broker_cmd;
 mod doctor;
+mod metrics_server;
+mod processor_cmd;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +33,12 @@ enum Command {
     Broker(broker_cmd::Args),
     /// Check that a broker does what skuflow relies on (transactions, fencing, groups, ...).
     Doctor(doctor::Args),
+    /// Run one processor: the single writer of the command partitions it is assigned.
+    Processor(processor_cmd::Args),
+    /// Benchmarks through a broker (BENCHMARKS.md).
+    Bench(bench_cmd::Args),
+    /// Read everything a deployment wrote and check invariants I1-I7.
+    Audit(audit_cmd::Args),
     /// Run skuflow locally: the dev broker (unless --brokers is given) and the services.
     Up(up::Args),
 }
@@ -47,6 +57,9 @@ fn main() -> std::process::ExitCode {
         Command::Broker(args) => broker_cmd::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Up(args) => up::run(args),
+        Command::Processor(args) => processor_cmd::run(args),
+        Command::Audit(args) => audit_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
     };
     match result {
         Ok(code) => code,
@@ -57,17 +70,21 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Block until Ctrl-C or SIGTERM, or until `alive` reports the watched process gone.
-fn wait_for_shutdown(mut alive: impl FnMut() -> bool) -> anyhow::Result<()> {
+/// Block until Ctrl-C or SIGTERM (returns true), or until `alive` reports `what` gone
+/// (returns false).
+fn wait_for_shutdown(what: &str, mut alive: impl FnMut() -> bool) -> anyhow::Result<bool> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => return Ok(()),
-                _ = term.recv() => return Ok(()),
-                _ = tick.tick() => if !alive() { anyhow::bail!("the dev broker exited") },
+                _ = tokio::signal::ctrl_c() => return Ok(true),
+                _ = term.recv() => return Ok(true),
+                _ = tick.tick() => if !alive() {
+                    tracing::warn!("{what} stopped");
+                    return Ok(false);
+                },
             }
         }
     })

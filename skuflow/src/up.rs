@@ -1,13 +1,17 @@
-//! `skuflow up`: the embedded default. Today it runs the dev broker on a fixed port with
-//! data kept between runs and creates skuflow's topics; the processor and the API join
-//! it as they land (issues 5, 6).
+//! `skuflow up`: the embedded default. It runs the dev broker on a fixed port with data
+//! kept between runs (unless `--brokers` is given), creates skuflow's topics and runs a
+//! processor with its metrics endpoint; the HTTP API joins it with issue 6.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use broker::admin::ensure_topics;
 use broker::{DevBroker, DevBrokerConfig};
 use topics::Topics;
+
+use crate::metrics_server::MetricsServer;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,6 +30,8 @@ pub struct Args {
     /// Prefix of skuflow's topic names.
     #[arg(long, default_value = "skuflow")]
     topic_prefix: String,
+    #[command(flatten)]
+    processor: crate::processor_cmd::ProcessorArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -48,9 +54,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (Some(b), addr)
         }
     };
-    create_topics(&bootstrap, &Topics { prefix: args.topic_prefix }, args.partitions)?;
-    tracing::info!("processor and HTTP API are not part of `up` yet; Ctrl-C stops the broker");
-    crate::wait_for_shutdown(|| broker.as_mut().is_none_or(DevBroker::is_running))?;
+    create_topics(&bootstrap, &Topics { prefix: args.topic_prefix.clone() }, args.partitions)?;
+
+    let processor = args.processor;
+    let registry = prometheus::Registry::new();
+    let metrics = MetricsServer::start(processor.metrics_addr, registry.clone())?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let config = processor.config(&bootstrap, Topics { prefix: args.topic_prefix });
+    let worker = crate::processor_cmd::spawn(config, registry, shutdown.clone())?;
+    tracing::info!(
+        "processor running; metrics at http://{}/metrics; the HTTP API is not part of `up` yet; Ctrl-C stops everything",
+        metrics.addr()
+    );
+    crate::wait_for_shutdown("a component", || {
+        broker.as_mut().is_none_or(DevBroker::is_running) && !worker.is_finished()
+    })?;
+    shutdown.store(true, Ordering::Relaxed);
+    match worker.join() {
+        Ok(Ok(())) => tracing::info!("processor stopped"),
+        Ok(Err(e)) => tracing::error!("processor failed: {e}"),
+        Err(_) => tracing::error!("processor panicked"),
+    }
+    metrics.stop();
     if let Some(b) = broker.as_mut() {
         b.stop()?;
     }

@@ -98,7 +98,9 @@ fn commands_in_exactly_one_reply_per_command_out() {
     let shutdown = Arc::new(AtomicBool::new(false));
     let config = ProcessorConfig::new(&b, "test-0", data.path());
     let stop = shutdown.clone();
-    let worker = std::thread::spawn(move || Processor::new(config).unwrap().run(&stop));
+    let worker = std::thread::spawn(move || {
+        Processor::new(config, &prometheus::Registry::new()).unwrap().run(&stop)
+    });
 
     let replies_topic = topics.name(Topic::Replies);
     let started = Instant::now();

@@ -100,8 +100,13 @@ fn restore_from_the_changelog_topic_equals_the_live_state() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), false).unwrap();
-    let restored = restore_partition(&b, &topic, P, &store, Duration::from_secs(60)).unwrap();
+    let mut reported = Vec::new();
+    let restored = restore_partition(&b, &topic, P, &store, Duration::from_secs(60), &mut |n| {
+        reported.push(n)
+    })
+    .unwrap();
     assert_eq!(restored.records, records as u64);
+    assert_eq!(reported.last(), Some(&(records as u64)), "progress ends at the total");
     assert_eq!(store.load(P).unwrap().snapshot(), live.snapshot());
     assert_eq!(store.applied_offset(P).unwrap(), Some(399));
     assert!(store.export(0).unwrap().is_empty(), "the other partition stays empty");

@@ -1,0 +1,112 @@
+//! The processor's Prometheus metrics. Registered into a registry the caller owns (the
+//! binary serves it on the processor's own HTTP port).
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Commands (and ticks) per transaction.
+    pub batch_commands: Histogram,
+    /// Seconds from `begin_transaction` to a successful commit (at-least-once: produce,
+    /// flush and offset commit).
+    pub commit_seconds: Histogram,
+    /// Records applied; `rate()` of it is the apply rate.
+    pub applied: IntCounter,
+    /// Records waiting in each assigned partition (high watermark − next offset).
+    pub lag: IntGaugeVec,
+    /// Changelog records read by the restore running (or last run) per partition.
+    pub restore_records: IntGaugeVec,
+    /// 1 while the partition is being restored.
+    pub restoring: IntGaugeVec,
+    pub restores: IntCounter,
+    pub dead_letters: IntCounter,
+    pub rejections: IntCounterVec,
+    /// Failed batches by what was done about them: abort, recreate.
+    pub transaction_failures: IntCounterVec,
+    pub assigned_partitions: IntGauge,
+    pub ticks: IntCounter,
+}
+
+impl Metrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self {
+            batch_commands: Histogram::with_opts(
+                HistogramOpts::new(
+                    "skuflow_processor_batch_commands",
+                    "Commands applied in one transaction",
+                )
+                .buckets(vec![
+                    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0,
+                ]),
+            )?,
+            commit_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "skuflow_processor_commit_seconds",
+                    "Latency of producing a batch's outputs and committing its transaction",
+                )
+                .buckets(prometheus::exponential_buckets(0.000_5, 1.25, 40)?),
+            )?,
+            applied: IntCounter::new(
+                "skuflow_processor_applied_total",
+                "Command log records applied (commands, ticks, dead letters)",
+            )?,
+            lag: IntGaugeVec::new(
+                Opts::new("skuflow_processor_lag", "Records not yet applied per partition"),
+                &["partition"],
+            )?,
+            restore_records: IntGaugeVec::new(
+                Opts::new(
+                    "skuflow_processor_restore_records",
+                    "Changelog records read by the current or last restore of a partition",
+                ),
+                &["partition"],
+            )?,
+            restoring: IntGaugeVec::new(
+                Opts::new("skuflow_processor_restoring", "1 while a partition is being restored"),
+                &["partition"],
+            )?,
+            restores: IntCounter::new(
+                "skuflow_processor_restores_total",
+                "Partitions rebuilt from the changelog",
+            )?,
+            dead_letters: IntCounter::new(
+                "skuflow_processor_dead_letters_total",
+                "Records sent to the dead-letter topic",
+            )?,
+            rejections: IntCounterVec::new(
+                Opts::new("skuflow_processor_rejections_total", "Rejected commands by reason"),
+                &["reason"],
+            )?,
+            transaction_failures: IntCounterVec::new(
+                Opts::new(
+                    "skuflow_processor_transaction_failures_total",
+                    "Failed batches by the recovery taken (abort, recreate)",
+                ),
+                &["recovery"],
+            )?,
+            assigned_partitions: IntGauge::new(
+                "skuflow_processor_assigned_partitions",
+                "Partitions of the commands topic this processor owns",
+            )?,
+            ticks: IntCounter::new(
+                "skuflow_processor_ticks_total",
+                "Tick commands appended to owned partitions",
+            )?,
+        };
+        registry.register(Box::new(m.batch_commands.clone()))?;
+        registry.register(Box::new(m.commit_seconds.clone()))?;
+        registry.register(Box::new(m.applied.clone()))?;
+        registry.register(Box::new(m.lag.clone()))?;
+        registry.register(Box::new(m.restore_records.clone()))?;
+        registry.register(Box::new(m.restoring.clone()))?;
+        registry.register(Box::new(m.restores.clone()))?;
+        registry.register(Box::new(m.dead_letters.clone()))?;
+        registry.register(Box::new(m.rejections.clone()))?;
+        registry.register(Box::new(m.transaction_failures.clone()))?;
+        registry.register(Box::new(m.assigned_partitions.clone()))?;
+        registry.register(Box::new(m.ticks.clone()))?;
+        Ok(m)
+    }
+}

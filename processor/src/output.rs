@@ -1,0 +1,236 @@
+//! Publishing a batch's outputs with its consumed offsets, and what to do when that fails.
+//!
+//! Exactly-once (the default): one Kafka transaction holds every output record and the
+//! consumed offsets (`send_offsets_to_transaction`). At-least-once (for comparison and
+//! for brokers without transactions): produce, wait for every delivery, then commit the
+//! offsets; a crash in between re-produces records with the same ids, which readers drop.
+//!
+//! A failed transaction is classified the way librdkafka's transactional API asks:
+//! - **fenced**: another producer with our transactional id exists, so this process is a
+//!   zombie of its own instance; it must stop, not fight back by re-initialising.
+//! - **abortable**: abort, and the same producer goes on.
+//! - anything else (a fatal error, or a retriable one such as a timed-out commit, whose
+//!   outcome is unknown): never retry it blindly; a new producer with the same
+//!   transactional id fences the old one and completes (aborts) whatever it left open.
+//!
+//! In every case the caller rewinds to the committed offsets and reloads the partitions.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use topics::Topic;
+
+use crate::batch::Applied;
+use crate::config::{Delivery, ProcessorConfig};
+use crate::produce;
+
+/// Counts failed deliveries, which at-least-once mode must notice before committing.
+#[derive(Debug, Default, Clone)]
+pub struct DeliveryContext {
+    failed: Arc<AtomicU64>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            tracing::warn!(error = %e, "output record not delivered");
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+pub type OutputProducer = ThreadedProducer<DeliveryContext>;
+
+/// Why publishing a batch failed, and so what recovers from it.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("fenced by a newer producer with the same transactional id: {0}")]
+    Fenced(KafkaError),
+    #[error("abortable: {0}")]
+    Abortable(KafkaError),
+    #[error("producer must be recreated: {0}")]
+    Recreate(KafkaError),
+}
+
+impl Failure {
+    pub fn classify(e: KafkaError) -> Self {
+        let fenced = |code| {
+            matches!(
+                code,
+                RDKafkaErrorCode::Fenced
+                    | RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+            )
+        };
+        match &e {
+            KafkaError::Transaction(t) if fenced(t.code()) => Failure::Fenced(e),
+            KafkaError::Transaction(t) if t.txn_requires_abort() => Failure::Abortable(e),
+            KafkaError::Transaction(_) => Failure::Recreate(e),
+            other if other.rdkafka_error_code().is_some_and(fenced) => Failure::Fenced(e),
+            _ => Failure::Abortable(e),
+        }
+    }
+
+    /// Metric label of the recovery this failure gets.
+    pub fn recovery(&self) -> &'static str {
+        match self {
+            Failure::Fenced(_) => "fenced",
+            Failure::Abortable(_) => "abort",
+            Failure::Recreate(_) => "recreate",
+        }
+    }
+}
+
+/// The producer side of the processor.
+pub struct Outputs {
+    config: ProcessorConfig,
+    producer: OutputProducer,
+    context: DeliveryContext,
+    commands_topic: String,
+}
+
+impl std::fmt::Debug for Outputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outputs").field("delivery", &self.config.delivery).finish_non_exhaustive()
+    }
+}
+
+impl Outputs {
+    pub fn new(config: &ProcessorConfig) -> Result<Self, KafkaError> {
+        let context = DeliveryContext::default();
+        let producer = create_producer(config, context.clone())?;
+        let commands_topic = config.topics.name(Topic::Commands);
+        Ok(Self { config: config.clone(), producer, context, commands_topic })
+    }
+
+    /// Produce every output of `applied` and commit the consumed offsets with them.
+    pub fn publish<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        applied: &[Applied],
+    ) -> Result<(), Failure> {
+        let mut offsets = TopicPartitionList::new();
+        for a in applied {
+            offsets
+                .add_partition_offset(
+                    &self.commands_topic,
+                    a.store.partition,
+                    rdkafka::Offset::Offset(a.next_offset),
+                )
+                .map_err(Failure::Abortable)?;
+        }
+        match self.config.delivery {
+            Delivery::ExactlyOnce => {
+                self.transactional(consumer, applied, &offsets).map_err(Failure::classify)
+            }
+            Delivery::AtLeastOnce => self.at_least_once(consumer, applied, &offsets),
+        }
+    }
+
+    fn transactional<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        applied: &[Applied],
+        offsets: &TopicPartitionList,
+    ) -> Result<(), KafkaError> {
+        let timeout = self.config.timeout;
+        self.producer.begin_transaction()?;
+        self.send_all(applied)?;
+        let group = consumer.group_metadata().ok_or(KafkaError::Canceled)?;
+        self.producer.send_offsets_to_transaction(offsets, &group, timeout)?;
+        self.producer.commit_transaction(timeout)
+    }
+
+    fn at_least_once<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        applied: &[Applied],
+        offsets: &TopicPartitionList,
+    ) -> Result<(), Failure> {
+        // The changelog only after every other output is delivered: a restore that finds
+        // a batch in the changelog may then skip it without losing its replies.
+        for changelog in [false, true] {
+            let failed_before = self.context.failed.load(Ordering::Relaxed);
+            self.send(applied, |t| (t == Topic::Changelog) == changelog)
+                .map_err(Failure::Abortable)?;
+            self.producer.flush(self.config.timeout).map_err(Failure::Abortable)?;
+            if self.context.failed.load(Ordering::Relaxed) != failed_before {
+                return Err(Failure::Abortable(KafkaError::Canceled));
+            }
+        }
+        consumer.commit(offsets, CommitMode::Sync).map_err(Failure::Abortable)
+    }
+
+    fn send_all(&self, applied: &[Applied]) -> Result<(), KafkaError> {
+        self.send(applied, |_| true)
+    }
+
+    fn send(&self, applied: &[Applied], which: impl Fn(Topic) -> bool) -> Result<(), KafkaError> {
+        for a in applied {
+            for out in a.records.iter().filter(|o| which(o.topic)) {
+                let name = self.config.topics.name(out.topic);
+                broker::client::send_waiting(&self.producer, produce::record(out, &name))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Leave the producer ready for the next batch after `failure`. A fenced producer is
+    /// not recoverable: the error goes back to the caller.
+    pub fn recover(&mut self, failure: Failure) -> Result<(), Failure> {
+        match failure {
+            Failure::Fenced(_) => Err(failure),
+            Failure::Abortable(e) if self.config.delivery == Delivery::ExactlyOnce => {
+                match self.producer.abort_transaction(self.config.timeout) {
+                    Ok(()) => Ok(()),
+                    Err(abort) => {
+                        tracing::warn!(error = %e, %abort, "abort failed; recreating the producer");
+                        self.recreate().map_err(Failure::classify)
+                    }
+                }
+            }
+            Failure::Abortable(_) => Ok(()),
+            Failure::Recreate(_) => self.recreate().map_err(Failure::classify),
+        }
+    }
+
+    fn recreate(&mut self) -> Result<(), KafkaError> {
+        self.context = DeliveryContext::default();
+        self.producer = create_producer(&self.config, self.context.clone())?;
+        Ok(())
+    }
+}
+
+fn create_producer(
+    config: &ProcessorConfig,
+    context: DeliveryContext,
+) -> Result<OutputProducer, KafkaError> {
+    let mut client = broker::client::producer_config(&config.bootstrap);
+    client
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", millis(config.transaction_timeout));
+    if config.delivery == Delivery::ExactlyOnce {
+        client
+            .set("transactional.id", config.transactional_id())
+            .set("transaction.timeout.ms", millis(config.transaction_timeout));
+    }
+    let producer: OutputProducer = client.create_with_context(context)?;
+    if config.delivery == Delivery::ExactlyOnce {
+        producer.init_transactions(config.timeout)?;
+    }
+    Ok(producer)
+}
+
+pub(crate) fn millis(d: Duration) -> String {
+    d.as_millis().to_string()
+}

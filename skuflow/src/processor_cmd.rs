@@ -1,0 +1,127 @@
+//! `skuflow processor`: one processor instance, configured by flags or `SKUFLOW_*`
+//! environment variables, with its metrics on its own HTTP port.
+//!
+//! Exit codes: 0 after Ctrl-C / SIGTERM, 3 when fenced (another incarnation of this
+//! instance name took over: this one is a zombie and must not fight back), 1 otherwise.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use processor::{Delivery, Processor, ProcessorConfig};
+use topics::Topics;
+
+/// Exit code of a fenced processor.
+pub const EXIT_FENCED: u8 = 3;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Bootstrap servers of the Kafka cluster.
+    #[arg(long, env = "SKUFLOW_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Prefix of skuflow's topic names.
+    #[arg(long, env = "SKUFLOW_TOPIC_PREFIX", default_value = "skuflow")]
+    pub topic_prefix: String,
+    #[command(flatten)]
+    pub processor: ProcessorArgs,
+}
+
+/// How a processor runs, whoever starts it (`skuflow processor`, `skuflow up`).
+#[derive(Debug, clap::Args)]
+pub struct ProcessorArgs {
+    /// Stable, unique name of this instance (a StatefulSet pod name). The transactional
+    /// id derives from it: a restart under the same name fences the previous incarnation.
+    #[arg(long, env = "SKUFLOW_INSTANCE", default_value = "processor-0")]
+    pub instance: String,
+    /// Where the RocksDB store lives [default: $SKUFLOW_HOME/data/<instance>].
+    #[arg(long, env = "SKUFLOW_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Consumer group of the processors.
+    #[arg(long, env = "SKUFLOW_GROUP", default_value = "skuflow-processor")]
+    pub group: String,
+    /// Most commands applied in one transaction.
+    #[arg(long, env = "SKUFLOW_BATCH_MAX", default_value_t = 1000)]
+    pub batch_max: usize,
+    /// How long a batch may wait to fill, in milliseconds.
+    #[arg(long, env = "SKUFLOW_BATCH_WAIT_MS", default_value_t = 20)]
+    pub batch_wait_ms: u64,
+    /// Interval of tick commands on owned partitions, in milliseconds; 0 turns ticks off.
+    #[arg(long, env = "SKUFLOW_TICK_INTERVAL_MS", default_value_t = 1000)]
+    pub tick_interval_ms: u64,
+    /// exactly-once (one transaction per batch) or at-least-once (produce, then commit).
+    #[arg(long, env = "SKUFLOW_DELIVERY", default_value = "exactly-once", value_parser = parse_delivery)]
+    pub delivery: Delivery,
+    /// Consumer group session timeout, in milliseconds.
+    #[arg(long, env = "SKUFLOW_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub session_timeout_ms: u64,
+    /// fsync the store's write-ahead log on every batch.
+    #[arg(long, env = "SKUFLOW_SYNC_STORE")]
+    pub sync_store: bool,
+    /// Address of the metrics endpoint (GET /metrics, /healthz).
+    #[arg(long, env = "SKUFLOW_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: SocketAddr,
+}
+
+fn parse_delivery(s: &str) -> Result<Delivery, String> {
+    match s {
+        "exactly-once" => Ok(Delivery::ExactlyOnce),
+        "at-least-once" => Ok(Delivery::AtLeastOnce),
+        _ => Err(format!("{s:?}: expected exactly-once or at-least-once")),
+    }
+}
+
+impl ProcessorArgs {
+    pub fn config(&self, brokers: &str, topics: Topics) -> ProcessorConfig {
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| broker::dev::install_root().join("data").join(&self.instance));
+        let mut config = ProcessorConfig::new(brokers, &self.instance, data_dir);
+        config.topics = topics;
+        config.group_id = self.group.clone();
+        config.batch_max = self.batch_max.max(1);
+        config.batch_wait = Duration::from_millis(self.batch_wait_ms);
+        config.tick_interval =
+            (self.tick_interval_ms > 0).then(|| Duration::from_millis(self.tick_interval_ms));
+        config.delivery = self.delivery;
+        config.session_timeout = Duration::from_millis(self.session_timeout_ms);
+        config.sync_store = self.sync_store;
+        config
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let registry = prometheus::Registry::new();
+    let metrics =
+        crate::metrics_server::MetricsServer::start(args.processor.metrics_addr, registry.clone())?;
+    tracing::info!(addr = %metrics.addr(), "metrics at http://{}/metrics", metrics.addr());
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let config = args.processor.config(&args.brokers, Topics { prefix: args.topic_prefix });
+    let worker = spawn(config, registry, shutdown.clone())?;
+    crate::wait_for_shutdown("the processor", || !worker.is_finished())?;
+    shutdown.store(true, Ordering::Relaxed);
+    let result = worker.join().map_err(|_| anyhow::anyhow!("the processor thread panicked"))?;
+    metrics.stop();
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.is_fenced() => {
+            tracing::error!("{e}; this process is a zombie of its instance and stops");
+            Ok(ExitCode::from(EXIT_FENCED))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Run a processor on its own thread until `shutdown` is set.
+pub fn spawn(
+    config: ProcessorConfig,
+    registry: prometheus::Registry,
+    shutdown: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<Result<(), processor::ProcessorError>>> {
+    Ok(std::thread::Builder::new()
+        .name("processor".into())
+        .spawn(move || Processor::new(config, &registry)?.run(&shutdown))?)
+}

@@ -1,0 +1,113 @@
+//! `skuflow processor` as a child process against the real dev broker: killed, stopped,
+//! fenced, and audited afterwards (invariants I1-I7 from the output topics).
+
+use crate::support::*;
+use nix::sys::signal::Signal;
+use processor::restore::restore_partition;
+use state::store::Store;
+use topics::Topic;
+
+#[test]
+fn kill9_mid_stream_and_restart_loses_nothing_and_applies_nothing_twice() {
+    let cluster = Cluster::start();
+    // The backlog is there before the processor starts, in transactions of 100, so the
+    // kill lands in the middle of it.
+    let phase1 = stock_and_holds("k", 16, 3000);
+    cluster.produce(&phase1);
+    let expected1 = answerable(&phase1);
+    let a = cluster.processor_with("p-0", "store-0", &["--batch-max", "100"]);
+    let partial = cluster.wait_replies(1);
+    a.kill9();
+    assert!(partial.len() < expected1, "the kill landed mid-stream");
+
+    let a = cluster.processor("p-0", "store-0");
+    let replies = cluster.wait_replies(expected1);
+    let phase2 = release_and_purchase("k", &replies);
+    cluster.produce(&phase2);
+    cluster.wait_replies(expected1 + answerable(&phase2));
+    let metrics = a.metrics();
+    for family in [
+        "skuflow_processor_batch_commands_count",
+        "skuflow_processor_commit_seconds_bucket",
+        "skuflow_processor_rejections_total{reason=\"insufficient_stock\"}",
+        "skuflow_processor_applied_total",
+        "skuflow_processor_ticks_total",
+    ] {
+        assert!(metrics.contains(family), "metrics lack {family}:\n{metrics}");
+    }
+    let data_dir = a.data_dir.clone();
+    assert!(a.stop().success(), "a stopped processor exits 0");
+
+    let report = cluster.audit();
+    assert_clean(&report);
+    assert_eq!(report.replies, expected1 + answerable(&phase2), "one reply per command:\n{report}");
+    assert_eq!(report.dead_lettered, 2, "both poison records dead-lettered:\n{report}");
+    assert!(report.ticks > 0, "the processor appended ticks");
+
+    // I6 against the live store: what the changelog rebuilds equals what the processor
+    // holds in RocksDB.
+    let live = Store::open(&data_dir, false).unwrap();
+    let rebuilt_dir = tempfile::tempdir().unwrap();
+    let rebuilt = Store::open(rebuilt_dir.path(), false).unwrap();
+    let changelog = cluster.topics.name(Topic::Changelog);
+    for p in 0..PARTITIONS {
+        restore_partition(&cluster.bootstrap, &changelog, p, &rebuilt, WAIT, &mut |_| {}).unwrap();
+        assert_eq!(
+            rebuilt.load(p).unwrap().snapshot(),
+            live.load(p).unwrap().snapshot(),
+            "partition {p}: changelog state equals the live store"
+        );
+    }
+}
+
+#[test]
+fn two_processors_share_the_partitions_and_one_leaves() {
+    let cluster = Cluster::start();
+    let a = cluster.processor("p-0", "store-0");
+    let b = cluster.processor("p-1", "store-1");
+    let phase1 = stock_and_holds("t", 16, 1500);
+    cluster.produce(&phase1);
+    cluster.wait_replies(100);
+    assert!(a.stop().success(), "the leaving processor exits cleanly");
+
+    let expected1 = answerable(&phase1);
+    let replies = cluster.wait_replies(expected1);
+    let phase2 = release_and_purchase("t", &replies);
+    cluster.produce(&phase2);
+    cluster.wait_replies(expected1 + answerable(&phase2));
+    assert!(b.stop().success());
+
+    let report = cluster.audit();
+    assert_clean(&report);
+    assert_eq!(report.replies, expected1 + answerable(&phase2), "one reply per command:\n{report}");
+}
+
+#[test]
+fn a_zombie_is_fenced_and_none_of_its_output_is_visible() {
+    let cluster = Cluster::start();
+    let zombie = cluster.processor("p-0", "store-0");
+    let phase1 = stock_and_holds("z", 16, 1500);
+    cluster.produce(&phase1);
+    cluster.wait_replies(100);
+    // Frozen past the session timeout, while the same instance is started elsewhere
+    // (a rescheduled pod): the new incarnation fences the old one's transactional id
+    // and, once the group drops the frozen member, restores from the changelog.
+    zombie.signal(Signal::SIGSTOP);
+    let successor = cluster.processor("p-0", "store-1");
+    let expected1 = answerable(&phase1);
+    let replies = cluster.wait_replies(expected1);
+    let phase2 = release_and_purchase("z", &replies);
+    cluster.produce(&phase2);
+
+    zombie.signal(Signal::SIGCONT);
+    let mut zombie = zombie;
+    let status = zombie.wait(WAIT);
+    assert_eq!(status.code(), Some(3), "the zombie stops as fenced:\n{}", zombie.log_text());
+    assert!(zombie.log_text().contains("fenced"), "{}", zombie.log_text());
+
+    cluster.wait_replies(expected1 + answerable(&phase2));
+    assert!(successor.stop().success());
+    let report = cluster.audit();
+    assert_clean(&report);
+    assert_eq!(report.replies, expected1 + answerable(&phase2), "one reply per command:\n{report}");
+}
