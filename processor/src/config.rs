@@ -41,6 +41,11 @@ pub struct ProcessorConfig {
     pub tick_interval: Option<Duration>,
     /// The group's session timeout: how long a silent member keeps its partitions.
     pub session_timeout: Duration,
+    /// Kafka's `max.poll.interval.ms`, which is also the group's rebalance timeout: how
+    /// long a rebalance waits for members that do not rejoin (the dev broker only drops a
+    /// dead member then, not after the session timeout). Bounds the time one batch,
+    /// restores included, may take.
+    pub max_poll_interval: Duration,
     /// Kafka's `transaction.timeout.ms`: how long the coordinator lets a transaction stay
     /// open before aborting it (and the producer's delivery timeout).
     pub transaction_timeout: Duration,
@@ -66,6 +71,7 @@ impl ProcessorConfig {
             delivery: Delivery::ExactlyOnce,
             tick_interval: Some(Duration::from_secs(1)),
             session_timeout: Duration::from_secs(10),
+            max_poll_interval: Duration::from_secs(60),
             transaction_timeout: Duration::from_secs(30),
         }
     }

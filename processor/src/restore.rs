@@ -66,7 +66,7 @@ pub fn restore_partition(
                     key: m.key().unwrap_or_default().to_vec(),
                     value: m.payload().map(<[u8]>::to_vec),
                 });
-                if changes.len() as u64 % PROGRESS_EVERY == 0 {
+                if (changes.len() as u64).is_multiple_of(PROGRESS_EVERY) {
                     progress(changes.len() as u64);
                 }
             }

@@ -119,7 +119,9 @@ impl Processor {
         let consumer: BaseConsumer<GroupContext> =
             broker::client::consumer_config(&config.bootstrap, &config.group_id)
                 .set("partition.assignment.strategy", "cooperative-sticky")
+                .set("group.instance.id", &config.instance)
                 .set("session.timeout.ms", millis(config.session_timeout))
+                .set("max.poll.interval.ms", millis(config.max_poll_interval))
                 .set("statistics.interval.ms", "1000")
                 .create_with_context(context)?;
         consumer.subscribe(&[&commands_topic])?;
@@ -170,7 +172,23 @@ impl Processor {
             }
         }
         tracing::info!(instance = %self.config.instance, "processor stopping");
+        self.leave_group();
         Ok(())
+    }
+
+    /// Hand the partitions over now. A static member (`group.instance.id`) sends no
+    /// LeaveGroup when its consumer is closed, only when it unsubscribes; without this a
+    /// stopped processor's partitions would wait for the session timeout (and forever
+    /// on the dev broker, which never expires a member, BROKERS.md).
+    fn leave_group(&mut self) {
+        self.consumer.unsubscribe();
+        let deadline = Instant::now() + self.config.timeout.min(Duration::from_secs(10));
+        while Instant::now() < deadline && self.consumer.assignment().is_ok_and(|a| a.count() > 0) {
+            if let Some(Err(e)) = self.consumer.poll(Duration::from_millis(100)) {
+                tracing::debug!(error = %e, "while leaving the group");
+            }
+        }
+        self.states.clear();
     }
 
     fn tick(&mut self) {

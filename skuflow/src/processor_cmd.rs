@@ -57,6 +57,10 @@ pub struct ProcessorArgs {
     /// Consumer group session timeout, in milliseconds.
     #[arg(long, env = "SKUFLOW_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
     pub session_timeout_ms: u64,
+    /// Longest time between two polls of the group, in milliseconds; also how long a
+    /// rebalance waits for a member that does not rejoin.
+    #[arg(long, env = "SKUFLOW_MAX_POLL_INTERVAL_MS", default_value_t = 60_000)]
+    pub max_poll_interval_ms: u64,
     /// fsync the store's write-ahead log on every batch.
     #[arg(long, env = "SKUFLOW_SYNC_STORE")]
     pub sync_store: bool,
@@ -88,6 +92,7 @@ impl ProcessorArgs {
             (self.tick_interval_ms > 0).then(|| Duration::from_millis(self.tick_interval_ms));
         config.delivery = self.delivery;
         config.session_timeout = Duration::from_millis(self.session_timeout_ms);
+        config.max_poll_interval = Duration::from_millis(self.max_poll_interval_ms);
         config.sync_store = self.sync_store;
         config
     }

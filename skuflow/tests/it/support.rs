@@ -51,7 +51,7 @@ impl Cluster {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--metrics-addr", "127.0.0.1:0", "--tick-interval-ms", "200"])
-            .args(["--session-timeout-ms", "6000"])
+            .args(["--session-timeout-ms", "6000", "--max-poll-interval-ms", "15000"])
             .args(extra)
             .env("SKUFLOW_LOG", "info,rdkafka=warn")
             .stdout(Stdio::null())
@@ -100,11 +100,30 @@ impl Cluster {
             }
             assert!(
                 started.elapsed() < WAIT,
-                "only {} of {n} replies after {WAIT:?}",
-                replies.len()
+                "only {} of {n} replies after {WAIT:?}\n{}",
+                replies.len(),
+                self.logs()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// The last lines of every processor's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                out += &format!("--- {}\n", path.display());
+                for line in &lines[lines.len().saturating_sub(40)..] {
+                    out += line;
+                    out.push('\n');
+                }
+            }
+        }
+        out
     }
 
     pub fn audit(&self) -> chaos::Report {
@@ -150,12 +169,14 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The Prometheus text of the processor's metrics endpoint (its address is in the log).
+    /// The Prometheus text of the processor's metrics endpoint (the latest address in the
+    /// log: a restarted instance appends to the same file).
     pub fn metrics(&self) -> String {
         let log = self.log_text();
         let addr = log
-            .split("metrics at http://")
-            .nth(1)
+            .rsplit("metrics at http://")
+            .next()
+            .filter(|_| log.contains("metrics at http://"))
             .and_then(|rest| rest.split('/').next())
             .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"));
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
