@@ -20,9 +20,14 @@ pub fn base_config(bootstrap: &str) -> ClientConfig {
     cfg
 }
 
+/// A producer. Keys go to partitions the way the Java client puts them (murmur2), so a
+/// SKU lands on the same commands partition whichever client, in whichever language,
+/// enqueued it: one partition, one writer per SKU.
 pub fn producer_config(bootstrap: &str) -> ClientConfig {
     let mut cfg = base_config(bootstrap);
-    cfg.set("linger.ms", "5").set("message.timeout.ms", "30000");
+    cfg.set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .set("partitioner", "murmur2_random");
     cfg
 }
 

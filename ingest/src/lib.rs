@@ -1,2 +1,168 @@
-//! The producer side of the pipeline: puts commands on the commands topic (batching, idempotent
-//! producer) and resolves each from the replies topic; bulk stock loads. Not built yet (issue 6).
+//! The producer side of the pipeline: the one library that puts commands on the commands
+//! topic and correlates their replies. The API uses it; checkout producers that talk to
+//! Kafka directly embed it; `skuflow ingest` uses it for bulk stock loads.
+//!
+//! - [`Ingest::submit`] enqueues a request with an idempotent producer (key = SKU, the
+//!   Java-compatible murmur2 partitioner every skuflow producer uses) and resolves once
+//!   the broker has it, with the record's position. A full local queue is
+//!   [`IngestError::Backpressure`], never a silent drop.
+//! - [`Ingest::reply`] resolves with the reply to the record at a position: the reply's
+//!   envelope id is that position (a retry's reply is the original's body under the
+//!   retry's own id). A tail of the replies topic feeds waiters and a bounded cache;
+//!   [`Ingest::lookup`] finds older replies in Kafka itself, so any instance can answer
+//!   for any command within the topic's retention, after restarts too.
+
+mod cache;
+mod lookup;
+mod tail;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use topics::{Envelope, LogCommand, Position, Reply, Request, Topic, Topics};
+
+pub use cache::Replies;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The producer's local queue is full: retry later. Nothing was enqueued.
+    #[error("the producer queue is full")]
+    Backpressure,
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("encode: {0}")]
+    Encode(#[from] topics::codec::EncodeError),
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub bootstrap: String,
+    pub topics: Topics,
+    /// Replies kept in memory for waiters and polls.
+    pub cache_capacity: usize,
+    /// librdkafka's local queue bound (messages); beyond it submit answers Backpressure.
+    pub queue_capacity: usize,
+    /// How long the broker may take to acknowledge a command.
+    pub delivery_timeout: Duration,
+}
+
+impl IngestConfig {
+    pub fn new(bootstrap: impl Into<String>) -> Self {
+        Self {
+            bootstrap: bootstrap.into(),
+            topics: Topics::default(),
+            cache_capacity: 1_000_000,
+            queue_capacity: 100_000,
+            delivery_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where an accepted command landed in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    pub position: Position,
+}
+
+#[derive(Clone)]
+pub struct Ingest {
+    producer: FutureProducer,
+    commands_topic: Arc<str>,
+    replies: Arc<Replies>,
+    config: Arc<IngestConfig>,
+    _tail: Arc<tail::Tail>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest").field("bootstrap", &self.config.bootstrap).finish_non_exhaustive()
+    }
+}
+
+impl Ingest {
+    /// Start the producer and the replies tail. Blocking (metadata lookups).
+    pub fn new(config: IngestConfig) -> Result<Self, IngestError> {
+        let producer: FutureProducer = broker::client::producer_config(&config.bootstrap)
+            .set("enable.idempotence", "true")
+            .set("queue.buffering.max.messages", config.queue_capacity.to_string())
+            .set("message.timeout.ms", config.delivery_timeout.as_millis().to_string())
+            .create()?;
+        let replies = Arc::new(Replies::new(config.cache_capacity));
+        let tail = tail::Tail::start(&config.bootstrap, &config.topics.name(Topic::Replies), replies.clone())?;
+        Ok(Self {
+            producer,
+            commands_topic: config.topics.name(Topic::Commands).into(),
+            replies,
+            config: Arc::new(config),
+            _tail: Arc::new(tail),
+        })
+    }
+
+    /// Enqueue `request`; resolves when the broker has acknowledged it.
+    pub async fn submit(&self, request: &Request) -> Result<Accepted, IngestError> {
+        let payload = topics::codec::to_json(&Envelope::command(LogCommand::Request(request.clone())))?;
+        let key = topics::keys::command_key(request.command.sku());
+        let record = FutureRecord::to(&self.commands_topic).key(key).payload(&payload);
+        // Never wait for queue space: a full queue is the caller's signal to back off.
+        let delivery = self.producer.send_result(record).map_err(|(e, _)| match e {
+            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => IngestError::Backpressure,
+            e => IngestError::Kafka(e),
+        })?;
+        match delivery.await {
+            Ok(Ok(delivered)) => Ok(Accepted {
+                position: Position { partition: delivered.partition, offset: delivered.offset },
+            }),
+            Ok(Err((e, _))) => Err(IngestError::Kafka(e)),
+            Err(_) => Err(IngestError::Kafka(KafkaError::Canceled)),
+        }
+    }
+
+    /// The reply to the command record at `at`, waiting up to `wait` for it to be
+    /// published; a reply older than the cache is looked up in Kafka.
+    pub async fn reply(&self, at: Position, wait: Duration) -> Result<Option<Arc<Reply>>, IngestError> {
+        let waiter = self.replies.waiter(at);
+        if let Some(reply) = waiter.ready() {
+            return Ok(Some(reply));
+        }
+        if let Ok(Some(reply)) = tokio::time::timeout(wait, waiter.wait()).await {
+            return Ok(Some(reply));
+        }
+        self.lookup(at).await
+    }
+
+    /// Find the reply to the record at `at` in the replies topic (a binary search over
+    /// the partition, whose replies are in command order).
+    pub async fn lookup(&self, at: Position) -> Result<Option<Arc<Reply>>, IngestError> {
+        if let Some(reply) = self.replies.get(at) {
+            return Ok(Some(reply));
+        }
+        let (bootstrap, topic) = (self.config.bootstrap.clone(), self.config.topics.name(Topic::Replies));
+        let found = tokio::task::spawn_blocking(move || lookup::find(&bootstrap, &topic, at))
+            .await
+            .map_err(|_| IngestError::Kafka(KafkaError::Canceled))??;
+        Ok(found.map(|reply| {
+            let reply = Arc::new(reply);
+            self.replies.insert(at, reply.clone());
+            reply
+        }))
+    }
+
+    /// Wait until every queued command is acknowledged (bulk loads, shutdown).
+    pub fn flush(&self, timeout: Duration) -> Result<(), IngestError> {
+        use rdkafka::producer::Producer;
+        Ok(self.producer.flush(timeout)?)
+    }
+
+    pub fn replies(&self) -> &Replies {
+        &self.replies
+    }
+}
+
+/// The envelope id of a reply record, as the position of the command it answers.
+pub(crate) fn reply_at(payload: Option<&[u8]>) -> Option<(Position, Reply)> {
+    let envelope = topics::codec::from_json::<Reply>(payload).ok()?;
+    let id = envelope.id?;
+    Some((Position { partition: id.partition, offset: id.offset }, envelope.body))
+}

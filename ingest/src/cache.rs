@@ -1,0 +1,101 @@
+//! Replies by the position of the command they answer: a bounded cache (oldest out
+//! first) and the waiters for replies not yet seen.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+use topics::{Position, Reply};
+
+#[derive(Debug)]
+pub struct Replies {
+    inner: Mutex<Inner>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_position: HashMap<Position, Arc<Reply>>,
+    order: VecDeque<Position>,
+    waiters: HashMap<Position, Vec<oneshot::Sender<Arc<Reply>>>>,
+    inserted: u64,
+}
+
+/// A registered interest in one reply.
+#[derive(Debug)]
+pub struct Waiter {
+    ready: Option<Arc<Reply>>,
+    rx: Option<oneshot::Receiver<Arc<Reply>>>,
+}
+
+impl Waiter {
+    pub fn ready(&self) -> Option<Arc<Reply>> {
+        self.ready.clone()
+    }
+
+    pub async fn wait(self) -> Option<Arc<Reply>> {
+        match (self.ready, self.rx) {
+            (Some(r), _) => Some(r),
+            (None, Some(rx)) => rx.await.ok(),
+            (None, None) => None,
+        }
+    }
+}
+
+impl Replies {
+    pub fn new(capacity: usize) -> Self {
+        Self { inner: Mutex::default(), capacity: capacity.max(1) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, at: Position) -> Option<Arc<Reply>> {
+        self.lock().by_position.get(&at).cloned()
+    }
+
+    /// Interest in the reply at `at`; already there, or delivered when it arrives.
+    pub fn waiter(&self, at: Position) -> Waiter {
+        let mut inner = self.lock();
+        if let Some(r) = inner.by_position.get(&at) {
+            return Waiter { ready: Some(r.clone()), rx: None };
+        }
+        let (tx, rx) = oneshot::channel();
+        inner.waiters.entry(at).or_default().push(tx);
+        Waiter { ready: None, rx: Some(rx) }
+    }
+
+    /// A reply arrived: keep it and wake whoever waits for it.
+    pub fn insert(&self, at: Position, reply: Arc<Reply>) {
+        let mut inner = self.lock();
+        for tx in inner.waiters.remove(&at).unwrap_or_default() {
+            let _ = tx.send(reply.clone());
+        }
+        if inner.by_position.insert(at, reply).is_none() {
+            inner.order.push_back(at);
+            while inner.order.len() > self.capacity {
+                if let Some(old) = inner.order.pop_front() {
+                    inner.by_position.remove(&old);
+                }
+            }
+        }
+        // Waiters whose callers gave up leave closed senders behind; sweep them now and
+        // then so the map stays bounded by the live waiters.
+        inner.inserted += 1;
+        if inner.inserted.is_multiple_of(4096) {
+            inner.waiters.retain(|_, txs| {
+                txs.retain(|tx| !tx.is_closed());
+                !txs.is_empty()
+            });
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().by_position.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
