@@ -90,7 +90,11 @@ impl Ingest {
             .set("message.timeout.ms", config.delivery_timeout.as_millis().to_string())
             .create()?;
         let replies = Arc::new(Replies::new(config.cache_capacity));
-        let tail = tail::Tail::start(&config.bootstrap, &config.topics.name(Topic::Replies), replies.clone())?;
+        let tail = tail::Tail::start(
+            &config.bootstrap,
+            &config.topics.name(Topic::Replies),
+            replies.clone(),
+        )?;
         Ok(Self {
             producer,
             commands_topic: config.topics.name(Topic::Commands).into(),
@@ -102,7 +106,8 @@ impl Ingest {
 
     /// Enqueue `request`; resolves when the broker has acknowledged it.
     pub async fn submit(&self, request: &Request) -> Result<Accepted, IngestError> {
-        let payload = topics::codec::to_json(&Envelope::command(LogCommand::Request(request.clone())))?;
+        let payload =
+            topics::codec::to_json(&Envelope::command(LogCommand::Request(request.clone())))?;
         let key = topics::keys::command_key(request.command.sku());
         let record = FutureRecord::to(&self.commands_topic).key(key).payload(&payload);
         // Never wait for queue space: a full queue is the caller's signal to back off.
@@ -121,7 +126,11 @@ impl Ingest {
 
     /// The reply to the command record at `at`, waiting up to `wait` for it to be
     /// published; a reply older than the cache is looked up in Kafka.
-    pub async fn reply(&self, at: Position, wait: Duration) -> Result<Option<Arc<Reply>>, IngestError> {
+    pub async fn reply(
+        &self,
+        at: Position,
+        wait: Duration,
+    ) -> Result<Option<Arc<Reply>>, IngestError> {
         let waiter = self.replies.waiter(at);
         if let Some(reply) = waiter.ready() {
             return Ok(Some(reply));
@@ -138,7 +147,8 @@ impl Ingest {
         if let Some(reply) = self.replies.get(at) {
             return Ok(Some(reply));
         }
-        let (bootstrap, topic) = (self.config.bootstrap.clone(), self.config.topics.name(Topic::Replies));
+        let (bootstrap, topic) =
+            (self.config.bootstrap.clone(), self.config.topics.name(Topic::Replies));
         let found = tokio::task::spawn_blocking(move || lookup::find(&bootstrap, &topic, at))
             .await
             .map_err(|_| IngestError::Kafka(KafkaError::Canceled))??;

@@ -25,7 +25,7 @@ pub fn find(bootstrap: &str, topic: &str, at: Position) -> Result<Option<Reply>,
         let mid = lo + (hi - lo) / 2;
         match first_from(&consumer, topic, at.partition, mid, hi)? {
             None => hi = mid,
-            Some((offset, found, reply)) if found == at => return Ok(Some(reply)),
+            Some((_, found, reply)) if found == at => return Ok(Some(reply)),
             Some((offset, found, _)) if found.offset < at.offset => lo = offset + 1,
             Some(_) => hi = mid,
         }

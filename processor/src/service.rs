@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, Timestamp};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use state::store::Store;
 use state::{Machine, PartitionState};
@@ -53,12 +54,17 @@ pub enum ProcessorError {
     /// again; [`Failure::Fenced`] means another incarnation of this instance took over.
     #[error("{0}")]
     Output(#[from] Failure),
+    /// Another member with this instance name joined the group.
+    #[error("fenced from the group by a newer member with the same instance name: {0}")]
+    GroupFenced(String),
+    #[error("fatal consumer error: {0}")]
+    Consumer(String),
 }
 
 impl ProcessorError {
     /// Another processor with this instance's transactional id has taken over.
     pub fn is_fenced(&self) -> bool {
-        matches!(self, ProcessorError::Output(Failure::Fenced(_)))
+        matches!(self, ProcessorError::Output(Failure::Fenced(_)) | ProcessorError::GroupFenced(_))
     }
 
     /// The broker could not be reached or answered with an error: worth another try
@@ -155,7 +161,7 @@ impl Processor {
         let mut backoff = BACKOFF_MIN;
         while !shutdown.load(Ordering::Relaxed) {
             self.tick();
-            let batch = self.poll_batch();
+            let batch = self.poll_batch()?;
             if batch.is_empty() {
                 continue;
             }
@@ -208,7 +214,20 @@ impl Processor {
         self.metrics.ticks.inc_by(sent as u64);
     }
 
-    fn poll_batch(&mut self) -> BTreeMap<i32, Vec<Owned>> {
+    /// A fatal consumer error ends the member: fenced from the group by a newer member
+    /// with our instance name (this process is the zombie), or anything else fatal.
+    fn check_fatal(&self) -> Result<(), ProcessorError> {
+        match self.consumer.client().fatal_error() {
+            None => Ok(()),
+            Some((RDKafkaErrorCode::FencedInstanceId, reason)) => {
+                Err(ProcessorError::GroupFenced(reason))
+            }
+            Some((_, reason)) => Err(ProcessorError::Consumer(reason)),
+        }
+    }
+
+    fn poll_batch(&mut self) -> Result<BTreeMap<i32, Vec<Owned>>, ProcessorError> {
+        self.check_fatal()?;
         let mut by_partition: BTreeMap<i32, Vec<Owned>> = BTreeMap::new();
         let started = Instant::now();
         let mut n = 0;
@@ -227,7 +246,8 @@ impl Processor {
                 Ok(msg) => msg,
                 Err(e) => {
                     // Consumer errors (a broker away, a transport failure) are reports;
-                    // librdkafka keeps retrying underneath.
+                    // librdkafka keeps retrying underneath. A fatal one ends the member.
+                    self.check_fatal()?;
                     tracing::warn!(error = %e, "consumer error");
                     break;
                 }
@@ -249,7 +269,7 @@ impl Processor {
             by_partition.remove(&p);
             self.states.remove(&p);
         }
-        by_partition
+        Ok(by_partition)
     }
 
     fn process(&mut self, batch: BTreeMap<i32, Vec<Owned>>) -> Result<(), ProcessorError> {
