@@ -1,2 +1,20 @@
-//! The HTTP front door (actix-web): auth, validation, backpressure, waiting for and polling
-//! replies, availability reads from a read model. Not built yet (issue 6).
+//! The HTTP front door (actix-web): authenticates (API keys, JWT), validates, rate-limits
+//! and enqueues commands through `ingest`, waits for or lets clients poll their replies,
+//! and serves availability and reservations from read models fed by Kafka.
+//! Contracts: DESIGN.md §5. Every error is problem+json with a stable type ([`problem`]).
+
+pub mod auth;
+pub mod config;
+mod count;
+pub mod dto;
+pub mod follow;
+pub mod limits;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod views;
+
+pub use config::{ApiConfig, ApiKey, JwtConfig, Role, hash_key, parse_key};
+pub use server::{Api, ApiStartError};

@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
-use topics::{Position, Reply};
+use topics::{CommandId, Position, Reply, TenantId};
 
 #[derive(Debug)]
 pub struct Replies {
@@ -16,6 +16,9 @@ pub struct Replies {
 #[derive(Debug, Default)]
 struct Inner {
     by_position: HashMap<Position, Arc<Reply>>,
+    /// The first reply seen for each command id (a later conflicting payload under the
+    /// same id gets a `conflict` reply, which must not hide the command's own).
+    by_key: HashMap<(TenantId, CommandId), Arc<Reply>>,
     order: VecDeque<Position>,
     waiters: HashMap<Position, Vec<oneshot::Sender<Arc<Reply>>>>,
     inserted: u64,
@@ -55,6 +58,11 @@ impl Replies {
         self.lock().by_position.get(&at).cloned()
     }
 
+    /// The command's reply by its id, if it is among the cached ones.
+    pub fn by_key(&self, tenant: &TenantId, command_id: &CommandId) -> Option<Arc<Reply>> {
+        self.lock().by_key.get(&(tenant.clone(), command_id.clone())).cloned()
+    }
+
     /// Interest in the reply at `at`; already there, or delivered when it arrives.
     pub fn waiter(&self, at: Position) -> Waiter {
         let mut inner = self.lock();
@@ -72,11 +80,19 @@ impl Replies {
         for tx in inner.waiters.remove(&at).unwrap_or_default() {
             let _ = tx.send(reply.clone());
         }
+        inner
+            .by_key
+            .entry((reply.tenant.clone(), reply.command_id.clone()))
+            .or_insert_with(|| reply.clone());
         if inner.by_position.insert(at, reply).is_none() {
             inner.order.push_back(at);
             while inner.order.len() > self.capacity {
-                if let Some(old) = inner.order.pop_front() {
-                    inner.by_position.remove(&old);
+                let Some(old) = inner.order.pop_front() else { break };
+                if let Some(r) = inner.by_position.remove(&old) {
+                    let key = (r.tenant.clone(), r.command_id.clone());
+                    if inner.by_key.get(&key).is_some_and(|k| Arc::ptr_eq(k, &r)) {
+                        inner.by_key.remove(&key);
+                    }
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! `skuflow`: the one binary. Each subcommand is a thin edge over a library crate;
 //! `anyhow` lives here and nowhere else.
 
+mod api_cmd;
 mod audit_cmd;
 mod bench_cmd;
 mod broker_cmd;
@@ -35,6 +36,10 @@ enum Command {
     Doctor(doctor::Args),
     /// Run one processor: the single writer of the command partitions it is assigned.
     Processor(processor_cmd::Args),
+    /// Run the HTTP API.
+    Api(api_cmd::Args),
+    /// Make an API key and the line that configures it.
+    ApiKey(api_cmd::KeyArgs),
     /// Benchmarks through a broker (BENCHMARKS.md).
     Bench(bench_cmd::Args),
     /// Read everything a deployment wrote and check invariants I1-I7.
@@ -60,6 +65,8 @@ fn main() -> std::process::ExitCode {
         Command::Processor(args) => processor_cmd::run(args),
         Command::Audit(args) => audit_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Api(args) => api_cmd::run(args),
+        Command::ApiKey(args) => api_cmd::make_key(args),
     };
     match result {
         Ok(code) => code,
@@ -88,4 +95,15 @@ fn wait_for_shutdown(what: &str, mut alive: impl FnMut() -> bool) -> anyhow::Res
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Flags of flattened argument groups must not collide (clap checks at parse time).
+    #[test]
+    fn every_subcommand_parses() {
+        super::Cli::command().debug_assert();
+    }
 }

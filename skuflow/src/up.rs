@@ -1,6 +1,6 @@
 //! `skuflow up`: the embedded default. It runs the dev broker on a fixed port with data
-//! kept between runs (unless `--brokers` is given), creates skuflow's topics and runs a
-//! processor with its metrics endpoint; the HTTP API joins it with issue 6.
+//! kept between runs (unless `--brokers` is given), creates skuflow's topics, and runs a
+//! processor (with its metrics endpoint) and the HTTP API; Ctrl-C stops them all.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +23,7 @@ pub struct Args {
     broker_port: u16,
     /// Where the dev broker keeps its data between runs [default: $SKUFLOW_HOME/data/broker].
     #[arg(long)]
-    data_dir: Option<PathBuf>,
+    broker_data_dir: Option<PathBuf>,
     /// Partitions of the commands topic (and of every other skuflow topic).
     #[arg(long, default_value_t = 8)]
     partitions: i32,
@@ -32,7 +32,13 @@ pub struct Args {
     topic_prefix: String,
     #[command(flatten)]
     processor: crate::processor_cmd::ProcessorArgs,
+    #[command(flatten)]
+    api: crate::api_cmd::ApiArgs,
 }
+
+/// The key `up` configures when none is given: development only, and said so loudly.
+const DEV_KEY: &str = "dev-admin-key";
+const DEV_TENANT: &str = "demo";
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (mut broker, bootstrap) = match args.brokers {
@@ -41,8 +47,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (None, addr)
         }
         None => {
-            let data_dir =
-                args.data_dir.unwrap_or_else(|| broker::dev::install_root().join("data/broker"));
+            let data_dir = args
+                .broker_data_dir
+                .unwrap_or_else(|| broker::dev::install_root().join("data/broker"));
             let config = DevBrokerConfig {
                 port: Some(args.broker_port),
                 data_dir: Some(data_dir),
@@ -56,19 +63,40 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     create_topics(&bootstrap, &Topics { prefix: args.topic_prefix.clone() }, args.partitions)?;
 
-    let processor = args.processor;
+    let topics = Topics { prefix: args.topic_prefix };
     let registry = prometheus::Registry::new();
-    let metrics = MetricsServer::start(processor.metrics_addr, registry.clone())?;
+    let metrics = MetricsServer::start(args.processor.metrics_addr, registry.clone())?;
     let shutdown = Arc::new(AtomicBool::new(false));
-    let config = processor.config(&bootstrap, Topics { prefix: args.topic_prefix });
+    let config = args.processor.config(&bootstrap, topics.clone());
     let worker = crate::processor_cmd::spawn(config, registry, shutdown.clone())?;
+
+    let mut api_config = args.api.config(&bootstrap, topics);
+    let dev_key = api_config.keys.is_empty() && api_config.jwt.is_none();
+    if dev_key {
+        let line = format!("{DEV_TENANT}:admin:{}", hex::encode(api::hash_key(DEV_KEY)));
+        api_config.keys.push(api::parse_key(&line).map_err(anyhow::Error::msg)?);
+    }
+    let api = crate::api_cmd::Running::start(api_config, prometheus::Registry::new())?;
     tracing::info!(
-        "processor running; metrics at http://{}/metrics; the HTTP API is not part of `up` yet; Ctrl-C stops everything",
+        "skuflow is up: API http://{} (OpenAPI at /openapi.json), processor metrics http://{}/metrics; Ctrl-C stops everything",
+        api.addr,
         metrics.addr()
     );
+    if dev_key {
+        tracing::warn!(
+            "no API key configured: using the development key {DEV_KEY:?} (tenant {DEV_TENANT:?}, admin); never do this in production"
+        );
+        println!(
+            "try:\n  curl -s -X POST http://{}/v1/admin/stock/sku-1/main/restock -H 'X-Api-Key: {DEV_KEY}' -H 'Idempotency-Key: stock-1' -H 'Content-Type: application/json' -d '{{\"quantity\": 10}}'\n  curl -s -X POST http://{}/v1/reservations -H 'X-Api-Key: {DEV_KEY}' -H 'Idempotency-Key: hold-1' -H 'Content-Type: application/json' -d '{{\"sku\": \"sku-1\", \"quantity\": 2}}'\n  curl -s http://{}/v1/availability/sku-1 -H 'X-Api-Key: {DEV_KEY}'",
+            api.addr, api.addr, api.addr
+        );
+    }
     crate::wait_for_shutdown("a component", || {
-        broker.as_mut().is_none_or(DevBroker::is_running) && !worker.is_finished()
+        broker.as_mut().is_none_or(DevBroker::is_running)
+            && !worker.is_finished()
+            && api.is_running()
     })?;
+    api.stop();
     shutdown.store(true, Ordering::Relaxed);
     match worker.join() {
         Ok(Ok(())) => tracing::info!("processor stopped"),

@@ -1,0 +1,102 @@
+//! The API's configuration, loaded once at start and passed explicitly.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use topics::{TenantId, Topics};
+
+/// What a credential may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Reserve, release, purchase, extend; read.
+    Client,
+    /// Everything a client may, and stock administration.
+    Admin,
+}
+
+/// An API key as stored: only the SHA-256 of the key, never the key.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub tenant: TenantId,
+    pub role: Role,
+    pub sha256: [u8; 32],
+}
+
+/// JWT verification: HS256 only (the algorithm is pinned, never taken from the token),
+/// `exp` and `aud` required; the tenant is the `tenant` claim, the role the `role` claim.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub secret: Vec<u8>,
+    pub audience: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub bind: SocketAddr,
+    pub bootstrap: String,
+    pub topics: Topics,
+    pub keys: Vec<ApiKey>,
+    pub jwt: Option<JwtConfig>,
+    /// How long a command request waits for its reply unless `?wait=` says otherwise.
+    pub wait_default: Duration,
+    /// Upper bound of `?wait=`.
+    pub wait_max: Duration,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// Requests per second per credential (token bucket refill) and the bucket size.
+    pub rate_per_sec: f64,
+    pub rate_burst: f64,
+    /// Commands of one credential waiting for their replies at once.
+    pub max_in_flight: usize,
+    /// Largest quantity one command may ask for.
+    pub max_quantity: u32,
+    /// Longest hold a client may ask for, in milliseconds.
+    pub max_ttl_ms: u64,
+    pub workers: usize,
+}
+
+impl ApiConfig {
+    pub fn new(bind: SocketAddr, bootstrap: impl Into<String>) -> Self {
+        Self {
+            bind,
+            bootstrap: bootstrap.into(),
+            topics: Topics::default(),
+            keys: Vec::new(),
+            jwt: None,
+            wait_default: Duration::from_secs(5),
+            wait_max: Duration::from_secs(30),
+            body_limit: 16 * 1024,
+            rate_per_sec: 1000.0,
+            rate_burst: 2000.0,
+            max_in_flight: 1000,
+            max_quantity: 10_000,
+            max_ttl_ms: 60 * 60 * 1000,
+            workers: 2,
+        }
+    }
+}
+
+/// Parse `tenant:role:sha256hex` (role `client` or `admin`).
+pub fn parse_key(spec: &str) -> Result<ApiKey, String> {
+    let mut parts = spec.trim().split(':');
+    let (Some(tenant), Some(role), Some(hash), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!("{spec:?}: expected tenant:role:sha256hex"));
+    };
+    let tenant = TenantId::new(tenant).map_err(|e| format!("{spec:?}: {e}"))?;
+    let role = match role {
+        "client" => Role::Client,
+        "admin" => Role::Admin,
+        other => return Err(format!("{spec:?}: role {other:?} is not client or admin")),
+    };
+    let bytes = hex::decode(hash).map_err(|e| format!("{spec:?}: {e}"))?;
+    let sha256 = bytes.try_into().map_err(|_| format!("{spec:?}: the hash must be 32 bytes"))?;
+    Ok(ApiKey { tenant, role, sha256 })
+}
+
+/// The stored form of a key: its SHA-256.
+pub fn hash_key(key: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes()).into()
+}

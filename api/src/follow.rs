@@ -1,0 +1,118 @@
+//! Following a topic from its beginning (read_committed) on a thread of its own, feeding
+//! every record to a view and publishing how far each partition has been read, so a
+//! request can wait for the view to reach a position.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+/// Something a followed topic's records are applied to.
+pub trait View: Send + Sync + 'static {
+    fn apply(&self, partition: i32, payload: Option<&[u8]>);
+}
+
+/// Per partition: the next offset to read (everything below has been applied).
+pub type Progress = watch::Receiver<Vec<i64>>;
+
+pub struct Follower {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    progress: Progress,
+    /// For high-watermark queries (what "caught up" means right now).
+    probe: BaseConsumer,
+    topic: String,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower").field("topic", &self.topic).finish_non_exhaustive()
+    }
+}
+
+impl Follower {
+    pub fn start(bootstrap: &str, topic: &str, view: Arc<dyn View>) -> Result<Self, KafkaError> {
+        let consumer: BaseConsumer =
+            broker::client::consumer_config(bootstrap, "skuflow-api-follower").create()?;
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions as i32 {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        }
+        consumer.assign(&tpl)?;
+        let (tx, progress) = watch::channel(vec![0; partitions]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let name = topic.to_owned();
+        let thread = std::thread::Builder::new()
+            .name(format!("follow-{topic}"))
+            .spawn(move || follow(consumer, view, tx, flag, name))
+            .map_err(|_| KafkaError::Canceled)?;
+        let probe = broker::client::consumer_config(bootstrap, "skuflow-api-probe").create()?;
+        Ok(Self { stop, thread: Some(thread), progress, probe, topic: topic.to_owned() })
+    }
+
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
+    }
+
+    /// The partition's end as read_committed readers see it now (blocking).
+    pub fn end(&self, partition: i32) -> Result<i64, KafkaError> {
+        let (_, high) =
+            self.probe.fetch_watermarks(&self.topic, partition, Duration::from_secs(5))?;
+        Ok(high)
+    }
+}
+
+fn follow(
+    consumer: BaseConsumer,
+    view: Arc<dyn View>,
+    progress: watch::Sender<Vec<i64>>,
+    stop: Arc<AtomicBool>,
+    topic: String,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        // Apply what is there, then publish progress once per burst.
+        let mut read: Vec<(i32, i64)> = Vec::new();
+        let mut wait = Duration::from_millis(100);
+        while read.len() < 10_000 {
+            match consumer.poll(wait) {
+                Some(Ok(m)) => {
+                    view.apply(m.partition(), m.payload());
+                    read.push((m.partition(), m.offset() + 1));
+                    wait = Duration::ZERO;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(%topic, error = %e, "follower");
+                    break;
+                }
+                None => break,
+            }
+        }
+        if !read.is_empty() {
+            progress.send_modify(|next| {
+                for (p, o) in read {
+                    if let Some(n) = next.get_mut(p as usize) {
+                        *n = (*n).max(o);
+                    }
+                }
+            });
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Backpressure per credential: a token bucket for the request rate and a bound on
+//! commands waiting for their replies. Both answer 429 with Retry-After; neither ever
+//! drops work that was accepted (the limit applies before a command is enqueued).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::problem::ApiError;
+
+#[derive(Debug)]
+pub struct Limits {
+    rate: f64,
+    burst: f64,
+    max_in_flight: usize,
+    buckets: Mutex<HashMap<String, Bucket>>,
+    in_flight: Mutex<HashMap<String, usize>>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// One command in flight; released on drop.
+#[derive(Debug)]
+pub struct InFlight {
+    limits: Arc<Limits>,
+    credential: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut map = self.limits.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.credential) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.credential);
+            }
+        }
+    }
+}
+
+impl Limits {
+    pub fn new(rate: f64, burst: f64, max_in_flight: usize) -> Self {
+        Self {
+            rate: rate.max(0.001),
+            burst: burst.max(1.0),
+            max_in_flight,
+            buckets: Mutex::default(),
+            in_flight: Mutex::default(),
+        }
+    }
+
+    /// Take one token for `credential`, or say how long until one is there.
+    pub fn admit(&self, credential: &str) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket =
+            buckets.entry(credential.to_owned()).or_insert(Bucket { tokens: self.burst, at: now });
+        bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * self.rate)
+            .min(self.burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        let wait = (1.0 - bucket.tokens) / self.rate;
+        Err(ApiError::RateLimited { retry_after_secs: wait.ceil().max(1.0) as u64 })
+    }
+
+    /// Count one more command in flight for `credential`, if under the bound.
+    pub fn start(self: &Arc<Self>, credential: &str) -> Result<InFlight, ApiError> {
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(credential.to_owned()).or_default();
+        if *n >= self.max_in_flight {
+            return Err(ApiError::TooManyInFlight);
+        }
+        *n += 1;
+        Ok(InFlight { limits: self.clone(), credential: credential.to_owned() })
+    }
+}

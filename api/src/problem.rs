@@ -1,0 +1,136 @@
+//! Every error the API answers, as `application/problem+json` (RFC 9457) with a stable
+//! `type`: clients switch on the type, never on the prose.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// Prefix of every problem type.
+pub const TYPE_BASE: &str = "https://skuflow.dev/problems/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or invalid credentials")]
+    Unauthenticated,
+    #[error("this credential may not do that")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the Idempotency-Key header is required")]
+    MissingIdempotencyKey,
+    #[error("too many requests for this credential")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("too many commands in flight for this credential")]
+    TooManyInFlight,
+    #[error("the command queue is full; retry shortly")]
+    Overloaded,
+    #[error("the read model has not reached the requested position yet")]
+    NotYetVisible,
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    /// The command was applied and rejected (insufficient stock, expired, ...); the
+    /// reply travels as an extension member.
+    #[error("{reason}")]
+    Rejected { reason: &'static str, reply: serde_json::Value },
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply: Option<&'a serde_json::Value>,
+}
+
+impl ApiError {
+    /// The stable slug after [`TYPE_BASE`].
+    pub fn slug(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::Forbidden => "forbidden",
+            ApiError::NotFound => "not-found",
+            ApiError::BadRequest(_) => "bad-request",
+            ApiError::MissingIdempotencyKey => "missing-idempotency-key",
+            ApiError::RateLimited { .. } => "rate-limited",
+            ApiError::TooManyInFlight => "too-many-in-flight",
+            ApiError::Overloaded => "overloaded",
+            ApiError::NotYetVisible => "not-yet-visible",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Rejected { reason, .. } => reason,
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::Rejected { .. } => "command rejected",
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::Forbidden => "forbidden",
+            ApiError::NotFound => "not found",
+            ApiError::BadRequest(_) | ApiError::MissingIdempotencyKey => "bad request",
+            ApiError::RateLimited { .. } | ApiError::TooManyInFlight => "too many requests",
+            ApiError::Overloaded | ApiError::Unavailable(_) | ApiError::NotYetVisible => {
+                "service unavailable"
+            }
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) | ApiError::MissingIdempotencyKey => StatusCode::BAD_REQUEST,
+            ApiError::RateLimited { .. } | ApiError::TooManyInFlight => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::Overloaded | ApiError::Unavailable(_) | ApiError::NotYetVisible => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Rejected { .. } => StatusCode::CONFLICT,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let reply = match self {
+            ApiError::Rejected { reply, .. } => Some(reply),
+            _ => None,
+        };
+        let body = Problem {
+            kind: format!("{TYPE_BASE}{}", self.slug()),
+            title: self.title(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            reply,
+        };
+        let mut response = HttpResponse::build(status);
+        response.content_type("application/problem+json");
+        let retry_after = match self {
+            ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::TooManyInFlight | ApiError::Overloaded | ApiError::NotYetVisible => Some(1),
+            ApiError::Unavailable(_) => Some(5),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
+        }
+        if matches!(self, ApiError::Unauthenticated) {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer, ApiKey"));
+        }
+        response.json(body)
+    }
+}
+
+/// Malformed JSON, unknown fields, a body over the limit, a bad path or query: all
+/// problem+json `bad-request` with the parser's words as detail.
+pub fn bad_request(e: impl std::fmt::Display) -> actix_web::Error {
+    ApiError::BadRequest(e.to_string()).into()
+}

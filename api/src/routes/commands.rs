@@ -1,0 +1,191 @@
+//! Reserve, release, purchase, extend: enqueue with the caller's tenant and idempotency
+//! key, wait for the reply up to `?wait=`, else 202 with a Location to poll.
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use topics::{
+    Command, CommandId, Extend, Purchase, Quantity, Release, Request, ReservationId, Reserve, Sku,
+    WarehouseId,
+};
+
+use crate::auth::{Caller, authenticate};
+use crate::dto::{ExtendBody, PurchaseBody, ReserveBody, WaitQuery};
+use crate::problem::ApiError;
+use crate::routes::{format_position, reply_response};
+use crate::state::AppState;
+
+pub fn idempotency_key(req: &HttpRequest) -> Result<CommandId, ApiError> {
+    let value = req
+        .headers()
+        .get("idempotency-key")
+        .ok_or(ApiError::MissingIdempotencyKey)?
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("Idempotency-Key is not text".into()))?;
+    CommandId::new(value).map_err(|e| ApiError::BadRequest(format!("Idempotency-Key: {e}")))
+}
+
+pub fn quantity(n: u32, state: &AppState) -> Result<Quantity, ApiError> {
+    if n > state.config.max_quantity {
+        return Err(ApiError::BadRequest(format!(
+            "quantity {n} is over the limit of {}",
+            state.config.max_quantity
+        )));
+    }
+    Quantity::new(n).ok_or_else(|| ApiError::BadRequest("quantity must be at least 1".into()))
+}
+
+pub fn ttl(ms: u64, state: &AppState) -> Result<u64, ApiError> {
+    if ms == 0 || ms > state.config.max_ttl_ms {
+        return Err(ApiError::BadRequest(format!(
+            "ttl_ms must be between 1 and {}",
+            state.config.max_ttl_ms
+        )));
+    }
+    Ok(ms)
+}
+
+fn bad<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> ApiError {
+    move |e| ApiError::BadRequest(format!("{what}: {e}"))
+}
+
+/// Authenticate, count against the rate limit, and enqueue `command`; then wait.
+pub async fn submit(
+    req: &HttpRequest,
+    state: &AppState,
+    caller: Caller,
+    command: Command,
+    wait: Option<u64>,
+) -> Result<HttpResponse, ApiError> {
+    let command_id = idempotency_key(req)?;
+    let request = Request { tenant: caller.tenant.clone(), command_id, command };
+    let _in_flight = state.limits.start(&caller.credential)?;
+    let accepted = state.ingest.submit(&request).await.map_err(|e| match e {
+        ingest::IngestError::Backpressure => ApiError::Overloaded,
+        e => ApiError::Unavailable(e.to_string()),
+    })?;
+    let wait = wait
+        .map(Duration::from_millis)
+        .unwrap_or(state.config.wait_default)
+        .min(state.config.wait_max);
+    let reply = state
+        .ingest
+        .reply(accepted.position, wait)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    match reply {
+        Some(reply) => reply_response(&reply),
+        None => {
+            let location = format!(
+                "/v1/commands/{}?at={}",
+                request.command_id,
+                format_position(accepted.position)
+            );
+            Ok(HttpResponse::Accepted().insert_header(("Location", location.clone())).json(
+                serde_json::json!({
+                    "command_id": request.command_id,
+                    "position": accepted.position,
+                    "status": "pending",
+                    "poll": location,
+                }),
+            ))
+        }
+    }
+}
+
+/// Authenticate the request and count it against the caller's rate limit.
+pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
+    let caller = authenticate(req, &state.config)?;
+    state.limits.admit(&caller.credential)?;
+    Ok(caller)
+}
+
+fn reservation(id: &str) -> Result<ReservationId, ApiError> {
+    id.parse::<ReservationId>().map_err(|e| ApiError::BadRequest(format!("reservation id: {e}")))
+}
+
+/// Hold units of a SKU.
+#[utoipa::path(post, path = "/v1/reservations", request_body = ReserveBody, params(WaitQuery,
+    ("Idempotency-Key" = String, Header, description = "client-chosen command id")),
+    responses((status = 200, description = "reserved"), (status = 202, description = "accepted, poll Location"),
+        (status = 409, description = "rejected (problem+json with the reply)"), (status = 400), (status = 401), (status = 429), (status = 503)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn reserve(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<WaitQuery>,
+    body: web::Json<ReserveBody>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authorize(&req, &state)?;
+    let b = body.into_inner();
+    let command = Command::Reserve(Reserve {
+        sku: Sku::new(&b.sku).map_err(bad("sku"))?,
+        quantity: quantity(b.quantity, &state)?,
+        warehouse: b.warehouse.map(WarehouseId::new).transpose().map_err(bad("warehouse"))?,
+        strategy: b.strategy,
+        allow_partial: b.allow_partial,
+        ttl_ms: b.ttl_ms.map(|t| ttl(t, &state)).transpose()?,
+    });
+    submit(&req, &state, caller, command, query.wait).await
+}
+
+/// Give the held units back.
+#[utoipa::path(post, path = "/v1/reservations/{id}/release", params(("id" = String, Path), WaitQuery,
+    ("Idempotency-Key" = String, Header, description = "client-chosen command id")),
+    responses((status = 200), (status = 202), (status = 409), (status = 400), (status = 401), (status = 429), (status = 503)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn release(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<WaitQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authorize(&req, &state)?;
+    let command = Command::Release(Release { reservation: reservation(&path)? });
+    submit(&req, &state, caller, command, query.wait).await
+}
+
+/// Buy the held units (all, or `quantity` of them).
+#[utoipa::path(post, path = "/v1/reservations/{id}/purchase", request_body(content = Option<PurchaseBody>),
+    params(("id" = String, Path), WaitQuery, ("Idempotency-Key" = String, Header, description = "client-chosen command id")),
+    responses((status = 200), (status = 202), (status = 409), (status = 400), (status = 401), (status = 429), (status = 503)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn purchase(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<WaitQuery>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authorize(&req, &state)?;
+    let b: PurchaseBody = if body.iter().all(u8::is_ascii_whitespace) {
+        PurchaseBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(bad("body"))?
+    };
+    let command = Command::Purchase(Purchase {
+        reservation: reservation(&path)?,
+        quantity: b.quantity.map(|q| quantity(q, &state)).transpose()?,
+    });
+    submit(&req, &state, caller, command, query.wait).await
+}
+
+/// Hold the units longer.
+#[utoipa::path(post, path = "/v1/reservations/{id}/extend", request_body = ExtendBody,
+    params(("id" = String, Path), WaitQuery, ("Idempotency-Key" = String, Header, description = "client-chosen command id")),
+    responses((status = 200), (status = 202), (status = 409), (status = 400), (status = 401), (status = 429), (status = 503)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn extend(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<WaitQuery>,
+    body: web::Json<ExtendBody>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authorize(&req, &state)?;
+    let command = Command::Extend(Extend {
+        reservation: reservation(&path)?,
+        ttl_ms: ttl(body.ttl_ms, &state)?,
+    });
+    submit(&req, &state, caller, command, query.wait).await
+}

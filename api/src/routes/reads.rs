@@ -1,0 +1,128 @@
+//! Reads: a command's result (any instance, any time within the replies topic's
+//! retention), a reservation, availability with read-your-writes.
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use topics::{CommandId, ReservationId, Sku};
+
+use crate::dto::{AvailabilityQuery, PollQuery};
+use crate::problem::ApiError;
+use crate::routes::commands::authorize;
+use crate::routes::{format_position, parse_position, reply_response};
+use crate::state::AppState;
+
+/// The result of a command, by its idempotency key (recent ones from memory; older ones
+/// by the `at` of the 202's Location, looked up in the replies topic).
+#[utoipa::path(get, path = "/v1/commands/{key}", params(("key" = String, Path), PollQuery),
+    responses((status = 200, description = "the reply"), (status = 409, description = "the command was rejected"),
+        (status = 404, description = "unknown, another tenant's, or not applied yet"), (status = 400), (status = 401), (status = 429)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn command(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<PollQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authorize(&req, &state)?;
+    let key =
+        CommandId::new(path.as_str()).map_err(|e| ApiError::BadRequest(format!("key: {e}")))?;
+    if let Some(reply) = state.ingest.replies().by_key(&caller.tenant, &key) {
+        return reply_response(&reply);
+    }
+    let Some(at) = query.at.as_deref().map(parse_position).transpose()? else {
+        return Err(ApiError::NotFound);
+    };
+    let reply = state.ingest.lookup(at).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    match reply {
+        // Another tenant's command, or another id at that position: not yours.
+        Some(r) if r.tenant == caller.tenant && r.command_id == key => reply_response(&r),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// A reservation and its state.
+#[utoipa::path(get, path = "/v1/reservations/{id}", params(("id" = String, Path)),
+    responses((status = 200), (status = 404), (status = 400), (status = 401), (status = 429)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn reservation(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authorize(&req, &state)?;
+    let id = path
+        .parse::<ReservationId>()
+        .map_err(|e| ApiError::BadRequest(format!("reservation id: {e}")))?;
+    match state.reservations.get(&id) {
+        Some(r) if r.tenant == caller.tenant => Ok(HttpResponse::Ok().json(r)),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// Units available for a SKU, in total and per warehouse, with the version of each row
+/// and the log position the answer reflects.
+#[utoipa::path(get, path = "/v1/availability/{sku}", params(("sku" = String, Path), AvailabilityQuery),
+    responses((status = 200), (status = 404), (status = 400), (status = 401), (status = 429),
+        (status = 503, description = "min_position not reached within the wait")),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn availability(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<AvailabilityQuery>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let sku = Sku::new(path.as_str()).map_err(|e| ApiError::BadRequest(format!("sku: {e}")))?;
+    if let Some(min) = query.min_position.as_deref().map(parse_position).transpose()? {
+        let wait = query
+            .wait
+            .map(Duration::from_millis)
+            .unwrap_or(state.config.wait_default)
+            .min(state.config.wait_max);
+        reach(&state, &sku, min, wait).await?;
+    }
+    let a = state.availability.get(&sku).ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Skuflow-Position", format_position(a.position)))
+        .json(&*a))
+}
+
+/// Wait until the availability view reflects every command up to `min`: either the SKU's
+/// own record is at or past it, or the view has read its partition to the end that was
+/// there when we asked (the processor publishes availability in the same transaction as
+/// the reply that carried `min`, so that end covers it).
+async fn reach(
+    state: &web::Data<AppState>,
+    sku: &Sku,
+    min: topics::Position,
+    wait: Duration,
+) -> Result<(), ApiError> {
+    let reached_by_record = |state: &AppState| {
+        state.availability.get(sku).is_some_and(|a| {
+            a.position.partition == min.partition && a.position.offset >= min.offset
+        })
+    };
+    if reached_by_record(state) {
+        return Ok(());
+    }
+    let s = state.clone();
+    let end = tokio::task::spawn_blocking(move || s.availability_follower.end(min.partition))
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let mut progress = state.availability_follower.progress();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        // A transaction's last record is followed by its commit marker, which a reader
+        // never sees: one short of the end is the end.
+        let read = progress.borrow().get(min.partition as usize).copied().unwrap_or(0);
+        if read + 1 >= end || reached_by_record(state) {
+            return Ok(());
+        }
+        match tokio::time::timeout_at(deadline, progress.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return Err(ApiError::NotYetVisible),
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The API service: `Api::new(config)` connects to Kafka and builds the read models,
+//! `run()` serves HTTP until the server handle stops it.
+
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer, web};
+use ingest::{Ingest, IngestConfig};
+use prometheus::Registry;
+use topics::Topic;
+
+use crate::config::ApiConfig;
+use crate::follow::Follower;
+use crate::limits::Limits;
+use crate::problem::bad_request;
+use crate::routes::{admin, commands, ops, reads};
+use crate::state::{AppState, Metrics};
+use crate::views::{AvailabilityView, ReservationsView};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiStartError {
+    #[error("ingest: {0}")]
+    Ingest(#[from] ingest::IngestError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("bind {0}: {1}")]
+    Bind(std::net::SocketAddr, std::io::Error),
+}
+
+#[derive(Debug)]
+pub struct Api {
+    state: web::Data<AppState>,
+}
+
+impl Api {
+    /// Connect to Kafka (blocking): the ingest producer and replies tail, and the
+    /// followers of the availability and events topics.
+    pub fn new(config: ApiConfig, registry: Registry) -> Result<Self, ApiStartError> {
+        let mut ingest_config = IngestConfig::new(&config.bootstrap);
+        ingest_config.topics = config.topics.clone();
+        let ingest = Ingest::new(ingest_config)?;
+        let availability = Arc::new(AvailabilityView::default());
+        let availability_follower = Follower::start(
+            &config.bootstrap,
+            &config.topics.name(Topic::Availability),
+            availability.clone(),
+        )?;
+        let reservations = Arc::new(ReservationsView::default());
+        let reservations_follower = Follower::start(
+            &config.bootstrap,
+            &config.topics.name(Topic::Events),
+            reservations.clone(),
+        )?;
+        let metrics = Metrics::register(&registry)?;
+        let limits =
+            Arc::new(Limits::new(config.rate_per_sec, config.rate_burst, config.max_in_flight));
+        let state = AppState {
+            config,
+            ingest,
+            availability,
+            availability_follower,
+            reservations,
+            _reservations_follower: reservations_follower,
+            limits,
+            registry,
+            metrics,
+        };
+        Ok(Self { state: web::Data::new(state) })
+    }
+
+    /// Bind and serve; returns the server (a future) and the address it listens on.
+    pub fn serve(self) -> Result<(actix_web::dev::Server, std::net::SocketAddr), ApiStartError> {
+        let state = self.state.clone();
+        let bind = state.config.bind;
+        let body_limit = state.config.body_limit;
+        let workers = state.config.workers;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(body_limit)
+                        .error_handler(|e, _| bad_request(e)),
+                )
+                .app_data(web::PayloadConfig::new(body_limit))
+                .app_data(web::PathConfig::default().error_handler(|e, _| bad_request(e)))
+                .app_data(web::QueryConfig::default().error_handler(|e, _| bad_request(e)))
+                .wrap(crate::count::CountResponses)
+                .route("/v1/reservations", web::post().to(commands::reserve))
+                .route("/v1/reservations/{id}", web::get().to(reads::reservation))
+                .route("/v1/reservations/{id}/release", web::post().to(commands::release))
+                .route("/v1/reservations/{id}/purchase", web::post().to(commands::purchase))
+                .route("/v1/reservations/{id}/extend", web::post().to(commands::extend))
+                .route("/v1/commands/{key}", web::get().to(reads::command))
+                .route("/v1/availability/{sku}", web::get().to(reads::availability))
+                .route("/v1/admin/stock/{sku}/{warehouse}/restock", web::post().to(admin::restock))
+                .route("/v1/admin/stock/{sku}/{warehouse}/adjust", web::post().to(admin::adjust))
+                .route("/v1/admin/stock/{sku}/{warehouse}/set", web::post().to(admin::set))
+                .route("/openapi.json", web::get().to(ops::openapi))
+                .route("/metrics", web::get().to(ops::metrics))
+                .route("/healthz", web::get().to(ops::healthz))
+                .route("/readyz", web::get().to(ops::readyz))
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(crate::problem::ApiError::NotFound)
+                }))
+        })
+        .workers(workers)
+        .disable_signals()
+        .bind(bind)
+        .map_err(|e| ApiStartError::Bind(bind, e))?;
+        let addr = server.addrs().first().copied().unwrap_or(bind);
+        Ok((server.run(), addr))
+    }
+}

@@ -1,0 +1,42 @@
+//! What every handler shares: the config, the ingest client, the read models, limits
+//! and metrics.
+
+use std::sync::Arc;
+
+use ingest::Ingest;
+use prometheus::{IntCounterVec, Opts, Registry};
+
+use crate::config::ApiConfig;
+use crate::follow::Follower;
+use crate::limits::Limits;
+use crate::views::{AvailabilityView, ReservationsView};
+
+#[derive(Debug)]
+pub struct AppState {
+    pub config: ApiConfig,
+    pub ingest: Ingest,
+    pub availability: Arc<AvailabilityView>,
+    pub availability_follower: Follower,
+    pub reservations: Arc<ReservationsView>,
+    pub _reservations_follower: Follower,
+    pub limits: Arc<Limits>,
+    pub registry: Registry,
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Responses by route and status.
+    pub responses: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let responses = IntCounterVec::new(
+            Opts::new("skuflow_api_responses_total", "HTTP responses by route and status"),
+            &["route", "status"],
+        )?;
+        registry.register(Box::new(responses.clone()))?;
+        Ok(Self { responses })
+    }
+}

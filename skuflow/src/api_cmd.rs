@@ -1,0 +1,151 @@
+//! `skuflow api`: the HTTP front door, configured by flags or `SKUFLOW_*` variables.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use api::{Api, ApiConfig, JwtConfig};
+use topics::Topics;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Bootstrap servers of the Kafka cluster.
+    #[arg(long, env = "SKUFLOW_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Prefix of skuflow's topic names.
+    #[arg(long, env = "SKUFLOW_TOPIC_PREFIX", default_value = "skuflow")]
+    pub topic_prefix: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// How the API runs, whoever starts it (`skuflow api`, `skuflow up`).
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SKUFLOW_API_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// An API key as `tenant:role:sha256hex` (role client or admin); repeatable, or
+    /// comma-separated in the variable. `skuflow api-key` makes one.
+    #[arg(long = "api-key", env = "SKUFLOW_API_KEYS", value_delimiter = ',', value_parser = api::parse_key)]
+    pub api_keys: Vec<api::ApiKey>,
+    /// HS256 secret for JWT bearer tokens; without it, JWTs are refused.
+    #[arg(long, env = "SKUFLOW_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Required `aud` of JWTs.
+    #[arg(long, env = "SKUFLOW_JWT_AUDIENCE", default_value = "skuflow")]
+    pub jwt_audience: String,
+    /// Default wait for a command's reply, in milliseconds.
+    #[arg(long, env = "SKUFLOW_WAIT_DEFAULT_MS", default_value_t = 5000)]
+    pub wait_default_ms: u64,
+    /// Largest `?wait=`, in milliseconds.
+    #[arg(long, env = "SKUFLOW_WAIT_MAX_MS", default_value_t = 30_000)]
+    pub wait_max_ms: u64,
+    /// Requests per second per credential.
+    #[arg(long, env = "SKUFLOW_RATE", default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Burst per credential.
+    #[arg(long, env = "SKUFLOW_BURST", default_value_t = 2000.0)]
+    pub burst: f64,
+    /// Commands per credential waiting for replies at once.
+    #[arg(long, env = "SKUFLOW_MAX_IN_FLIGHT", default_value_t = 1000)]
+    pub max_in_flight: usize,
+    /// HTTP worker threads.
+    #[arg(long, env = "SKUFLOW_API_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+}
+
+impl ApiArgs {
+    pub fn config(&self, brokers: &str, topics: Topics) -> ApiConfig {
+        let mut c = ApiConfig::new(self.bind, brokers);
+        c.topics = topics;
+        c.keys = self.api_keys.clone();
+        c.jwt = self.jwt_secret.as_ref().map(|s| JwtConfig {
+            secret: s.as_bytes().to_vec(),
+            audience: self.jwt_audience.clone(),
+        });
+        c.wait_default = Duration::from_millis(self.wait_default_ms);
+        c.wait_max = Duration::from_millis(self.wait_max_ms);
+        c.rate_per_sec = self.rate;
+        c.rate_burst = self.burst;
+        c.max_in_flight = self.max_in_flight;
+        c.workers = self.workers.max(1);
+        c
+    }
+}
+
+/// A running API server on its own thread.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    pub fn start(config: ApiConfig, registry: prometheus::Registry) -> anyhow::Result<Self> {
+        if config.keys.is_empty() && config.jwt.is_none() {
+            tracing::warn!("no API keys and no JWT secret: every request will be refused (401)");
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new().name("api".into()).spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let started = Api::new(config, registry).and_then(Api::serve);
+                match started {
+                    Ok((server, addr)) => {
+                        let _ = tx.send(Ok((server.handle(), addr)));
+                        server.await
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        Ok(())
+                    }
+                }
+            })
+        })?;
+        let (handle, addr) = rx.recv()??;
+        Ok(Self { addr, handle, thread })
+    }
+
+    pub fn is_running(&self) -> bool {
+        !self.thread.is_finished()
+    }
+
+    pub fn stop(self) {
+        actix_web::rt::System::new().block_on(self.handle.stop(true));
+        let _ = self.thread.join();
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let registry = prometheus::Registry::new();
+    let config = args.api.config(&args.brokers, Topics { prefix: args.topic_prefix });
+    let api = Running::start(config, registry)?;
+    tracing::info!(addr = %api.addr, "api listening on http://{}", api.addr);
+    crate::wait_for_shutdown("the api", || api.is_running())?;
+    api.stop();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `skuflow api-key`: make a random API key and print it with its config line.
+#[derive(Debug, clap::Args)]
+pub struct KeyArgs {
+    /// Tenant the key acts for.
+    #[arg(long)]
+    pub tenant: String,
+    /// client or admin.
+    #[arg(long, default_value = "client")]
+    pub role: String,
+}
+
+pub fn make_key(args: KeyArgs) -> anyhow::Result<ExitCode> {
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))?;
+    let key = format!("sk_{}", hex::encode(bytes));
+    let line = format!("{}:{}:{}", args.tenant, args.role, hex::encode(api::hash_key(&key)));
+    api::parse_key(&line).map_err(anyhow::Error::msg)?;
+    println!("key (give it to the client, it is not stored): {key}");
+    println!("config (SKUFLOW_API_KEYS or --api-key):        {line}");
+    Ok(ExitCode::SUCCESS)
+}
