@@ -1,0 +1,238 @@
+//! The HTTP API end to end: `skuflow up --brokers` (processor + API) against the real dev
+//! broker, driven over HTTP.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::http::*;
+
+fn reserve(sku: &str, quantity: u32) -> Value {
+    json!({ "sku": sku, "quantity": quantity })
+}
+
+#[test]
+fn concurrent_clients_on_a_hot_sku_get_exactly_the_stock() {
+    let stack = Stack::start(&[]);
+    const STOCK: usize = 40;
+    stack.restock("hot", "main", STOCK as u32);
+    let stack = std::sync::Arc::new(stack);
+    let workers: Vec<_> = (0..16)
+        .map(|w| {
+            let stack = stack.clone();
+            std::thread::spawn(move || {
+                (0..6)
+                    .map(|i| {
+                        stack.post(
+                            "/v1/reservations",
+                            ACME,
+                            &format!("h-{w}-{i}"),
+                            reserve("hot", 1),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let answers: Vec<Reply> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    let held = answers.iter().filter(|(s, _, _)| *s == 200).count();
+    let refused = answers
+        .iter()
+        .filter(|(s, b, _)| {
+            *s == 409 && b["type"].as_str().unwrap().ends_with("/insufficient_stock")
+        })
+        .count();
+    assert_eq!(held, STOCK, "exactly the stock is held");
+    assert_eq!(held + refused, answers.len(), "every other request is refused as insufficient");
+
+    // Read-your-writes: with the position of the last hold, availability shows 0.
+    let (_, last, _) = answers
+        .iter()
+        .filter(|(s, _, _)| *s == 200)
+        .max_by_key(|(_, b, _)| b["position"]["offset"].as_i64())
+        .unwrap();
+    let at = format!("{}-{}", last["position"]["partition"], last["position"]["offset"]);
+    let (status, availability, _) =
+        stack.get(&format!("/v1/availability/hot?min_position={at}"), ACME);
+    assert_eq!(status, 200, "{availability}");
+    assert_eq!(availability["available"], 0);
+    assert_eq!(availability["warehouses"]["main"]["reserved"], STOCK as u64);
+}
+
+#[test]
+fn a_hold_expires_returns_its_units_and_cannot_be_bought() {
+    let stack = Stack::start(&[]);
+    stack.restock("fleeting", "main", 5);
+    let (status, held, _) = stack.post(
+        "/v1/reservations",
+        ACME,
+        "short-hold",
+        json!({ "sku": "fleeting", "quantity": 3, "ttl_ms": 300 }),
+    );
+    assert_eq!(status, 200, "{held}");
+    let id = held["outcome"]["reservation"].as_str().unwrap().to_owned();
+
+    // Ticks move log time on the quiet partition; the view shows the expiry.
+    let started = Instant::now();
+    loop {
+        let (_, r, _) = stack.get(&format!("/v1/reservations/{id}"), ACME);
+        if r["state"] == "expired" {
+            assert_eq!(r["returned"], 3);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never expired: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, problem, _) =
+        stack.post(&format!("/v1/reservations/{id}/purchase"), ACME, "late-buy", json!({}));
+    assert_eq!(status, 409);
+    assert!(problem["type"].as_str().unwrap().ends_with("/reservation_expired"), "{problem}");
+    assert!(problem["reply"]["outcome"]["expired_at"].is_u64(), "the rejection carries expired_at");
+    let (_, availability, _) = stack.get("/v1/availability/fleeting", ACME);
+    assert_eq!(availability["available"], 5, "the units came back");
+}
+
+#[test]
+fn retries_are_identical_conflicts_are_refused_and_any_instance_answers_polls() {
+    let mut stack = Stack::start(&[]);
+    stack.restock("sku-r", "main", 10);
+    let first = stack.post("/v1/reservations", ACME, "same-key", reserve("sku-r", 2));
+    let retry = stack.post("/v1/reservations", ACME, "same-key", reserve("sku-r", 2));
+    assert_eq!(first.0, 200);
+    assert_eq!(first.1, retry.1, "a retry gets the identical reply");
+    let (status, conflict, _) =
+        stack.post("/v1/reservations", ACME, "same-key", reserve("sku-r", 3));
+    assert_eq!(status, 409);
+    assert!(conflict["type"].as_str().unwrap().ends_with("/conflict"), "{conflict}");
+
+    // Accepted without waiting: 202 and a Location any instance can answer.
+    let (status, pending, headers) =
+        stack.post("/v1/reservations?wait=0", ACME, "poll-me", reserve("sku-r", 1));
+    assert_eq!(status, 202, "{pending}");
+    let location = headers["location"].to_str().unwrap().to_owned();
+    let second = stack.second_api();
+    let started = Instant::now();
+    let reply = loop {
+        let (status, body, _) = stack.get_from(&second, &location, ACME);
+        if status == 200 {
+            break body;
+        }
+        assert_eq!(status, 404, "{body}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(reply["command_id"], "poll-me");
+    // The same poll by another tenant finds nothing.
+    let (status, _, _) = stack.get_from(&second, &location, OTHER);
+    assert_eq!(status, 404, "another tenant's command is not found");
+}
+
+fn jwt(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[test]
+fn authentication_and_tenant_isolation() {
+    let stack = Stack::start(&[]);
+    stack.restock("sku-a", "main", 10);
+    let (_, held, _) = stack.post("/v1/reservations", ACME, "acme-hold", reserve("sku-a", 1));
+    let id = held["outcome"]["reservation"].as_str().unwrap().to_owned();
+
+    let get = |auth: Option<(&str, String)>| {
+        let mut r = stack.client.get(format!("{}/v1/reservations/{id}", stack.url));
+        if let Some((name, value)) = auth {
+            r = r.header(name, value);
+        }
+        r.send().unwrap().status().as_u16()
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let good = json!({ "sub": "svc", "tenant": "acme", "aud": "skuflow", "exp": now + 600 });
+    assert_eq!(get(None), 401, "no credential");
+    assert_eq!(get(Some(("X-Api-Key", "wrong".into()))), 401, "unknown key");
+    assert_eq!(get(Some(("X-Api-Key", ACME.into()))), 200);
+    assert_eq!(get(Some(("X-Api-Key", OTHER.into()))), 404, "another tenant's reservation");
+    assert_eq!(get(Some(("Authorization", format!("Bearer {}", jwt(good.clone()))))), 200);
+    let mut wrong_aud = good.clone();
+    wrong_aud["aud"] = json!("someone-else");
+    assert_eq!(get(Some(("Authorization", format!("Bearer {}", jwt(wrong_aud))))), 401);
+    let mut expired = good.clone();
+    expired["exp"] = json!(now - 600);
+    assert_eq!(get(Some(("Authorization", format!("Bearer {}", jwt(expired))))), 401);
+    // alg "none": header {"alg":"none"} and no signature.
+    let none = format!(
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
+        base64url(&serde_json::to_vec(&good).unwrap())
+    );
+    assert_eq!(get(Some(("Authorization", format!("Bearer {none}")))), 401, "alg none refused");
+    let mut other_tenant = good;
+    other_tenant["tenant"] = json!("other");
+    assert_eq!(get(Some(("Authorization", format!("Bearer {}", jwt(other_tenant))))), 404);
+
+    let (status, problem, _) = stack.post(
+        "/v1/admin/stock/sku-a/main/restock",
+        ACME,
+        "not-an-admin",
+        json!({ "quantity": 1 }),
+    );
+    assert_eq!(status, 403);
+    assert!(problem["type"].as_str().unwrap().ends_with("/forbidden"));
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n =
+            chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[test]
+fn bad_input_is_a_problem_and_a_burst_over_the_limit_is_429() {
+    let stack = Stack::start(&["--rate", "1", "--burst", "5"]);
+    let (status, p, _) = stack.post(
+        "/v1/reservations",
+        ACME,
+        "bad-1",
+        json!({ "sku": "x", "quantity": 1, "extra": true }),
+    );
+    assert_eq!(
+        (status, p["type"].as_str().unwrap()),
+        (400, "https://skuflow.dev/problems/bad-request")
+    );
+    let (status, p, _) =
+        stack.post("/v1/reservations", ACME, "bad-2", json!({ "sku": "x", "quantity": 1_000_000 }));
+    assert_eq!(status, 400, "{p}");
+    let (status, p, _) = stack.post(
+        "/v1/reservations",
+        ACME,
+        "bad-3",
+        json!({ "sku": "x", "quantity": 1, "ttl_ms": 999_999_999 }),
+    );
+    assert_eq!(status, 400, "{p}");
+    let big = json!({ "sku": "x".repeat(20_000), "quantity": 1 });
+    let (status, _, _) = stack.post("/v1/reservations", ACME, "bad-4", big);
+    assert_eq!(status, 400, "a body over the limit");
+    let (status, p, _) = stack.get("/v1/nothing-here", ACME);
+    assert_eq!(
+        (status, p["type"].as_str().unwrap()),
+        (404, "https://skuflow.dev/problems/not-found")
+    );
+
+    let statuses: Vec<Reply> = (0..10).map(|_| stack.get("/v1/availability/x", ACME)).collect();
+    let limited: Vec<_> = statuses.iter().filter(|(s, _, _)| *s == 429).collect();
+    assert!(!limited.is_empty(), "a burst of 10 over a bucket of 5 is limited");
+    assert!(limited.iter().all(|(_, p, h)| h.contains_key("retry-after")
+        && p["type"] == "https://skuflow.dev/problems/rate-limited"));
+    // The other tenant's credential has its own bucket.
+    assert_ne!(stack.get("/v1/availability/x", OTHER).0, 429);
+}
