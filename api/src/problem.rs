@@ -74,9 +74,8 @@ impl ApiError {
             ApiError::NotFound => "not found",
             ApiError::BadRequest(_) | ApiError::MissingIdempotencyKey => "bad request",
             ApiError::RateLimited { .. } | ApiError::TooManyInFlight => "too many requests",
-            ApiError::Overloaded | ApiError::Unavailable(_) | ApiError::NotYetVisible => {
-                "service unavailable"
-            }
+            ApiError::Overloaded | ApiError::Unavailable(_) => "service unavailable",
+            ApiError::NotYetVisible => "not yet visible",
         }
     }
 }
@@ -91,9 +90,9 @@ impl ResponseError for ApiError {
             ApiError::RateLimited { .. } | ApiError::TooManyInFlight => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::Overloaded | ApiError::Unavailable(_) | ApiError::NotYetVisible => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Overloaded | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // The request is fine; its precondition (min_position) is not met yet.
+            ApiError::NotYetVisible => StatusCode::PRECONDITION_FAILED,
             ApiError::Rejected { .. } => StatusCode::CONFLICT,
         }
     }

@@ -24,6 +24,13 @@ pub struct AppState {
     pub metrics: Metrics,
 }
 
+impl AppState {
+    /// Partitions of skuflow's topics (they all have the commands topic's count).
+    pub fn partitions(&self) -> i32 {
+        self.availability_follower.progress().borrow().len() as i32
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Metrics {
     /// Responses by route and status.

@@ -33,6 +33,9 @@ pub async fn command(
     let Some(at) = query.at.as_deref().map(parse_position).transpose()? else {
         return Err(ApiError::NotFound);
     };
+    if at.partition >= state.partitions() {
+        return Err(ApiError::NotFound);
+    }
     let reply = state.ingest.lookup(at).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
     match reply {
         // Another tenant's command, or another id at that position: not yours.
@@ -64,7 +67,7 @@ pub async fn reservation(
 /// and the log position the answer reflects.
 #[utoipa::path(get, path = "/v1/availability/{sku}", params(("sku" = String, Path), AvailabilityQuery),
     responses((status = 200), (status = 404), (status = 400), (status = 401), (status = 429),
-        (status = 503, description = "min_position not reached within the wait")),
+        (status = 412, description = "min_position not reached within the wait")),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn availability(
     req: HttpRequest,
@@ -75,6 +78,9 @@ pub async fn availability(
     authorize(&req, &state)?;
     let sku = Sku::new(path.as_str()).map_err(|e| ApiError::BadRequest(format!("sku: {e}")))?;
     if let Some(min) = query.min_position.as_deref().map(parse_position).transpose()? {
+        if min.partition >= state.partitions() {
+            return Err(ApiError::BadRequest(format!("no partition {}", min.partition)));
+        }
         let wait = query
             .wait
             .map(Duration::from_millis)

@@ -236,3 +236,25 @@ fn bad_input_is_a_problem_and_a_burst_over_the_limit_is_429() {
     // The other tenant's credential has its own bucket.
     assert_ne!(stack.get("/v1/availability/x", OTHER).0, 429);
 }
+
+#[test]
+fn schemathesis_finds_no_server_error_in_the_served_openapi() {
+    // Short waits: fuzzed positions that never become visible answer quickly (412).
+    let stack = Stack::start(&["--wait-max-ms", "200"]);
+    stack.restock("sku-1", "main", 100);
+    let bin = broker::dev::install_root().join("bin/schemathesis");
+    assert!(bin.exists(), "schemathesis missing at {}: run scripts/setup", bin.display());
+    let out = std::process::Command::new(bin)
+        .args(["run", &format!("{}/openapi.json", stack.url), "--checks", "not_a_server_error"])
+        .args(["-H", &format!("X-Api-Key: {ACME_ADMIN}"), "--max-examples", "30", "--seed", "1"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis failed:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("passed"), "{report}");
+}

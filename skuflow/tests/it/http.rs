@@ -137,13 +137,31 @@ impl Stack {
     }
 
     pub fn restock(&self, sku: &str, warehouse: &str, quantity: u32) {
-        let (status, body, _) = self.post(
+        let (status, body, headers) = self.post(
             &format!("/v1/admin/stock/{sku}/{warehouse}/restock"),
             ACME_ADMIN,
             &format!("stock-{sku}-{warehouse}-{quantity}"),
             serde_json::json!({ "quantity": quantity }),
         );
-        assert_eq!(status, 200, "{body}");
+        if status == 202 {
+            let location = headers["location"].to_str().unwrap().to_owned();
+            self.poll(&location, ACME_ADMIN);
+        } else {
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+
+    /// Poll a command's Location until its reply is there.
+    pub fn poll(&self, location: &str, key: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let (status, body, _) = self.get(location, key);
+            if status != 404 {
+                return body;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "no reply at {location}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
