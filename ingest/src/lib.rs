@@ -12,6 +12,7 @@
 //!   [`Ingest::lookup`] finds older replies in Kafka itself, so any instance can answer
 //!   for any command within the topic's retention, after restarts too.
 
+pub mod bulk;
 mod cache;
 mod lookup;
 mod tail;

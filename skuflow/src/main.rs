@@ -6,6 +6,7 @@ mod audit_cmd;
 mod bench_cmd;
 mod broker_cmd;
 mod doctor;
+mod ingest_cmd;
 mod metrics_server;
 mod processor_cmd;
 mod up;
@@ -40,6 +41,8 @@ enum Command {
     Api(api_cmd::Args),
     /// Make an API key and the line that configures it.
     ApiKey(api_cmd::KeyArgs),
+    /// Load stock from a CSV or NDJSON file straight into the commands topic.
+    Ingest(ingest_cmd::Args),
     /// Benchmarks through a broker (BENCHMARKS.md).
     Bench(bench_cmd::Args),
     /// Read everything a deployment wrote and check invariants I1-I7.
@@ -66,6 +69,7 @@ fn main() -> std::process::ExitCode {
         Command::Audit(args) => audit_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Api(args) => api_cmd::run(args),
+        Command::Ingest(args) => ingest_cmd::run(args),
         Command::ApiKey(args) => api_cmd::make_key(args),
     };
     match result {

@@ -258,3 +258,45 @@ fn schemathesis_finds_no_server_error_in_the_served_openapi() {
     );
     assert!(report.contains("passed"), "{report}");
 }
+
+#[test]
+fn bulk_load_from_csv_is_summarised_and_idempotent() {
+    let stack = Stack::start(&[]);
+    let file = stack.cluster.dir.path().join("stock.csv");
+    std::fs::write(
+        &file,
+        "op,sku,warehouse,amount\nrestock,bulk-1,north,7\nrestock,bulk-1,south,3\nadjust,bulk-1,north,-2\nrestock,bad sku,north,1\n",
+    )
+    .unwrap();
+    let load = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_skuflow"))
+            .args([
+                "ingest",
+                file.to_str().unwrap(),
+                "--tenant",
+                "acme",
+                "--brokers",
+                &stack.cluster.bootstrap,
+            ])
+            .output()
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let out = load();
+        let summary = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "a refused line fails the load:\n{summary}");
+        assert!(summary.contains("accepted: 3"), "{summary}");
+        assert!(summary.contains("refused:  1"), "{summary}");
+        assert!(summary.contains("line 5: sku"), "{summary}");
+        assert!(summary.contains("applied: 3"), "{summary}");
+    }
+    // A hold placed after both loads, read with its own position: 7 + 3 - 2 - 1 = 7
+    // available only if the second load restocked nothing.
+    let (status, held, _) =
+        stack.post("/v1/reservations", ACME, "after-load", reserve("bulk-1", 1));
+    assert_eq!(status, 200, "{held}");
+    let at = format!("{}-{}", held["position"]["partition"], held["position"]["offset"]);
+    let (status, a, _) = stack.get(&format!("/v1/availability/bulk-1?min_position={at}"), ACME);
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["available"], 7, "loading the file twice restocks once: {a}");
+}
