@@ -81,3 +81,32 @@ impl Limits {
         Ok(InFlight { limits: self.clone(), credential: credential.to_owned() })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_refuses_with_a_retry_after() {
+        let limits = Limits::new(0.5, 3.0, 10);
+        for _ in 0..3 {
+            limits.admit("a").unwrap();
+        }
+        match limits.admit("a") {
+            Err(ApiError::RateLimited { retry_after_secs }) => assert_eq!(retry_after_secs, 2),
+            other => panic!("expected 429, got {other:?}"),
+        }
+        limits.admit("b").expect("another credential has its own bucket");
+    }
+
+    #[test]
+    fn in_flight_commands_are_bounded_per_credential_and_released_on_drop() {
+        let limits = Arc::new(Limits::new(1000.0, 1000.0, 2));
+        let first = limits.start("a").unwrap();
+        let _second = limits.start("a").unwrap();
+        assert!(matches!(limits.start("a"), Err(ApiError::TooManyInFlight)));
+        let _other = limits.start("b").expect("another credential is not affected");
+        drop(first);
+        limits.start("a").expect("a finished command frees its slot");
+    }
+}

@@ -116,7 +116,14 @@ impl Stack {
         self.post_to(&self.url, path, key, idem, body)
     }
 
+    /// POST and wait for the reply (up to 30 s unless the path says `wait=`), so that a
+    /// slow machine answers late rather than 202.
     pub fn post_to(&self, base: &str, path: &str, key: &str, idem: &str, body: Value) -> Reply {
+        let path = if path.contains("wait=") {
+            path.to_owned()
+        } else {
+            format!("{path}{}wait=30000", if path.contains('?') { '&' } else { '?' })
+        };
         let r = self
             .client
             .post(format!("{base}{path}"))
