@@ -9,12 +9,8 @@ use topics::Topics;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Bootstrap servers of the Kafka cluster.
-    #[arg(long, env = "SKUFLOW_BROKERS", default_value = "127.0.0.1:9092")]
-    pub brokers: String,
-    /// Prefix of skuflow's topic names.
-    #[arg(long, env = "SKUFLOW_TOPIC_PREFIX", default_value = "skuflow")]
-    pub topic_prefix: String,
+    #[command(flatten)]
+    pub cluster: crate::cluster_args::ClusterArgs,
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -119,7 +115,7 @@ impl Running {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let registry = prometheus::Registry::new();
-    let config = args.api.config(&args.brokers, Topics { prefix: args.topic_prefix });
+    let config = args.api.config(&args.cluster.brokers, args.cluster.topics());
     let api = Running::start(config, registry)?;
     tracing::info!(addr = %api.addr, "api listening on http://{}", api.addr);
     crate::wait_for_shutdown("the api", || api.is_running())?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use ingest::bulk::{Format, parse_line};
 use ingest::{Ingest, IngestConfig};
-use topics::{Outcome, TenantId, Topics};
+use topics::{Outcome, TenantId};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,10 +23,8 @@ pub struct Args {
     /// csv or ndjson; default: from the file's extension (csv unless .ndjson/.jsonl).
     #[arg(long)]
     format: Option<String>,
-    #[arg(long, env = "SKUFLOW_BROKERS", default_value = "127.0.0.1:9092")]
-    brokers: String,
-    #[arg(long, env = "SKUFLOW_TOPIC_PREFIX", default_value = "skuflow")]
-    topic_prefix: String,
+    #[command(flatten)]
+    cluster: crate::cluster_args::ClusterArgs,
     /// Commands waiting for the broker's acknowledgement at once.
     #[arg(long, default_value_t = 1000)]
     concurrency: usize,
@@ -67,8 +65,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(reason) => refused.push((i + 1, reason)),
         }
     }
-    let mut config = IngestConfig::new(&args.brokers);
-    config.topics = Topics { prefix: args.topic_prefix };
+    let mut config = IngestConfig::new(&args.cluster.brokers);
+    config.topics = args.cluster.topics();
     let ingest = Ingest::new(config)?;
     let bar = indicatif::ProgressBar::new(requests.len() as u64).with_style(
         indicatif::ProgressStyle::with_template(

@@ -5,6 +5,7 @@ mod api_cmd;
 mod audit_cmd;
 mod bench_cmd;
 mod broker_cmd;
+mod cluster_args;
 mod doctor;
 mod ingest_cmd;
 mod metrics_server;

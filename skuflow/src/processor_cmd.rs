@@ -19,12 +19,8 @@ pub const EXIT_FENCED: u8 = 3;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Bootstrap servers of the Kafka cluster.
-    #[arg(long, env = "SKUFLOW_BROKERS", default_value = "127.0.0.1:9092")]
-    pub brokers: String,
-    /// Prefix of skuflow's topic names.
-    #[arg(long, env = "SKUFLOW_TOPIC_PREFIX", default_value = "skuflow")]
-    pub topic_prefix: String,
+    #[command(flatten)]
+    pub cluster: crate::cluster_args::ClusterArgs,
     #[command(flatten)]
     pub processor: ProcessorArgs,
 }
@@ -104,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         crate::metrics_server::MetricsServer::start(args.processor.metrics_addr, registry.clone())?;
     tracing::info!(addr = %metrics.addr(), "metrics at http://{}/metrics", metrics.addr());
     let shutdown = Arc::new(AtomicBool::new(false));
-    let config = args.processor.config(&args.brokers, Topics { prefix: args.topic_prefix });
+    let config = args.processor.config(&args.cluster.brokers, args.cluster.topics());
     let worker = spawn(config, registry, shutdown.clone())?;
     crate::wait_for_shutdown("the processor", || !worker.is_finished())?;
     shutdown.store(true, Ordering::Relaxed);

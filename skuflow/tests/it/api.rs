@@ -51,7 +51,7 @@ fn concurrent_clients_on_a_hot_sku_get_exactly_the_stock() {
         .filter(|(s, _, _)| *s == 200)
         .max_by_key(|(_, b, _)| b["position"]["offset"].as_i64())
         .unwrap();
-    let at = format!("{}-{}", last["position"]["partition"], last["position"]["offset"]);
+    let at = position_of(last);
     let (status, availability, _) =
         stack.get(&format!("/v1/availability/hot?min_position={at}"), ACME);
     assert_eq!(status, 200, "{availability}");
@@ -295,7 +295,7 @@ fn bulk_load_from_csv_is_summarised_and_idempotent() {
     let (status, held, _) =
         stack.post("/v1/reservations", ACME, "after-load", reserve("bulk-1", 1));
     assert_eq!(status, 200, "{held}");
-    let at = format!("{}-{}", held["position"]["partition"], held["position"]["offset"]);
+    let at = position_of(&held);
     let (status, a, _) = stack.get(&format!("/v1/availability/bulk-1?min_position={at}"), ACME);
     assert_eq!(status, 200, "{a}");
     assert_eq!(a["available"], 7, "loading the file twice restocks once: {a}");

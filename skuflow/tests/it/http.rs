@@ -188,3 +188,8 @@ impl Drop for Stack {
         }
     }
 }
+
+/// A reply's position as `partition-offset` (for `min_position`).
+pub fn position_of(reply: &Value) -> String {
+    format!("{}-{}", reply["position"]["partition"], reply["position"]["offset"])
+}
