@@ -133,3 +133,29 @@ impl ResponseError for ApiError {
 pub fn bad_request(e: impl std::fmt::Display) -> actix_web::Error {
     ApiError::BadRequest(e.to_string()).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_types_and_retry_after() {
+        let cases = [
+            (ApiError::Overloaded, 503, "overloaded", Some("1")),
+            (ApiError::TooManyInFlight, 429, "too-many-in-flight", Some("1")),
+            (ApiError::RateLimited { retry_after_secs: 3 }, 429, "rate-limited", Some("3")),
+            (ApiError::NotYetVisible, 412, "not-yet-visible", Some("1")),
+            (ApiError::Unauthenticated, 401, "unauthenticated", None),
+            (ApiError::MissingIdempotencyKey, 400, "missing-idempotency-key", None),
+        ];
+        for (error, status, slug, retry_after) in cases {
+            let response = error.error_response();
+            assert_eq!(response.status().as_u16(), status, "{slug}");
+            assert_eq!(error.slug(), slug);
+            let header = response.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap());
+            assert_eq!(header, retry_after, "{slug}");
+            let content_type = response.headers().get(header::CONTENT_TYPE).unwrap();
+            assert_eq!(content_type, "application/problem+json");
+        }
+    }
+}

@@ -67,3 +67,25 @@ fn replies_resolve_and_old_ones_are_found_after_a_restart() {
     shutdown.store(true, Ordering::Relaxed);
     worker.join().unwrap().unwrap();
 }
+
+#[test]
+fn a_full_queue_is_backpressure_not_a_drop() {
+    let mut broker = DevBroker::start().unwrap();
+    let b = broker.bootstrap();
+    ensure_topics(&b, &topic_specs(&Topics::default(), 1, 1)).unwrap();
+    let mut config = IngestConfig::new(&b);
+    config.queue_capacity = 1;
+    let ingest = Ingest::new(config).unwrap();
+    // With the broker gone, the first command stays in the one-slot queue.
+    broker.kill9().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let first = ingest.clone();
+        let pending =
+            tokio::spawn(async move { first.submit(&request("q-1", restock("s", 1))).await });
+        tokio::task::yield_now().await;
+        let second = ingest.submit(&request("q-2", restock("s", 1))).await;
+        assert!(matches!(second, Err(ingest::IngestError::Backpressure)), "{second:?}");
+        pending.abort();
+    });
+}
