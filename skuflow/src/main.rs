@@ -6,6 +6,7 @@ mod audit_cmd;
 mod bench_cmd;
 mod broker_cmd;
 mod cluster_args;
+mod config_file;
 mod doctor;
 mod ingest_cmd;
 mod metrics_server;
@@ -26,6 +27,9 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Inventory reservation for flash-sale checkout on Kafka"
 )]
 struct Cli {
+    /// A TOML file of flag values (`batch-max = 500`); flags and SKUFLOW_* variables win.
+    #[arg(long, global = true, env = "SKUFLOW_CONFIG")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,7 +65,14 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    let args = match config_file::expand::<Cli>(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            tracing::error!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Broker(args) => broker_cmd::run(args),
         Command::Doctor(args) => doctor::run(args),
