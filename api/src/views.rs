@@ -55,21 +55,49 @@ pub struct ReservationView {
     pub returned: Option<u32>,
 }
 
-#[derive(Debug, Default)]
+/// Reservations by id. Active ones are bounded by the stock they hold; finished ones are
+/// kept up to `keep_finished`, oldest ending first out (a poll for one long gone is 404).
+#[derive(Debug)]
 pub struct ReservationsView {
-    by_id: RwLock<HashMap<ReservationId, ReservationView>>,
+    inner: RwLock<Reservations>,
+    keep_finished: usize,
+}
+
+#[derive(Debug, Default)]
+struct Reservations {
+    by_id: HashMap<ReservationId, ReservationView>,
+    finished: std::collections::VecDeque<ReservationId>,
+}
+
+impl Default for ReservationsView {
+    fn default() -> Self {
+        Self::new(1_000_000)
+    }
 }
 
 impl ReservationsView {
+    pub fn new(keep_finished: usize) -> Self {
+        Self { inner: RwLock::default(), keep_finished }
+    }
+
     pub fn get(&self, id: &ReservationId) -> Option<ReservationView> {
-        self.by_id.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).by_id.get(id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
 impl View for ReservationsView {
     fn apply(&self, _partition: i32, payload: Option<&[u8]>) {
         let Ok(envelope) = from_json::<Event>(payload) else { return };
-        let mut map = self.by_id.write().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let Reservations { by_id: map, finished } = &mut *inner;
         match envelope.body {
             Event::ReservationCreated {
                 reservation,
@@ -95,15 +123,25 @@ impl View for ReservationsView {
                 }
             }
             Event::ReservationReleased { reservation, returned } => {
-                end(&mut map, &reservation, ReservationState::Released, None, returned)
+                end(map, finished, &reservation, ReservationState::Released, None, returned)
             }
             Event::ReservationExpired { reservation, returned, .. } => {
-                end(&mut map, &reservation, ReservationState::Expired, None, returned)
+                end(map, finished, &reservation, ReservationState::Expired, None, returned)
             }
-            Event::ReservationPurchased { reservation, quantity, returned } => {
-                end(&mut map, &reservation, ReservationState::Purchased, Some(quantity), returned)
-            }
+            Event::ReservationPurchased { reservation, quantity, returned } => end(
+                map,
+                finished,
+                &reservation,
+                ReservationState::Purchased,
+                Some(quantity),
+                returned,
+            ),
             Event::StockChanged { .. } | Event::OutOfStock { .. } | Event::BackInStock { .. } => {}
+        }
+        while finished.len() > self.keep_finished {
+            if let Some(old) = finished.pop_front() {
+                map.remove(&old);
+            }
         }
     }
 }
@@ -111,6 +149,7 @@ impl View for ReservationsView {
 /// A final state, once: a reservation that already ended keeps its first ending.
 fn end(
     map: &mut HashMap<ReservationId, ReservationView>,
+    finished: &mut std::collections::VecDeque<ReservationId>,
     id: &ReservationId,
     state: ReservationState,
     purchased: Option<u32>,
@@ -120,5 +159,61 @@ fn end(
         r.state = state;
         r.purchased = purchased;
         r.returned = Some(returned);
+        finished.push_back(id.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use topics::codec::to_json;
+    use topics::{Envelope, RecordId};
+
+    fn event(e: Event) -> Vec<u8> {
+        to_json(&Envelope::output(RecordId { partition: 0, offset: 0, index: 1 }, &e)).unwrap()
+    }
+
+    fn created(seq: u64) -> (ReservationId, Vec<u8>) {
+        let id = ReservationId::new(Sku::new("s").unwrap(), seq);
+        let e = Event::ReservationCreated {
+            reservation: id.clone(),
+            tenant: TenantId::new("t").unwrap(),
+            quantity: 1,
+            allocations: vec![],
+            expires_at: LogTime(10),
+        };
+        (id, event(e))
+    }
+
+    #[test]
+    fn a_reservation_ends_once_and_finished_ones_are_bounded() {
+        let view = ReservationsView::new(2);
+        let mut ids = Vec::new();
+        for seq in 0..4 {
+            let (id, bytes) = created(seq);
+            view.apply(0, Some(&bytes));
+            ids.push(id);
+        }
+        let released = |id: &ReservationId| {
+            event(Event::ReservationReleased { reservation: id.clone(), returned: 1 })
+        };
+        let expired = event(Event::ReservationExpired {
+            reservation: ids[0].clone(),
+            expired_at: LogTime(10),
+            returned: 1,
+        });
+        view.apply(0, Some(&released(&ids[0])));
+        view.apply(0, Some(&expired));
+        assert_eq!(
+            view.get(&ids[0]).unwrap().state,
+            ReservationState::Released,
+            "the first ending stays"
+        );
+        for id in &ids[1..3] {
+            view.apply(0, Some(&released(id)));
+        }
+        assert!(view.get(&ids[0]).is_none(), "the oldest finished one is forgotten");
+        assert_eq!(view.get(&ids[3]).unwrap().state, ReservationState::Active, "active ones stay");
+        assert_eq!(view.len(), 3);
     }
 }

@@ -29,7 +29,8 @@ pub struct ProcessorConfig {
     pub topics: Topics,
     /// Most commands applied in one transaction.
     pub batch_max: usize,
-    /// How long to wait for a batch to fill.
+    /// How long a batch waits for more records after its first (records already
+    /// fetched are always taken, up to `batch_max`).
     pub batch_wait: Duration,
     pub machine: MachineConfig,
     /// fsync the store's WAL on every batch.
@@ -64,7 +65,7 @@ impl ProcessorConfig {
             data_dir: data_dir.into(),
             topics: Topics::default(),
             batch_max: 1000,
-            batch_wait: Duration::from_millis(20),
+            batch_wait: Duration::ZERO,
             machine: MachineConfig::default(),
             sync_store: false,
             timeout: Duration::from_secs(30),

@@ -78,6 +78,9 @@ impl ProcessorError {
     }
 }
 
+/// The longest an idle poll blocks the loop.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
 /// Backoff after a transient failure, doubling up to a bound.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -229,19 +232,22 @@ impl Processor {
     fn poll_batch(&mut self) -> Result<BTreeMap<i32, Vec<Owned>>, ProcessorError> {
         self.check_fatal()?;
         let mut by_partition: BTreeMap<i32, Vec<Owned>> = BTreeMap::new();
+        // Idle, return within 100 ms (ticks, shutdown). Once a record is in, wait up to
+        // `batch_wait` for more, then take only what is already there: with a backlog a
+        // batch fills to `batch_max` at once; with `batch_wait` 0 a batch is whatever
+        // arrived during the previous commit.
         let started = Instant::now();
+        let mut first: Option<Instant> = None;
         let mut n = 0;
         while n < self.config.batch_max {
-            let wait = self.config.batch_wait.saturating_sub(started.elapsed());
-            if n > 0 && wait.is_zero() {
-                break;
-            }
-            let Some(msg) = self.consumer.poll(wait.max(Duration::from_millis(1))) else {
-                if n > 0 || started.elapsed() > Duration::from_millis(100) {
-                    break;
-                }
-                continue;
+            let timeout = match first {
+                None => IDLE_POLL.saturating_sub(started.elapsed()),
+                Some(at) => self.config.batch_wait.saturating_sub(at.elapsed()),
             };
+            let Some(msg) = self.consumer.poll(timeout) else {
+                break;
+            };
+            first.get_or_insert_with(Instant::now);
             let msg = match msg {
                 Ok(msg) => msg,
                 Err(e) => {
