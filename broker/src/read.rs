@@ -52,6 +52,22 @@ impl rdkafka::ClientContext for QuietEof {
 
 impl rdkafka::consumer::ConsumerContext for QuietEof {}
 
+/// How many partitions `topic` has (an error if it does not exist).
+pub fn partition_count<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32, ReadError> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    metadata
+        .topics()
+        .first()
+        .filter(|t| t.error().is_none())
+        .map(|t| t.partitions().len() as i32)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ReadError::NoTopic(topic.to_owned()))
+}
+
 /// Every committed record of `topic`, partition by partition in offset order.
 pub fn read_all(
     bootstrap: &str,
@@ -61,14 +77,7 @@ pub fn read_all(
     let consumer: BaseConsumer<QuietEof> = client::consumer_config(bootstrap, "skuflow-reader")
         .set("enable.partition.eof", "true")
         .create_with_context(QuietEof)?;
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .filter(|t| t.error().is_none())
-        .map(|t| t.partitions().len() as i32)
-        .filter(|n| *n > 0)
-        .ok_or_else(|| ReadError::NoTopic(topic.to_owned()))?;
+    let partitions = partition_count(&consumer, topic, timeout)?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;

@@ -2,12 +2,14 @@
 
 use std::time::Duration;
 
-use broker::read::{ReadError, ReadRecord, read_all};
+use broker::read::{ReadError, ReadRecord, partition_count, read_all};
 use topics::{Topic, Topics};
 
 /// Every committed record of skuflow's topics.
 #[derive(Debug, Clone, Default)]
 pub struct Log {
+    /// Partitions of the commands topic.
+    pub partitions: i32,
     pub commands: Vec<ReadRecord>,
     pub replies: Vec<ReadRecord>,
     pub events: Vec<ReadRecord>,
@@ -19,7 +21,11 @@ pub struct Log {
 impl Log {
     pub fn read(bootstrap: &str, topics: &Topics, timeout: Duration) -> Result<Self, ReadError> {
         let read = |t| read_all(bootstrap, &topics.name(t), timeout);
+        let consumer: rdkafka::consumer::BaseConsumer =
+            broker::client::base_config(bootstrap).create().map_err(ReadError::Kafka)?;
+        let partitions = partition_count(&consumer, &topics.name(Topic::Commands), timeout)?;
         Ok(Self {
+            partitions,
             commands: read(Topic::Commands)?,
             replies: read(Topic::Replies)?,
             events: read(Topic::Events)?,

@@ -74,6 +74,20 @@ pub fn apply_batch(
     partition: i32,
     records: &[InRecord<'_>],
 ) -> Result<Applied, BatchError> {
+    apply_routed(machine, state, partition, None, records)
+}
+
+/// [`apply_batch`] for partition `partition` of a commands topic of `partitions`
+/// partitions: a request found on another partition than its key maps to (a producer
+/// with another partitioner) is dead-lettered, since applying it would give its SKU a
+/// second writer.
+pub fn apply_routed(
+    machine: &Machine,
+    state: &mut PartitionState,
+    partition: i32,
+    partitions: Option<i32>,
+    records: &[InRecord<'_>],
+) -> Result<Applied, BatchError> {
     let last = records.last().ok_or(BatchError::Empty)?.offset;
     let mut out = Vec::new();
     let mut touched: BTreeMap<Sku, Position> = BTreeMap::new();
@@ -81,7 +95,7 @@ pub fn apply_batch(
     let mut rejections = Vec::new();
     for record in records {
         let position = Position { partition, offset: record.offset };
-        let command = match decode(record) {
+        let command = match decode(record, partition, partitions) {
             Ok(command) => command,
             Err(reason) => {
                 machine.skip(state, position)?;
@@ -145,7 +159,11 @@ pub fn apply_batch(
 }
 
 /// Why a record was refused, as a stable reason.
-fn decode(record: &InRecord<'_>) -> Result<LogCommand, String> {
+fn decode(
+    record: &InRecord<'_>,
+    partition: i32,
+    partitions: Option<i32>,
+) -> Result<LogCommand, String> {
     let envelope = codec::from_json::<LogCommand>(record.payload)
         .map_err(|e| format!("{}: {e}", e.reason()))?;
     if let LogCommand::Request(request) = &envelope.body {
@@ -154,6 +172,14 @@ fn decode(record: &InRecord<'_>) -> Result<LogCommand, String> {
         let sku = request.command.sku();
         if record.key != Some(keys::command_key(sku)) {
             return Err(format!("wrong_key: record key does not match the command's sku {sku}"));
+        }
+        if let Some(n) = partitions {
+            let home = keys::partition_for(keys::command_key(sku), n);
+            if home != partition {
+                return Err(format!(
+                    "wrong_partition: sku {sku} belongs to partition {home} of {n} (murmur2), not {partition}"
+                ));
+            }
         }
     }
     Ok(envelope.body)

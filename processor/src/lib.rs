@@ -16,7 +16,7 @@ pub mod restore;
 pub mod service;
 pub mod tick;
 
-pub use batch::{Applied, BatchError, InRecord, OutRecord, apply_batch};
+pub use batch::{Applied, BatchError, InRecord, OutRecord, apply_batch, apply_routed};
 pub use config::{Delivery, ProcessorConfig};
 pub use service::{Processor, ProcessorError};
 

@@ -30,7 +30,7 @@ use state::store::Store;
 use state::{Machine, PartitionState};
 use topics::{LogTime, Topic};
 
-use crate::batch::{Applied, BatchError, InRecord, apply_batch};
+use crate::batch::{Applied, BatchError, InRecord, apply_routed};
 use crate::config::ProcessorConfig;
 use crate::group::GroupContext;
 use crate::metrics::Metrics;
@@ -50,6 +50,8 @@ pub enum ProcessorError {
     Batch(#[from] BatchError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("{0}")]
+    Topic(#[from] broker::read::ReadError),
     /// The outputs could not be published and the producer could not be made usable
     /// again; [`Failure::Fenced`] means another incarnation of this instance took over.
     #[error("{0}")]
@@ -102,6 +104,8 @@ pub struct Processor {
     ticker: Option<Ticker>,
     states: BTreeMap<i32, PartitionState>,
     commands_topic: String,
+    /// Partitions of the commands topic, for the routing check.
+    partitions: i32,
     metrics: Metrics,
 }
 
@@ -133,6 +137,7 @@ impl Processor {
                 .set("max.poll.interval.ms", millis(config.max_poll_interval))
                 .set("statistics.interval.ms", "1000")
                 .create_with_context(context)?;
+        let partitions = broker::read::partition_count(&consumer, &commands_topic, config.timeout)?;
         consumer.subscribe(&[&commands_topic])?;
         let ticker = match config.tick_interval {
             Some(every) => Some(Ticker::new(&config.bootstrap, commands_topic.clone(), every)?),
@@ -153,6 +158,7 @@ impl Processor {
             ticker,
             states: BTreeMap::new(),
             commands_topic,
+            partitions,
             metrics,
             config,
         })
@@ -302,7 +308,13 @@ impl Processor {
                 continue;
             }
             commands += ins.len();
-            applied.push(apply_batch(&self.machine, state, *partition, &ins)?);
+            applied.push(apply_routed(
+                &self.machine,
+                state,
+                *partition,
+                Some(self.partitions),
+                &ins,
+            )?);
         }
         if applied.is_empty() {
             return Ok(());

@@ -160,3 +160,30 @@ fn a_batch_at_or_before_the_applied_offset_is_refused() {
     apply_batch(&machine, &mut state, P, &records(&log, 0, 2)).unwrap();
     assert!(apply_batch(&machine, &mut state, P, &records(&log, 1, 3)).is_err());
 }
+
+#[test]
+fn a_request_on_another_partition_than_its_key_maps_to_is_dead_lettered() {
+    let machine = Machine::new(MachineConfig::default());
+    let partitions = 8;
+    // One SKU that murmur2 maps to P, one that it maps elsewhere.
+    let sku = |home: bool| {
+        (0..)
+            .map(|i| format!("sku-{i}"))
+            .find(|s| (keys::partition_for(s.as_bytes(), partitions) == P) == home)
+            .unwrap()
+    };
+    let (here, elsewhere) = (sku(true), sku(false));
+    let log = [restock(&here, "ok", 1), restock(&elsewhere, "foreign", 1)];
+    let mut state = PartitionState::new();
+    let applied =
+        processor::apply_routed(&machine, &mut state, P, Some(partitions), &records(&log, 0, 2))
+            .unwrap();
+    let dead = of(&applied.records, Topic::DeadLetter);
+    assert_eq!(dead.len(), 1);
+    assert!(
+        header(dead[0], REASON_HEADER).starts_with("wrong_partition"),
+        "{}",
+        header(dead[0], REASON_HEADER)
+    );
+    assert_eq!(of(&applied.records, Topic::Replies).len(), 1, "the command at home is applied");
+}
