@@ -1,4 +1,5 @@
-//! Counts responses by route pattern and status (`skuflow_api_responses_total`).
+//! Counts responses by route pattern and status (`skuflow_api_responses_total`) and
+//! times them (`skuflow_api_request_seconds`).
 
 use std::future::{Ready, ready};
 
@@ -47,12 +48,18 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let state = req.app_data::<Data<AppState>>().cloned();
         let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+        let started = std::time::Instant::now();
         let fut = self.service.call(req);
         Box::pin(async move {
             let res = fut.await?;
             if let Some(state) = state {
                 let status = res.status().as_u16().to_string();
                 state.metrics.responses.with_label_values(&[route.as_str(), status.as_str()]).inc();
+                state
+                    .metrics
+                    .latency
+                    .with_label_values(&[route.as_str()])
+                    .observe(started.elapsed().as_secs_f64());
             }
             Ok(res)
         })

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use ingest::Ingest;
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 use crate::config::ApiConfig;
 use crate::follow::Follower;
@@ -35,6 +35,8 @@ impl AppState {
 pub struct Metrics {
     /// Responses by route and status.
     pub responses: IntCounterVec,
+    /// Seconds from request to response, by route (a command's includes its wait).
+    pub latency: HistogramVec,
 }
 
 impl Metrics {
@@ -43,7 +45,13 @@ impl Metrics {
             Opts::new("skuflow_api_responses_total", "HTTP responses by route and status"),
             &["route", "status"],
         )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new("skuflow_api_request_seconds", "Request latency by route")
+                .buckets(prometheus::exponential_buckets(0.000_25, 2.0, 16)?),
+            &["route"],
+        )?;
         registry.register(Box::new(responses.clone()))?;
-        Ok(Self { responses })
+        registry.register(Box::new(latency.clone()))?;
+        Ok(Self { responses, latency })
     }
 }

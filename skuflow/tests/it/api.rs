@@ -57,6 +57,15 @@ fn concurrent_clients_on_a_hot_sku_get_exactly_the_stock() {
     assert_eq!(status, 200, "{availability}");
     assert_eq!(availability["available"], 0);
     assert_eq!(availability["warehouses"]["main"]["reserved"], STOCK as u64);
+
+    let metrics =
+        stack.client.get(format!("{}/metrics", stack.url)).send().unwrap().text().unwrap();
+    for line in [
+        "skuflow_api_responses_total{route=\"/v1/reservations\",status=\"200\"} 40",
+        "skuflow_api_request_seconds_bucket{route=\"/v1/reservations\"",
+    ] {
+        assert!(metrics.contains(line), "metrics lack {line}:\n{metrics}");
+    }
 }
 
 #[test]
