@@ -63,10 +63,14 @@ impl Follower {
         self.progress.clone()
     }
 
-    /// The partition's end as read_committed readers see it now (blocking).
+    /// The followed topic's partition end as read_committed readers see it now (blocking).
     pub fn end(&self, partition: i32) -> Result<i64, KafkaError> {
-        let (_, high) =
-            self.probe.fetch_watermarks(&self.topic, partition, Duration::from_secs(5))?;
+        self.end_of(&self.topic, partition)
+    }
+
+    /// The end of a partition of another topic (blocking).
+    pub fn end_of(&self, topic: &str, partition: i32) -> Result<i64, KafkaError> {
+        let (_, high) = self.probe.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
         Ok(high)
     }
 }

@@ -113,10 +113,21 @@ async fn reach(
         return Ok(());
     }
     let s = state.clone();
-    let end = tokio::task::spawn_blocking(move || s.availability_follower.end(min.partition))
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let (commands_end, end) = tokio::task::spawn_blocking(move || {
+        let commands = s.config.topics.name(topics::Topic::Commands);
+        let f = &s.availability_follower;
+        Ok::<_, rdkafka::error::KafkaError>((
+            f.end_of(&commands, min.partition)?,
+            f.end(min.partition)?,
+        ))
+    })
+    .await
+    .map_err(|e| ApiError::Unavailable(e.to_string()))?
+    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    // A position no command has yet (not from a reply): nothing can reflect it.
+    if min.offset >= commands_end {
+        return Err(ApiError::NotYetVisible);
+    }
     let mut progress = state.availability_follower.progress();
     let deadline = tokio::time::Instant::now() + wait;
     loop {

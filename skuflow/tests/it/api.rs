@@ -57,6 +57,10 @@ fn concurrent_clients_on_a_hot_sku_get_exactly_the_stock() {
     assert_eq!(status, 200, "{availability}");
     assert_eq!(availability["available"], 0);
     assert_eq!(availability["warehouses"]["main"]["reserved"], STOCK as u64);
+    let future = format!("{}-{}", last["position"]["partition"], 1_000_000);
+    let (status, problem, _) =
+        stack.get(&format!("/v1/availability/hot?min_position={future}&wait=100"), ACME);
+    assert_eq!(status, 412, "a position no command has is not visible: {problem}");
 
     let metrics =
         stack.client.get(format!("{}/metrics", stack.url)).send().unwrap().text().unwrap();
