@@ -53,6 +53,9 @@ pub struct ApiConfig {
     /// Longest hold a client may ask for, in milliseconds.
     pub max_ttl_ms: u64,
     pub workers: usize,
+    /// Replies each instance keeps in memory for waiters and polls by key (~0.5 KB each);
+    /// older ones are found in Kafka with the poll URL's `at`.
+    pub reply_cache: usize,
 }
 
 impl ApiConfig {
@@ -72,6 +75,7 @@ impl ApiConfig {
             max_quantity: 10_000,
             max_ttl_ms: 60 * 60 * 1000,
             workers: 2,
+            reply_cache: 200_000,
         }
     }
 }

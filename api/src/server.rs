@@ -39,6 +39,7 @@ impl Api {
     pub fn new(config: ApiConfig, registry: Registry) -> Result<Self, ApiStartError> {
         let mut ingest_config = IngestConfig::new(&config.bootstrap);
         ingest_config.topics = config.topics.clone();
+        ingest_config.cache_capacity = config.reply_cache;
         let ingest = Ingest::new(ingest_config)?;
         let availability = Arc::new(AvailabilityView::default());
         let availability_follower = Follower::start(

@@ -115,3 +115,49 @@ impl Replies {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use topics::{LogTime, Outcome, Rejection};
+
+    fn reply(id: &str, offset: i64, outcome: Outcome) -> (Position, Arc<Reply>) {
+        let position = Position { partition: 0, offset };
+        let reply = Reply {
+            tenant: TenantId::new("t").unwrap(),
+            command_id: CommandId::new(id).unwrap(),
+            position,
+            at: LogTime(1),
+            outcome,
+        };
+        (position, Arc::new(reply))
+    }
+
+    #[test]
+    fn bounded_first_reply_per_key_wins_and_waiters_wake() {
+        let replies = Replies::new(2);
+        let ok = Outcome::Released { reservation: "s~1".parse().unwrap(), returned: 1 };
+        let (a, first) = reply("k", 1, ok.clone());
+        let waiter = replies.waiter(a);
+        assert!(waiter.ready().is_none());
+        replies.insert(a, first.clone());
+        let woken =
+            tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(waiter.wait());
+        assert_eq!(woken, Some(first.clone()));
+
+        // A conflicting payload under the same key gets its own reply at its own position;
+        // the key keeps pointing at the command's own reply.
+        let (b, conflict) = reply("k", 2, Outcome::Rejected(Rejection::Conflict));
+        replies.insert(b, conflict.clone());
+        let k = (TenantId::new("t").unwrap(), CommandId::new("k").unwrap());
+        assert_eq!(replies.by_key(&k.0, &k.1), Some(first));
+        assert_eq!(replies.get(b), Some(conflict));
+
+        // Over capacity the oldest goes, and with it the key's entry.
+        let (c, other) = reply("other", 3, ok);
+        replies.insert(c, other);
+        assert_eq!(replies.len(), 2);
+        assert!(replies.get(a).is_none());
+        assert!(replies.by_key(&k.0, &k.1).is_none());
+    }
+}

@@ -46,6 +46,9 @@ pub struct ApiArgs {
     /// Commands per credential waiting for replies at once.
     #[arg(long, env = "SKUFLOW_MAX_IN_FLIGHT", default_value_t = 1000)]
     pub max_in_flight: usize,
+    /// Replies kept in memory for polls by key (older ones need the poll URL's `at`).
+    #[arg(long, env = "SKUFLOW_REPLY_CACHE", default_value_t = 200_000)]
+    pub reply_cache: usize,
     /// HTTP worker threads.
     #[arg(long, env = "SKUFLOW_API_WORKERS", default_value_t = 2)]
     pub workers: usize,
@@ -66,6 +69,7 @@ impl ApiArgs {
         c.rate_burst = self.burst;
         c.max_in_flight = self.max_in_flight;
         c.workers = self.workers.max(1);
+        c.reply_cache = self.reply_cache.max(1);
         c
     }
 }
