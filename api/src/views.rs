@@ -13,14 +13,21 @@ use topics::{
 
 use crate::follow::View;
 
-/// Latest availability per SKU, and the highest command offset reflected per partition.
+/// Latest availability per SKU, with its JSON rendered once when it arrives (reads
+/// outnumber writes by far; a read then copies no more than a reference).
 #[derive(Debug, Default)]
 pub struct AvailabilityView {
-    by_sku: RwLock<HashMap<Sku, Arc<Availability>>>,
+    by_sku: RwLock<HashMap<Sku, Arc<Rendered>>>,
+}
+
+#[derive(Debug)]
+pub struct Rendered {
+    pub availability: Availability,
+    pub json: actix_web::web::Bytes,
 }
 
 impl AvailabilityView {
-    pub fn get(&self, sku: &Sku) -> Option<Arc<Availability>> {
+    pub fn get(&self, sku: &Sku) -> Option<Arc<Rendered>> {
         self.by_sku.read().unwrap_or_else(|e| e.into_inner()).get(sku).cloned()
     }
 }
@@ -29,11 +36,13 @@ impl View for AvailabilityView {
     fn apply(&self, _partition: i32, payload: Option<&[u8]>) {
         let Ok(envelope) = from_json::<Availability>(payload) else { return };
         let a = envelope.body;
+        let Ok(json) = serde_json::to_vec(&a) else { return };
         let mut map = self.by_sku.write().unwrap_or_else(|e| e.into_inner());
         match map.get(&a.sku) {
-            Some(old) if old.position > a.position => {}
+            Some(old) if old.availability.position > a.position => {}
             _ => {
-                map.insert(a.sku.clone(), Arc::new(a));
+                let rendered = Rendered { json: json.into(), availability: a };
+                map.insert(rendered.availability.sku.clone(), Arc::new(rendered));
             }
         }
     }

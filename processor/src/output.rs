@@ -31,6 +31,16 @@ use crate::batch::Applied;
 use crate::config::{Delivery, ProcessorConfig};
 use crate::produce;
 
+/// The codes that mean another producer with our transactional id took over.
+fn is_fenced(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+    )
+}
+
 /// Counts failed deliveries, which at-least-once mode must notice before committing.
 #[derive(Debug, Default, Clone)]
 pub struct DeliveryContext {
@@ -42,9 +52,12 @@ impl ClientContext for DeliveryContext {}
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            tracing::warn!(error = %e, "output record not delivered");
-            self.failed.fetch_add(1, Ordering::Relaxed);
+        // Counted, not logged one by one: a failed batch purges thousands of records,
+        // and the batch's failure is logged once by the processor.
+        if let Err((e, _)) = result
+            && self.failed.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            tracing::debug!(error = %e, "output record not delivered");
         }
     }
 }
@@ -64,14 +77,7 @@ pub enum Failure {
 
 impl Failure {
     pub fn classify(e: KafkaError) -> Self {
-        let fenced = |code| {
-            matches!(
-                code,
-                RDKafkaErrorCode::Fenced
-                    | RDKafkaErrorCode::ProducerFenced
-                    | RDKafkaErrorCode::InvalidProducerEpoch
-            )
-        };
+        let fenced = is_fenced;
         match &e {
             KafkaError::Transaction(t) if fenced(t.code()) => Failure::Fenced(e),
             KafkaError::Transaction(t) if t.txn_requires_abort() => Failure::Abortable(e),
@@ -192,6 +198,13 @@ impl Outputs {
     /// Leave the producer ready for the next batch after `failure`. A fenced producer is
     /// not recoverable: the error goes back to the caller.
     pub fn recover(&mut self, failure: Failure) -> Result<(), Failure> {
+        // Whatever the call that failed said, a producer fenced underneath (its fatal
+        // error) must never be replaced: a new one would fence the newer incarnation.
+        if let Some((code, _)) = self.producer.client().fatal_error()
+            && is_fenced(code)
+        {
+            return Err(Failure::Fenced(KafkaError::Global(code)));
+        }
         match failure {
             Failure::Fenced(_) => Err(failure),
             Failure::Abortable(e) if self.config.delivery == Delivery::ExactlyOnce => {

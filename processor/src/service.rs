@@ -128,17 +128,8 @@ impl Processor {
         // The producer first: initialising it aborts whatever a crashed incarnation of
         // this instance left open, before we read any committed offset.
         let outputs = Outputs::new(&config)?;
-        let context = GroupContext::new(metrics.clone(), commands_topic.clone());
-        let consumer: BaseConsumer<GroupContext> =
-            broker::client::consumer_config(&config.bootstrap, &config.group_id)
-                .set("partition.assignment.strategy", "cooperative-sticky")
-                .set("group.instance.id", &config.instance)
-                .set("session.timeout.ms", millis(config.session_timeout))
-                .set("max.poll.interval.ms", millis(config.max_poll_interval))
-                .set("statistics.interval.ms", "1000")
-                .create_with_context(context)?;
+        let consumer = join_group(&config, &metrics, &commands_topic)?;
         let partitions = broker::read::partition_count(&consumer, &commands_topic, config.timeout)?;
-        consumer.subscribe(&[&commands_topic])?;
         let ticker = match config.tick_interval {
             Some(every) => Some(Ticker::new(&config.bootstrap, commands_topic.clone(), every)?),
             None => None,
@@ -170,7 +161,14 @@ impl Processor {
         let mut backoff = BACKOFF_MIN;
         while !shutdown.load(Ordering::Relaxed) {
             self.tick();
-            let batch = self.poll_batch()?;
+            let batch = match self.poll_batch() {
+                Ok(batch) => batch,
+                Err(ProcessorError::GroupFenced(reason)) => {
+                    self.rejoin(&reason)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if batch.is_empty() {
                 continue;
             }
@@ -188,6 +186,17 @@ impl Processor {
         }
         tracing::info!(instance = %self.config.instance, "processor stopping");
         self.leave_group();
+        Ok(())
+    }
+
+    /// Another member with our instance name took our place in the group. Which of us is
+    /// the zombie is decided by the transactional id, not by the group: take the place
+    /// back; if we are the older incarnation our next transaction is fenced and we stop
+    /// (exit 3), and the newer one, fenced from the group meanwhile, takes it back again.
+    fn rejoin(&mut self, reason: &str) -> Result<(), ProcessorError> {
+        tracing::warn!(reason, "fenced from the group by our own instance name; rejoining");
+        self.states.clear();
+        self.consumer = join_group(&self.config, &self.metrics, &self.commands_topic)?;
         Ok(())
     }
 
@@ -433,4 +442,24 @@ impl Processor {
         tracing::info!(partition, records = restored.records, elapsed = ?restored.elapsed, ?applied, "restored");
         Ok(())
     }
+}
+
+/// A consumer-group member on the commands topic: cooperative-sticky, static membership
+/// under the instance name.
+fn join_group(
+    config: &ProcessorConfig,
+    metrics: &Metrics,
+    commands_topic: &str,
+) -> Result<BaseConsumer<GroupContext>, ProcessorError> {
+    let context = GroupContext::new(metrics.clone(), commands_topic.to_owned());
+    let consumer: BaseConsumer<GroupContext> =
+        broker::client::consumer_config(&config.bootstrap, &config.group_id)
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("group.instance.id", &config.instance)
+            .set("session.timeout.ms", millis(config.session_timeout))
+            .set("max.poll.interval.ms", millis(config.max_poll_interval))
+            .set("statistics.interval.ms", "1000")
+            .create_with_context(context)?;
+    consumer.subscribe(&[commands_topic])?;
+    Ok(consumer)
 }

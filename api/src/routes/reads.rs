@@ -90,8 +90,9 @@ pub async fn availability(
     }
     let a = state.availability.get(&sku).ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok()
-        .insert_header(("Skuflow-Position", format_position(a.position)))
-        .json(&*a))
+        .insert_header(("Skuflow-Position", format_position(a.availability.position)))
+        .content_type("application/json")
+        .body(a.json.clone()))
 }
 
 /// Wait until the availability view reflects every command up to `min`: either the SKU's
@@ -106,7 +107,8 @@ async fn reach(
 ) -> Result<(), ApiError> {
     let reached_by_record = |state: &AppState| {
         state.availability.get(sku).is_some_and(|a| {
-            a.position.partition == min.partition && a.position.offset >= min.offset
+            let p = a.availability.position;
+            p.partition == min.partition && p.offset >= min.offset
         })
     };
     if reached_by_record(state) {

@@ -160,7 +160,11 @@ impl Proc {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(started.elapsed() < timeout, "processor did not exit within {timeout:?}");
+            assert!(
+                started.elapsed() < timeout,
+                "processor did not exit within {timeout:?}:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
