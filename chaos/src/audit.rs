@@ -259,8 +259,26 @@ fn check_changelog(report: &mut Report, log: &Log, replayed: &Replayed) {
             store.import(*p, changes).and_then(|_| store.load(*p)).map(|s| s.snapshot());
         match rebuilt {
             Ok(s) if s == state.snapshot() => {}
-            Ok(_) => {
-                report.violate("I6", format!("partition {p}: changelog state differs from replay"))
+            Ok(s) => {
+                let want = state.snapshot();
+                let differs: Vec<&str> = [
+                    ("log_time", s.log_time != want.log_time),
+                    ("applied", s.applied != want.applied),
+                    ("stock", s.stock != want.stock),
+                    ("reservations", s.reservations != want.reservations),
+                    ("dedup", s.dedup != want.dedup),
+                    ("timers", s.timers != want.timers),
+                ]
+                .into_iter()
+                .filter_map(|(name, d)| d.then_some(name))
+                .collect();
+                report.violate(
+                    "I6",
+                    format!(
+                        "partition {p}: changelog state differs from replay in {differs:?} (changelog: applied {:?}, log time {:?}; replay: {:?}, {:?})",
+                        s.applied, s.log_time, want.applied, want.log_time
+                    ),
+                )
             }
             Err(e) => report.violate("I6", format!("partition {p}: changelog import: {e}")),
         }
