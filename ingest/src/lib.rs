@@ -126,7 +126,8 @@ impl Ingest {
     }
 
     /// The reply to the command record at `at`, waiting up to `wait` for it to be
-    /// published; a reply older than the cache is looked up in Kafka.
+    /// published. `None` when it has not come within `wait`: a fresh command's reply is
+    /// not in Kafka either, so no lookup is made (use [`Ingest::lookup`] for old ones).
     pub async fn reply(
         &self,
         at: Position,
@@ -139,7 +140,7 @@ impl Ingest {
         if let Ok(Some(reply)) = tokio::time::timeout(wait, waiter.wait()).await {
             return Ok(Some(reply));
         }
-        self.lookup(at).await
+        Ok(self.replies.get(at))
     }
 
     /// Find the reply to the record at `at` in the replies topic (a binary search over
