@@ -65,6 +65,17 @@ fn two_processors_share_the_partitions_and_one_leaves() {
     let cluster = Cluster::start();
     let a = cluster.processor("p-0", "store-0");
     let b = cluster.processor("p-1", "store-1");
+    // Sharing first: both own partitions (a member leaving in the middle of the
+    // cooperative rebalance can stall the dev broker's group, BROKERS.md).
+    let started = std::time::Instant::now();
+    while !(a.assigned() > 0 && b.assigned() > 0 && a.assigned() + b.assigned() == PARTITIONS) {
+        assert!(
+            started.elapsed() < WAIT,
+            "the two never shared the partitions:\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let phase1 = stock_and_holds("t", 16, 1500);
     cluster.produce(&phase1);
     cluster.wait_replies(100);

@@ -173,6 +173,19 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Partitions the processor says it owns (its metrics; 0 until it has said).
+    pub fn assigned(&self) -> i32 {
+        let log = self.log_text();
+        if !log.contains("metrics at http://") {
+            return 0;
+        }
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("skuflow_processor_assigned_partitions "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// The Prometheus text of the processor's metrics endpoint (the latest address in the
     /// log: a restarted instance appends to the same file).
     pub fn metrics(&self) -> String {
