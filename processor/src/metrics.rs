@@ -23,7 +23,7 @@ pub struct Metrics {
     pub restores: IntCounter,
     pub dead_letters: IntCounter,
     pub rejections: IntCounterVec,
-    /// Failed batches by what was done about them: abort, recreate.
+    /// Failed batches by what was done about them: abort, recreate, fenced.
     pub transaction_failures: IntCounterVec,
     pub assigned_partitions: IntGauge,
     pub ticks: IntCounter,
@@ -82,7 +82,7 @@ impl Metrics {
             transaction_failures: IntCounterVec::new(
                 Opts::new(
                     "skuflow_processor_transaction_failures_total",
-                    "Failed batches by the recovery taken (abort, recreate)",
+                    "Failed batches by the recovery taken (abort, recreate, fenced)",
                 ),
                 &["recovery"],
             )?,

@@ -13,7 +13,8 @@
 //!   outcome is unknown): never retry it blindly; a new producer with the same
 //!   transactional id fences the old one and completes (aborts) whatever it left open.
 //!
-//! In every case the caller rewinds to the committed offsets and reloads the partitions.
+//! In every case the caller rewinds to the store's applied offset (the committed one) and
+//! reloads the partitions.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,12 +78,11 @@ pub enum Failure {
 
 impl Failure {
     pub fn classify(e: KafkaError) -> Self {
-        let fenced = is_fenced;
         match &e {
-            KafkaError::Transaction(t) if fenced(t.code()) => Failure::Fenced(e),
+            KafkaError::Transaction(t) if is_fenced(t.code()) => Failure::Fenced(e),
             KafkaError::Transaction(t) if t.txn_requires_abort() => Failure::Abortable(e),
             KafkaError::Transaction(_) => Failure::Recreate(e),
-            other if other.rdkafka_error_code().is_some_and(fenced) => Failure::Fenced(e),
+            other if other.rdkafka_error_code().is_some_and(is_fenced) => Failure::Fenced(e),
             _ => Failure::Abortable(e),
         }
     }
@@ -101,7 +101,6 @@ impl Failure {
 pub struct Outputs {
     config: ProcessorConfig,
     producer: OutputProducer,
-    context: DeliveryContext,
     commands_topic: String,
 }
 
@@ -113,10 +112,9 @@ impl std::fmt::Debug for Outputs {
 
 impl Outputs {
     pub fn new(config: &ProcessorConfig) -> Result<Self, KafkaError> {
-        let context = DeliveryContext::default();
-        let producer = create_producer(config, context.clone())?;
+        let producer = create_producer(config)?;
         let commands_topic = config.topics.name(Topic::Commands);
-        Ok(Self { config: config.clone(), producer, context, commands_topic })
+        Ok(Self { config: config.clone(), producer, commands_topic })
     }
 
     /// Produce every output of `applied` and commit the consumed offsets with them.
@@ -168,13 +166,14 @@ impl Outputs {
     ) -> Result<(), Failure> {
         // The changelog only after every other output is delivered: a restore that finds
         // a batch in the changelog may then skip it without losing its replies.
+        let failed = &self.producer.context().failed;
         for changelog in [false, true] {
-            let failed_before = self.context.failed.load(Ordering::Relaxed);
+            let failed_before = failed.load(Ordering::Relaxed);
             self.send(applied, |t| (t == Topic::Changelog) == changelog)
                 .map_err(Failure::Abortable)?;
             broker::client::flush_quickly(&self.producer, self.config.timeout)
                 .map_err(Failure::Abortable)?;
-            if self.context.failed.load(Ordering::Relaxed) != failed_before {
+            if failed.load(Ordering::Relaxed) != failed_before {
                 return Err(Failure::Abortable(KafkaError::Canceled));
             }
         }
@@ -222,16 +221,12 @@ impl Outputs {
     }
 
     fn recreate(&mut self) -> Result<(), KafkaError> {
-        self.context = DeliveryContext::default();
-        self.producer = create_producer(&self.config, self.context.clone())?;
+        self.producer = create_producer(&self.config)?;
         Ok(())
     }
 }
 
-fn create_producer(
-    config: &ProcessorConfig,
-    context: DeliveryContext,
-) -> Result<OutputProducer, KafkaError> {
+fn create_producer(config: &ProcessorConfig) -> Result<OutputProducer, KafkaError> {
     let mut client = broker::client::producer_config(&config.bootstrap);
     client
         .set("enable.idempotence", "true")
@@ -240,13 +235,14 @@ fn create_producer(
         client
             .set("transactional.id", config.transactional_id())
             .set("transaction.timeout.ms", millis(config.transaction_timeout))
-            // A transaction begun right after a commit meets CONCURRENT_TRANSACTIONS until
-            // the markers are written, and librdkafka retries after `retry.backoff.ms`
-            // (default 100 ms: a floor of 100 ms per transaction, measured). The Java
-            // client uses 20 ms for this case (KAFKA-5477).
+            // On Kafka a transaction begun right after a commit can meet
+            // CONCURRENT_TRANSACTIONS until the markers are written; librdkafka retries after
+            // `retry.backoff.ms` (default 100 ms), the Java client after 20 ms (KAFKA-5477).
+            // Not measured to matter on the dev broker: its 100 ms floor was rdkafka's
+            // flush (see `broker::client::flush_quickly`).
             .set("retry.backoff.ms", "10");
     }
-    let producer: OutputProducer = client.create_with_context(context)?;
+    let producer: OutputProducer = client.create_with_context(DeliveryContext::default())?;
     if config.delivery == Delivery::ExactlyOnce {
         producer.init_transactions(config.timeout)?;
     }

@@ -172,12 +172,11 @@ impl Processor {
             if batch.is_empty() {
                 continue;
             }
-            let partitions: Vec<i32> = batch.keys().copied().collect();
-            match self.process(batch) {
+            match self.process(&batch) {
                 Ok(()) => backoff = BACKOFF_MIN,
                 Err(e) if e.is_transient() => {
                     tracing::warn!(error = %e, ?backoff, "batch failed; rewinding and retrying");
-                    self.rewind(&partitions)?;
+                    self.rewind(batch.keys().copied())?;
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
@@ -293,10 +292,10 @@ impl Processor {
         Ok(by_partition)
     }
 
-    fn process(&mut self, batch: BTreeMap<i32, Vec<Owned>>) -> Result<(), ProcessorError> {
+    fn process(&mut self, batch: &BTreeMap<i32, Vec<Owned>>) -> Result<(), ProcessorError> {
         let mut applied: Vec<Applied> = Vec::new();
         let mut commands = 0;
-        for (partition, records) in &batch {
+        for (partition, records) in batch {
             self.ensure_state(*partition)?;
             let state =
                 self.states.get_mut(partition).unwrap_or_else(|| unreachable!("loaded above"));
@@ -342,8 +341,7 @@ impl Processor {
                 tracing::warn!(error = %failure, "publishing the batch failed; rewinding to the committed offsets");
                 self.metrics.transaction_failures.with_label_values(&[failure.recovery()]).inc();
                 self.outputs.recover(failure)?;
-                let partitions: Vec<i32> = batch.keys().copied().collect();
-                self.rewind(&partitions)
+                self.rewind(batch.keys().copied())
             }
         }
     }
@@ -364,8 +362,8 @@ impl Processor {
     /// not stop the processor (the store is written right after a commit), and needs no
     /// broker to look up. The next batch reloads the partitions (and restores one whose
     /// store does not match the committed offset).
-    fn rewind(&mut self, partitions: &[i32]) -> Result<(), ProcessorError> {
-        for &p in partitions {
+    fn rewind(&mut self, partitions: impl Iterator<Item = i32>) -> Result<(), ProcessorError> {
+        for p in partitions {
             self.states.remove(&p);
             let offset = match self.store.applied_offset(p)? {
                 Some(applied) => Offset::Offset(applied + 1),

@@ -8,11 +8,7 @@ use std::time::{Duration, Instant};
 use broker::DevBroker;
 use broker::admin::ensure_topics;
 use processor::{Processor, ProcessorConfig, topic_specs};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
 use topics::codec::{from_json, to_json};
 use topics::*;
 
@@ -27,27 +23,13 @@ fn request(sku: &str, id: &str, command: Command) -> (String, Vec<u8>) {
     (sku.to_owned(), to_json(&Envelope::command(LogCommand::Request(r))).unwrap())
 }
 
-/// Every record of `topic`, read_committed, from the beginning to the end of each partition.
+/// Every committed payload of `topic`, from the beginning to the end of each partition.
 fn read_all(bootstrap: &str, topic: &str) -> Vec<Vec<u8>> {
-    let consumer: BaseConsumer = broker::client::consumer_config(bootstrap, "test-reader")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let (mut out, mut ends, started) = (Vec::new(), 0, Instant::now());
-    while ends < PARTITIONS && started.elapsed() < Duration::from_secs(60) {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => out.push(m.payload().unwrap_or_default().to_vec()),
-            Some(Err(KafkaError::PartitionEOF(_))) => ends += 1,
-            Some(Err(e)) => panic!("{e}"),
-            None => {}
-        }
-    }
-    out
+    broker::read::read_all(bootstrap, topic, Duration::from_secs(60))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.payload.unwrap_or_default())
+        .collect()
 }
 
 #[test]

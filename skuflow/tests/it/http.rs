@@ -29,13 +29,9 @@ fn key_args() -> Vec<String> {
     [("acme", "client", ACME), ("acme", "admin", ACME_ADMIN), ("other", "client", OTHER)]
         .iter()
         .flat_map(|(tenant, role, key)| {
-            ["--api-key".to_owned(), format!("{tenant}:{role}:{}", hex(&api::hash_key(key)))]
+            ["--api-key".to_owned(), format!("{tenant}:{role}:{}", hex::encode(api::hash_key(key)))]
         })
         .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Stack {
