@@ -44,8 +44,14 @@ pub fn consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
     cfg
 }
 
+/// The longest [`send_waiting`] waits for room in the queue. Queued records leave it
+/// within `message.timeout.ms` (delivered or failed), so a queue full for longer means
+/// the producer is not being served: an error, not a wait without end.
+pub const SEND_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Send `record`, waiting while librdkafka's local queue is full (the record is handed
-/// back and retried once the queue drains) instead of failing or dropping it.
+/// back and retried once the queue drains) instead of failing or dropping it; at most
+/// [`SEND_WAIT_MAX`].
 pub fn send_waiting<C, K, P>(
     producer: &rdkafka::producer::ThreadedProducer<C>,
     mut record: rdkafka::producer::BaseRecord<'_, K, P, C::DeliveryOpaque>,
@@ -57,9 +63,15 @@ where
 {
     use rdkafka::error::KafkaError;
     use rdkafka::types::RDKafkaErrorCode;
+    let deadline = std::time::Instant::now() + SEND_WAIT_MAX;
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
+            Err((e @ KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                if std::time::Instant::now() >= deadline =>
+            {
+                return Err(e);
+            }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                 record = r;
                 producer.poll(std::time::Duration::from_millis(5));

@@ -7,14 +7,20 @@
 //! number in their topic, so changelog partition p restores commands partition p.
 //!
 //! Records that cannot be applied never stop the partition: they go to the dead-letter
-//! topic with a reason, and the partition's applied offset moves past them.
+//! topic with a reason, and the partition's applied offset moves past them. When the
+//! sender can still be read from such a record (tenant and command id), it also gets a
+//! `refused` reply with the same reason, so that a client waiting for its answer hears
+//! one instead of waiting forever; a replay makes the same decision.
 
 use std::collections::BTreeMap;
 
 use state::store::{self, Batch};
 use state::{ApplyError, LogEntry, Machine, PartitionState};
 use topics::codec::{self, EncodeError};
-use topics::{Availability, Envelope, LogCommand, LogTime, Position, RecordId, Sku, Topic, keys};
+use topics::{
+    Availability, CommandId, Envelope, LogCommand, LogTime, Outcome, Position, RecordId, Rejection,
+    Reply, Sku, TenantId, Topic, keys,
+};
 
 /// Header carrying an output's identity, `partition/offset/index`.
 pub const ID_HEADER: &str = "skuflow-id";
@@ -95,29 +101,31 @@ pub fn apply_routed(
     let mut rejections = Vec::new();
     for record in records {
         let position = Position { partition, offset: record.offset };
+        let id = |index| RecordId { partition, offset: record.offset, index };
         let command = match decode(record, partition, partitions) {
             Ok(command) => command,
-            Err(reason) => {
+            Err(refused) => {
                 machine.skip(state, position)?;
-                out.push(dead_letter(partition, record, reason));
+                out.push(dead_letter(partition, record, refused.reason.clone()));
                 dead_lettered += 1;
+                if let Some((tenant, command_id)) = refused.requester {
+                    let outcome = Outcome::Rejected(Rejection::Refused { detail: refused.reason });
+                    // Log time did not move for the refused record: its time is not trusted.
+                    let reply =
+                        Reply { tenant, command_id, position, at: state.log_time(), outcome };
+                    out.push(reply_record(id(0), &reply)?);
+                    rejections.push("refused");
+                }
                 continue;
             }
         };
         let fx =
             machine.apply(state, LogEntry { position, at: record.timestamp, command: &command })?;
-        let id = |index| RecordId { partition, offset: record.offset, index };
         if let Some(reply) = &fx.reply {
-            if let topics::Outcome::Rejected(r) = &reply.outcome {
+            if let Outcome::Rejected(r) = &reply.outcome {
                 rejections.push(r.reason());
             }
-            let key = keys::reply_key(&reply.tenant, &reply.command_id);
-            out.push(output(
-                Topic::Replies,
-                id(0),
-                key,
-                codec::to_json(&Envelope::output(id(0), reply))?,
-            ));
+            out.push(reply_record(id(0), reply)?);
         }
         for (i, event) in fx.events.iter().enumerate() {
             let rid = id(i as u32 + 1);
@@ -158,27 +166,45 @@ pub fn apply_routed(
     Ok(Applied { store: batch, records: out, next_offset: last + 1, dead_lettered, rejections })
 }
 
-/// Why a record was refused, as a stable reason.
+fn reply_record(id: RecordId, reply: &Reply) -> Result<OutRecord, EncodeError> {
+    let key = keys::reply_key(&reply.tenant, &reply.command_id);
+    Ok(output(Topic::Replies, id, key, codec::to_json(&Envelope::output(id, reply))?))
+}
+
+/// A record that cannot be applied: a stable reason, and who sent it if that can be read.
+struct Refused {
+    reason: String,
+    requester: Option<(TenantId, CommandId)>,
+}
+
 fn decode(
     record: &InRecord<'_>,
     partition: i32,
     partitions: Option<i32>,
-) -> Result<LogCommand, String> {
-    let envelope = codec::from_json::<LogCommand>(record.payload)
-        .map_err(|e| format!("{}: {e}", e.reason()))?;
+) -> Result<LogCommand, Refused> {
+    let envelope = codec::from_json::<LogCommand>(record.payload).map_err(|e| Refused {
+        reason: format!("{}: {e}", e.reason()),
+        requester: codec::requester(record.payload),
+    })?;
     if let LogCommand::Request(request) = &envelope.body {
+        let refused = |reason| Refused {
+            reason,
+            requester: Some((request.tenant.clone(), request.command_id.clone())),
+        };
         // A command keyed by another SKU was routed to this partition by its key; applying
         // it here would give its SKU a second writer.
         let sku = request.command.sku();
         if record.key != Some(keys::command_key(sku)) {
-            return Err(format!("wrong_key: record key does not match the command's sku {sku}"));
+            return Err(refused(format!(
+                "wrong_key: record key does not match the command's sku {sku}"
+            )));
         }
         if let Some(n) = partitions {
             let home = keys::partition_for(keys::command_key(sku), n);
             if home != partition {
-                return Err(format!(
+                return Err(refused(format!(
                     "wrong_partition: sku {sku} belongs to partition {home} of {n} (murmur2), not {partition}"
-                ));
+                )));
             }
         }
     }
@@ -224,6 +250,7 @@ fn event_key(event: &topics::Event) -> &[u8] {
 
 fn availability(state: &PartitionState, sku: Sku, position: Position) -> Availability {
     let warehouses = state.stock(&sku).cloned().unwrap_or_default();
-    let available = warehouses.values().map(topics::StockLevel::available).sum();
+    // Saturating: the machine keeps a SKU's rows small enough for their sum to fit.
+    let available = warehouses.values().fold(0u64, |t, l| t.saturating_add(l.available()));
     Availability { sku, available, warehouses, position }
 }

@@ -50,6 +50,9 @@ pub struct ProcessorConfig {
     /// Kafka's `transaction.timeout.ms`: how long the coordinator lets a transaction stay
     /// open before aborting it (and the producer's delivery timeout).
     pub transaction_timeout: Duration,
+    /// How long a partition with records waiting may apply nothing before the watchdog
+    /// calls it stalled (logs an error, fails `/healthz`, recreates the consumer).
+    pub stall_timeout: Duration,
 }
 
 impl ProcessorConfig {
@@ -74,6 +77,7 @@ impl ProcessorConfig {
             session_timeout: Duration::from_secs(10),
             max_poll_interval: Duration::from_secs(60),
             transaction_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(30),
         }
     }
 

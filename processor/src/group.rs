@@ -1,7 +1,12 @@
-//! The consumer-group side: rebalance callbacks and per-partition lag from librdkafka's
-//! statistics.
+//! The consumer-group side: rebalance callbacks, and librdkafka's per-partition fetch
+//! statistics kept for the watchdog (what the fetcher is doing when nothing arrives).
+//!
+//! librdkafka's own `consumer_lag` is not used: it counts from the consumer's committed
+//! offset, which transactional commits (`send_offsets_to_transaction`) never update, so it
+//! grows on a healthy processor. The watchdog computes lag from the processor's own
+//! applied offset instead.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use rdkafka::ClientContext;
@@ -10,16 +15,39 @@ use rdkafka::statistics::Statistics;
 
 use crate::metrics::Metrics;
 
+/// What librdkafka said last about fetching one partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchStats {
+    /// `none`, `stopping`, `stopped`, `offset-query`, `offset-wait`, `validate-epoch-wait`,
+    /// `active`: anything but `active` means the partition is not being fetched.
+    pub fetch_state: String,
+    /// The fetcher's next offset to fetch.
+    pub next_offset: i64,
+    /// One past the last record handed to the application.
+    pub app_offset: i64,
+    /// Records fetched and waiting in librdkafka's queue.
+    pub fetchq_cnt: i64,
+    /// Last stable offset: where `read_committed` reads end.
+    pub ls_offset: i64,
+    pub hi_offset: i64,
+}
+
 pub struct GroupContext {
     /// Partitions revoked (or lost) since the processor last looked.
     revoked: Mutex<BTreeSet<i32>>,
+    fetch: Mutex<BTreeMap<i32, FetchStats>>,
     metrics: Metrics,
     commands_topic: String,
 }
 
 impl GroupContext {
     pub fn new(metrics: Metrics, commands_topic: String) -> Self {
-        Self { revoked: Mutex::default(), metrics, commands_topic }
+        Self { revoked: Mutex::default(), fetch: Mutex::default(), metrics, commands_topic }
+    }
+
+    /// The latest fetch statistics of every partition librdkafka reported.
+    pub fn fetch_stats(&self) -> BTreeMap<i32, FetchStats> {
+        self.fetch.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The partitions revoked since the last call.
@@ -31,10 +59,19 @@ impl GroupContext {
 impl ClientContext for GroupContext {
     fn stats(&self, statistics: Statistics) {
         let Some(topic) = statistics.topics.get(&self.commands_topic) else { return };
-        for (p, partition) in &topic.partitions {
-            if *p >= 0 && partition.consumer_lag >= 0 {
-                self.metrics.lag.with_label_values(&[p.to_string()]).set(partition.consumer_lag);
-            }
+        let mut fetch = self.fetch.lock().unwrap_or_else(|e| e.into_inner());
+        for (p, partition) in topic.partitions.iter().filter(|(p, _)| **p >= 0) {
+            fetch.insert(
+                *p,
+                FetchStats {
+                    fetch_state: partition.fetch_state.clone(),
+                    next_offset: partition.next_offset,
+                    app_offset: partition.app_offset,
+                    fetchq_cnt: partition.fetchq_cnt,
+                    ls_offset: partition.ls_offset,
+                    hi_offset: partition.hi_offset,
+                },
+            );
         }
     }
 }
@@ -45,9 +82,12 @@ impl ConsumerContext for GroupContext {
             Rebalance::Revoke(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!(?partitions, "partitions revoked");
+                let mut fetch = self.fetch.lock().unwrap_or_else(|e| e.into_inner());
                 for p in &partitions {
                     let _ = self.metrics.lag.remove_label_values(&[&p.to_string()]);
+                    fetch.remove(p);
                 }
+                drop(fetch);
                 self.revoked.lock().unwrap_or_else(|e| e.into_inner()).extend(partitions);
             }
             Rebalance::Assign(tpl) => {

@@ -9,15 +9,19 @@
 pub mod batch;
 pub mod config;
 mod group;
+pub mod health;
+mod identity;
 pub mod metrics;
 pub mod output;
 pub mod produce;
 pub mod restore;
 pub mod service;
 pub mod tick;
+pub mod watchdog;
 
 pub use batch::{Applied, BatchError, InRecord, OutRecord, apply_batch, apply_routed};
 pub use config::{Delivery, ProcessorConfig};
+pub use health::Health;
 pub use service::{Processor, ProcessorError};
 
 /// skuflow's topics as creation specs for [`broker::admin::ensure_topics`].

@@ -2,7 +2,8 @@
 //! binary serves it on the processor's own HTTP port).
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 #[derive(Debug, Clone)]
@@ -14,7 +15,8 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// Records applied; `rate()` of it is the apply rate.
     pub applied: IntCounter,
-    /// Records waiting in each assigned partition (high watermark − next offset).
+    /// Records waiting in each assigned partition: where its log is known to end (last
+    /// delivered tick, last stable offset) minus one past the applied offset.
     pub lag: IntGaugeVec,
     /// Changelog records read by the restore running (or last run) per partition.
     pub restore_records: IntGaugeVec,
@@ -27,6 +29,14 @@ pub struct Metrics {
     pub transaction_failures: IntCounterVec,
     pub assigned_partitions: IntGauge,
     pub ticks: IntCounter,
+    /// Seconds a partition with work waiting has made no progress (0: none waiting).
+    pub seconds_since_progress: GaugeVec,
+    /// Partitions found stalled by the watchdog.
+    pub stalls: IntCounter,
+    /// Consumers recreated to recover from a stall.
+    pub stall_recoveries: IntCounter,
+    /// 1 for a partition stopped because applying a record broke an invariant.
+    pub halted: IntGaugeVec,
 }
 
 impl Metrics {
@@ -94,6 +104,28 @@ impl Metrics {
                 "skuflow_processor_ticks_total",
                 "Tick commands appended to owned partitions",
             )?,
+            seconds_since_progress: GaugeVec::new(
+                Opts::new(
+                    "skuflow_processor_seconds_since_progress",
+                    "Seconds a partition with records waiting has applied nothing (0: none waiting)",
+                ),
+                &["partition"],
+            )?,
+            stalls: IntCounter::new(
+                "skuflow_processor_stalls_total",
+                "Partitions found with work waiting and no progress for the stall timeout",
+            )?,
+            stall_recoveries: IntCounter::new(
+                "skuflow_processor_stall_recoveries_total",
+                "Consumers recreated to recover from a stall",
+            )?,
+            halted: IntGaugeVec::new(
+                Opts::new(
+                    "skuflow_processor_halted",
+                    "1 for a partition stopped because a record broke an invariant of the machine",
+                ),
+                &["partition"],
+            )?,
         };
         registry.register(Box::new(m.batch_commands.clone()))?;
         registry.register(Box::new(m.commit_seconds.clone()))?;
@@ -107,6 +139,10 @@ impl Metrics {
         registry.register(Box::new(m.transaction_failures.clone()))?;
         registry.register(Box::new(m.assigned_partitions.clone()))?;
         registry.register(Box::new(m.ticks.clone()))?;
+        registry.register(Box::new(m.seconds_since_progress.clone()))?;
+        registry.register(Box::new(m.stalls.clone()))?;
+        registry.register(Box::new(m.stall_recoveries.clone()))?;
+        registry.register(Box::new(m.halted.clone()))?;
         Ok(m)
     }
 }

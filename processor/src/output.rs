@@ -15,6 +15,18 @@
 //!
 //! In every case the caller rewinds to the store's applied offset (the committed one) and
 //! reloads the partitions.
+//!
+//! **One transactional id per producer, never reused after an abort.** Each producer this
+//! processor creates gets a fresh transactional id, `<group>-<instance>-<nonce>`
+//! ([`crate::identity`]). The previous producers of the same instance are fenced (and
+//! whatever transaction they left open aborted) before the new one works: the ids are
+//! found in the data directory and in the metadata of the group's committed offsets,
+//! which every transaction writes. A fresh id means a fresh producer id, so no committed
+//! record is ever written by a producer id after one of its transactions was aborted;
+//! the dev broker needs that (BROKERS.md: it lists an aborted transaction to fetches that
+//! start after its abort marker, and librdkafka then drops every later batch of that
+//! producer id as aborted). On Kafka it is what KIP-447 made the normal way: fencing by the
+//! group's generation, transactional ids per process.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +42,7 @@ use topics::Topic;
 
 use crate::batch::Applied;
 use crate::config::{Delivery, ProcessorConfig};
+use crate::identity::{Identity, OutputError};
 use crate::produce;
 
 /// The codes that mean another producer with our transactional id took over.
@@ -74,6 +87,10 @@ pub enum Failure {
     Abortable(KafkaError),
     #[error("producer must be recreated: {0}")]
     Recreate(KafkaError),
+    /// A new producer could not be set up for a reason outside Kafka (its id not
+    /// recorded on disk): the processor cannot go on.
+    #[error("{0}")]
+    Local(String),
 }
 
 impl Failure {
@@ -93,6 +110,7 @@ impl Failure {
             Failure::Fenced(_) => "fenced",
             Failure::Abortable(_) => "abort",
             Failure::Recreate(_) => "recreate",
+            Failure::Local(_) => "stop",
         }
     }
 }
@@ -102,6 +120,7 @@ pub struct Outputs {
     config: ProcessorConfig,
     producer: OutputProducer,
     commands_topic: String,
+    ids: Identity,
 }
 
 impl std::fmt::Debug for Outputs {
@@ -111,10 +130,29 @@ impl std::fmt::Debug for Outputs {
 }
 
 impl Outputs {
-    pub fn new(config: &ProcessorConfig) -> Result<Self, KafkaError> {
-        let producer = create_producer(config)?;
+    /// Fence every earlier producer of this instance that the data directory remembers,
+    /// then start a producer under a fresh transactional id.
+    pub fn new(config: &ProcessorConfig) -> Result<Self, OutputError> {
+        let mut ids = Identity::open(config)?;
+        let producer = ids.fresh_producer(config)?;
         let commands_topic = config.topics.name(Topic::Commands);
-        Ok(Self { config: config.clone(), producer, commands_topic })
+        Ok(Self { config: config.clone(), producer, commands_topic, ids })
+    }
+
+    /// The transactional id of the current producer.
+    pub fn transactional_id(&self) -> &str {
+        self.ids.current()
+    }
+
+    /// Fence the earlier producers of this instance named in `committed` (the group's
+    /// committed offsets with their metadata). Returns how many were fenced now.
+    pub fn fence_predecessors(
+        &mut self,
+        committed: &TopicPartitionList,
+    ) -> Result<usize, KafkaError> {
+        let found: Vec<String> =
+            committed.elements().iter().map(|e| e.metadata().to_owned()).collect();
+        self.ids.fence_all(&self.config, found.iter().map(String::as_str))
     }
 
     /// Produce every output of `applied` and commit the consumed offsets with them.
@@ -125,13 +163,10 @@ impl Outputs {
     ) -> Result<(), Failure> {
         let mut offsets = TopicPartitionList::new();
         for a in applied {
-            offsets
-                .add_partition_offset(
-                    &self.commands_topic,
-                    a.store.partition,
-                    rdkafka::Offset::Offset(a.next_offset),
-                )
-                .map_err(Failure::Abortable)?;
+            // The metadata names the producer that committed: a successor fences it.
+            let mut e = offsets.add_partition(&self.commands_topic, a.store.partition);
+            e.set_offset(rdkafka::Offset::Offset(a.next_offset)).map_err(Failure::Abortable)?;
+            e.set_metadata(self.ids.current());
         }
         match self.config.delivery {
             Delivery::ExactlyOnce => {
@@ -208,32 +243,47 @@ impl Outputs {
             Failure::Fenced(_) => Err(failure),
             Failure::Abortable(e) if self.config.delivery == Delivery::ExactlyOnce => {
                 match self.producer.abort_transaction(self.config.timeout) {
-                    Ok(()) => Ok(()),
+                    // Aborted: this transactional id is retired (see the module docs).
+                    Ok(()) => self.recreate(),
                     Err(abort) => {
+                        let abort = Failure::classify(abort);
+                        if let Failure::Fenced(_) = abort {
+                            // Fenced while aborting: a newer incarnation exists; stop.
+                            return Err(abort);
+                        }
                         tracing::warn!(error = %e, %abort, "abort failed; recreating the producer");
-                        self.recreate().map_err(Failure::classify)
+                        self.recreate()
                     }
                 }
             }
             Failure::Abortable(_) => Ok(()),
-            Failure::Recreate(_) => self.recreate().map_err(Failure::classify),
+            Failure::Recreate(_) => self.recreate(),
+            Failure::Local(_) => Err(failure),
         }
     }
 
-    fn recreate(&mut self) -> Result<(), KafkaError> {
-        self.producer = create_producer(&self.config)?;
+    /// Fence the current producer (which aborts whatever it left open) and continue under
+    /// a fresh transactional id.
+    fn recreate(&mut self) -> Result<(), Failure> {
+        self.producer = self.ids.fresh_producer(&self.config).map_err(|e| match e {
+            OutputError::Kafka(k) => Failure::classify(k),
+            other => Failure::Local(other.to_string()),
+        })?;
         Ok(())
     }
 }
 
-fn create_producer(config: &ProcessorConfig) -> Result<OutputProducer, KafkaError> {
+pub(crate) fn create_producer(
+    config: &ProcessorConfig,
+    transactional_id: &str,
+) -> Result<OutputProducer, KafkaError> {
     let mut client = broker::client::producer_config(&config.bootstrap);
     client
         .set("enable.idempotence", "true")
         .set("message.timeout.ms", millis(config.transaction_timeout));
     if config.delivery == Delivery::ExactlyOnce {
         client
-            .set("transactional.id", config.transactional_id())
+            .set("transactional.id", transactional_id)
             .set("transaction.timeout.ms", millis(config.transaction_timeout))
             // On Kafka a transaction begun right after a commit can meet
             // CONCURRENT_TRANSACTIONS until the markers are written; librdkafka retries after

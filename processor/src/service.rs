@@ -17,7 +17,7 @@
 //! applied or committed, so there is no batch in flight to finish; records already polled
 //! for a revoked partition are dropped (its new owner starts from the committed offset).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -27,16 +27,18 @@ use rdkafka::message::{Message, Timestamp};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use state::store::Store;
-use state::{Machine, PartitionState};
+use state::{ApplyError, Machine, PartitionState};
 use topics::{LogTime, Topic};
 
 use crate::batch::{Applied, BatchError, InRecord, apply_routed};
 use crate::config::ProcessorConfig;
 use crate::group::GroupContext;
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::output::{Failure, Outputs, millis};
 use crate::restore::{RestoreError, restore_partition};
 use crate::tick::Ticker;
+use crate::watchdog::Watchdog;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessorError {
@@ -61,6 +63,10 @@ pub enum ProcessorError {
     GroupFenced(String),
     #[error("fatal consumer error: {0}")]
     Consumer(String),
+    #[error("machine configuration: {0}")]
+    Config(#[from] state::ConfigError),
+    #[error("producer: {0}")]
+    Identity(#[from] crate::identity::OutputError),
 }
 
 impl ProcessorError {
@@ -82,6 +88,9 @@ impl ProcessorError {
 
 /// The longest an idle poll blocks the loop.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// How often the watchdog looks at the owned partitions.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// Backoff after a transient failure, doubling up to a bound.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -107,6 +116,11 @@ pub struct Processor {
     /// Partitions of the commands topic, for the routing check.
     partitions: i32,
     metrics: Metrics,
+    watchdog: Watchdog,
+    last_watch: Instant,
+    /// Partitions stopped because applying a record broke an invariant (paused, never
+    /// committed past that record) until they are revoked.
+    halted: BTreeSet<i32>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -122,21 +136,38 @@ impl Processor {
         config: ProcessorConfig,
         registry: &prometheus::Registry,
     ) -> Result<Self, ProcessorError> {
+        Self::with_health(config, registry, Health::new())
+    }
+
+    /// [`Processor::new`], reporting stalled and halted partitions to `health`.
+    pub fn with_health(
+        config: ProcessorConfig,
+        registry: &prometheus::Registry,
+        health: Health,
+    ) -> Result<Self, ProcessorError> {
+        config.machine.validate()?;
         let metrics = Metrics::register(registry)?;
         let store = Store::open(&config.data_dir, config.sync_store)?;
         let commands_topic = config.topics.name(Topic::Commands);
-        // The producer first: initialising it aborts whatever a crashed incarnation of
-        // this instance left open, before we read any committed offset.
-        let outputs = Outputs::new(&config)?;
+        // The producer first: fencing the earlier producers of this instance aborts
+        // whatever a crashed incarnation left open, before we read any committed offset.
+        let mut outputs = Outputs::new(&config)?;
         let consumer = join_group(&config, &metrics, &commands_topic)?;
         let partitions = broker::read::partition_count(&consumer, &commands_topic, config.timeout)?;
+        // A predecessor on another disk (a rescheduled pod, a frozen zombie) is named in
+        // the metadata of the offsets it committed.
+        let mut all = TopicPartitionList::new();
+        for p in 0..partitions {
+            all.add_partition(&commands_topic, p);
+        }
+        outputs.fence_predecessors(&consumer.committed_offsets(all, config.timeout)?)?;
         let ticker = match config.tick_interval {
             Some(every) => Some(Ticker::new(&config.bootstrap, commands_topic.clone(), every)?),
             None => None,
         };
         tracing::info!(
             instance = %config.instance,
-            transactional_id = %config.transactional_id(),
+            transactional_id = %outputs.transactional_id(),
             delivery = ?config.delivery,
             "processor joined group {}",
             config.group_id
@@ -150,6 +181,9 @@ impl Processor {
             states: BTreeMap::new(),
             commands_topic,
             partitions,
+            watchdog: Watchdog::new(config.stall_timeout, health, metrics.clone()),
+            last_watch: Instant::now(),
+            halted: BTreeSet::new(),
             metrics,
             config,
         })
@@ -161,6 +195,7 @@ impl Processor {
         let mut backoff = BACKOFF_MIN;
         while !shutdown.load(Ordering::Relaxed) {
             self.tick();
+            self.watch()?;
             let batch = match self.poll_batch() {
                 Ok(batch) => batch,
                 Err(ProcessorError::GroupFenced(reason)) => {
@@ -194,9 +229,58 @@ impl Processor {
     /// (exit 3), and the newer one, fenced from the group meanwhile, takes it back again.
     fn rejoin(&mut self, reason: &str) -> Result<(), ProcessorError> {
         tracing::warn!(reason, "fenced from the group by our own instance name; rejoining");
+        self.recreate_consumer()
+    }
+
+    /// A new consumer under the same instance name: it takes this member's place in the
+    /// group and starts every partition from its committed offset. Safe between batches:
+    /// the store holds exactly what was committed.
+    fn recreate_consumer(&mut self) -> Result<(), ProcessorError> {
         self.states.clear();
+        for p in std::mem::take(&mut self.halted) {
+            let _ = self.metrics.halted.remove_label_values(&[&p.to_string()]);
+        }
+        self.watchdog.reset();
         self.consumer = join_group(&self.config, &self.metrics, &self.commands_topic)?;
         Ok(())
+    }
+
+    /// Once a second: compare every owned partition's position with where its log is
+    /// known to end; a stalled partition is reported and the consumer recreated.
+    fn watch(&mut self) -> Result<(), ProcessorError> {
+        if self.last_watch.elapsed() < WATCH_EVERY {
+            return Ok(());
+        }
+        self.last_watch = Instant::now();
+        let assigned: Vec<i32> = match self.consumer.assignment() {
+            Ok(tpl) => tpl.elements().iter().map(|e| e.partition()).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "no assignment to watch");
+                return Ok(());
+            }
+        };
+        self.metrics.assigned_partitions.set(assigned.len() as i64);
+        let watched: Vec<i32> = assigned.into_iter().filter(|p| !self.halted.contains(p)).collect();
+        self.watchdog.retain(&watched);
+        for &p in &watched {
+            if !self.watchdog.watches(p) {
+                let position = self.store.applied_offset(p)?.map(|a| a + 1);
+                self.watchdog.assigned(p, position);
+            }
+        }
+        let ends = self.ticker.as_ref().map(Ticker::log_ends).unwrap_or_default();
+        let stalls = self.watchdog.check(&ends, &self.consumer.context().fetch_stats());
+        if stalls.is_empty() {
+            return Ok(());
+        }
+        for stall in &stalls {
+            tracing::error!(
+                partition = stall.partition,
+                "partition stalled: {stall}; recreating the consumer"
+            );
+        }
+        self.metrics.stall_recoveries.inc();
+        self.recreate_consumer()
     }
 
     /// Hand the partitions over now. A static member (`group.instance.id`) sends no
@@ -226,7 +310,6 @@ impl Processor {
                 return;
             }
         };
-        self.metrics.assigned_partitions.set(assigned.len() as i64);
         let sent = ticker.tick(&assigned);
         self.metrics.ticks.inc_by(sent as u64);
     }
@@ -288,6 +371,12 @@ impl Processor {
         for p in self.consumer.context().take_revoked() {
             by_partition.remove(&p);
             self.states.remove(&p);
+            if self.halted.remove(&p) {
+                let _ = self.metrics.halted.remove_label_values(&[&p.to_string()]);
+            }
+        }
+        for p in &self.halted {
+            by_partition.remove(p);
         }
         Ok(by_partition)
     }
@@ -296,7 +385,9 @@ impl Processor {
         let mut applied: Vec<Applied> = Vec::new();
         let mut commands = 0;
         for (partition, records) in batch {
-            self.ensure_state(*partition)?;
+            if !self.ensure_state(*partition)? {
+                continue;
+            }
             let state =
                 self.states.get_mut(partition).unwrap_or_else(|| unreachable!("loaded above"));
             // Records the store already holds (it can be ahead of the committed offset
@@ -315,14 +406,16 @@ impl Processor {
             if ins.is_empty() {
                 continue;
             }
-            commands += ins.len();
-            applied.push(apply_routed(
-                &self.machine,
-                state,
-                *partition,
-                Some(self.partitions),
-                &ins,
-            )?);
+            let n = ins.len();
+            match apply_routed(&self.machine, state, *partition, Some(self.partitions), &ins) {
+                Ok(a) => applied.push(a),
+                Err(BatchError::Apply(broken @ ApplyError::InvariantBroken { .. })) => {
+                    self.halt(*partition, format!("invariant broken: {broken}"));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            commands += n;
         }
         if applied.is_empty() {
             return Ok(());
@@ -333,6 +426,7 @@ impl Processor {
                 self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
                 for a in &applied {
                     self.store.write(&a.store)?;
+                    self.watchdog.advanced(a.store.partition, a.next_offset);
                 }
                 self.record_batch(commands, &applied);
                 Ok(())
@@ -343,6 +437,25 @@ impl Processor {
                 self.outputs.recover(failure)?;
                 self.rewind(batch.keys().copied())
             }
+        }
+    }
+
+    /// `partition` cannot be applied safely: applying a record broke one of the machine's
+    /// invariants (a bug, not bad input), or its state would resume past a gap. The
+    /// partition stops here, before anything of it is committed: its half-changed state is
+    /// dropped, it is paused, `/healthz` fails and a metric says so. The other partitions
+    /// go on. A new owner (after a rebalance or restart) meets the same record or gap and
+    /// stops the same way, so nothing wrong is ever written.
+    fn halt(&mut self, partition: i32, reason: String) {
+        tracing::error!(partition, "partition halted, nothing of it committed: {reason}");
+        self.states.remove(&partition);
+        self.halted.insert(partition);
+        self.metrics.halted.with_label_values(&[partition.to_string()]).set(1);
+        self.watchdog.halted(partition, reason);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.commands_topic, partition);
+        if let Err(e) = self.consumer.pause(&tpl) {
+            tracing::error!(partition, error = %e, "could not pause the halted partition; its records are dropped as they arrive");
         }
     }
 
@@ -362,45 +475,85 @@ impl Processor {
     /// not stop the processor (the store is written right after a commit), and needs no
     /// broker to look up. The next batch reloads the partitions (and restores one whose
     /// store does not match the committed offset).
+    ///
+    /// A seek that fails on a partition still owned would leave the consumer past records
+    /// that were never committed: the consumer is then recreated, which starts every
+    /// partition from its committed offset. (A partition revoked meanwhile cannot be
+    /// sought, and needs not be: its new owner starts from the committed offset.)
     fn rewind(&mut self, partitions: impl Iterator<Item = i32>) -> Result<(), ProcessorError> {
+        let owned: Vec<i32> = self
+            .consumer
+            .assignment()
+            .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+            .unwrap_or_default();
+        let mut failed = false;
         for p in partitions {
             self.states.remove(&p);
             let offset = match self.store.applied_offset(p)? {
                 Some(applied) => Offset::Offset(applied + 1),
                 None => Offset::Beginning,
             };
-            // A partition revoked meanwhile cannot be sought; its new owner starts from
-            // the committed offset anyway.
+            if !owned.contains(&p) {
+                continue;
+            }
             if let Err(err) =
                 self.consumer.seek(&self.commands_topic, p, offset, self.config.timeout)
             {
-                tracing::debug!(partition = p, error = %err, "seek after failure");
+                tracing::error!(partition = p, ?offset, error = %err, "seek back to the applied offset failed; recreating the consumer");
+                failed = true;
             }
+        }
+        if failed {
+            return self.recreate_consumer();
         }
         Ok(())
     }
 
     /// Load `partition`'s state, restoring it from the changelog first if the store does
-    /// not reflect exactly the committed offset.
-    fn ensure_state(&mut self, partition: i32) -> Result<(), ProcessorError> {
+    /// not reflect exactly the committed offset. Returns `false` when the partition must
+    /// not be applied: after the restore, its state still ends before the committed
+    /// offset, so applying from there would skip the commands in between (a gap). That
+    /// happens only when the broker lost committed changelog records; the partition is
+    /// halted with both offsets named, and nothing is written.
+    fn ensure_state(&mut self, partition: i32) -> Result<bool, ProcessorError> {
         if self.states.contains_key(&partition) {
-            return Ok(());
+            return Ok(true);
         }
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.commands_topic, partition);
-        let committed = self.consumer.committed_offsets(tpl, self.config.timeout)?;
+        let mut committed = self.consumer.committed_offsets(tpl.clone(), self.config.timeout)?;
+        // A predecessor of this instance that committed here since we started is fenced
+        // first; then the committed offset cannot move under us any more.
+        if self.outputs.fence_predecessors(&committed)? > 0 {
+            committed = self.consumer.committed_offsets(tpl, self.config.timeout)?;
+        }
         let next = committed.find_partition(&self.commands_topic, partition).and_then(|e| match e
             .offset()
         {
             Offset::Offset(o) => Some(o),
             _ => None,
         });
-        let applied = self.store.applied_offset(partition)?;
+        let mut applied = self.store.applied_offset(partition)?;
         if applied.map(|a| a + 1) != next {
             self.restore(partition, applied, next)?;
+            applied = self.store.applied_offset(partition)?;
+        }
+        // A state ahead of the committed offset is fine: records it already holds are not
+        // applied again (see `process`). One behind it is not.
+        let resumes_at = applied.map_or(0, |a| a + 1);
+        if let Some(next) = next.filter(|n| resumes_at < *n) {
+            self.halt(
+                partition,
+                format!(
+                    "gap: the changelog ends at applied offset {applied:?} but the group committed offset {next}; \
+                     applying from {next} would skip offsets {resumes_at}..{next}. The broker lost committed \
+                     changelog records; restore them or reset the group offset deliberately"
+                ),
+            );
+            return Ok(false);
         }
         self.states.insert(partition, self.store.load(partition)?);
-        Ok(())
+        Ok(true)
     }
 
     fn restore(

@@ -1,15 +1,42 @@
 //! Ticks: the owner of a partition appends a tick command to it at a fixed interval, so
 //! log time moves (and holds expire) on a quiet partition too. Best effort: a tick that
 //! cannot be queued is skipped, the next one comes an interval later.
+//!
+//! Each delivered tick also tells the watchdog where the partition's log ended at that
+//! moment, independently of the consumer: a tick appended but never consumed is work the
+//! processor should have done.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use topics::{Envelope, LogCommand};
 
+/// Records the offset of the last delivered tick of each partition.
+#[derive(Debug, Clone, Default)]
+pub struct TickContext {
+    delivered: Arc<Mutex<BTreeMap<i32, i64>>>,
+}
+
+impl ClientContext for TickContext {}
+
+impl ProducerContext for TickContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Ok(m) = result {
+            let mut delivered = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+            let last = delivered.entry(m.partition()).or_insert(m.offset());
+            *last = (*last).max(m.offset());
+        }
+    }
+}
+
 pub struct Ticker {
-    producer: ThreadedProducer<DefaultProducerContext>,
+    producer: ThreadedProducer<TickContext>,
     topic: String,
     payload: Vec<u8>,
     every: Duration,
@@ -27,7 +54,7 @@ impl Ticker {
         let producer = broker::client::producer_config(bootstrap)
             .set("enable.idempotence", "true")
             .set("linger.ms", "0")
-            .create()?;
+            .create_with_context(TickContext::default())?;
         let payload = topics::codec::to_json(&Envelope::command(LogCommand::Tick))
             .unwrap_or_else(|e| unreachable!("a tick always encodes: {e}"));
         Ok(Self { producer, topic, payload, every, last: Instant::now() })
@@ -35,6 +62,13 @@ impl Ticker {
 
     pub fn due(&self) -> bool {
         self.last.elapsed() >= self.every
+    }
+
+    /// One past the offset of the last tick delivered to each partition: the log reached
+    /// at least that far.
+    pub fn log_ends(&self) -> BTreeMap<i32, i64> {
+        let delivered = self.producer.context().delivered.lock().unwrap_or_else(|e| e.into_inner());
+        delivered.iter().map(|(p, o)| (*p, o + 1)).collect()
     }
 
     /// Queue one tick for each of `partitions`; returns how many were queued.

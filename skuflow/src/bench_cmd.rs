@@ -107,7 +107,12 @@ fn drain(
     config.batch_max = bench.batch_max;
     let registry = Registry::new();
     let shutdown = Arc::new(AtomicBool::new(false));
-    let worker = crate::processor_cmd::spawn(config, registry.clone(), shutdown.clone())?;
+    let worker = crate::processor_cmd::spawn(
+        config,
+        registry.clone(),
+        processor::Health::new(),
+        shutdown.clone(),
+    )?;
     let total = bench.commands as u64;
     let (mut first, started) = (None, Instant::now());
     let end = loop {

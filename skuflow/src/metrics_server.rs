@@ -1,9 +1,11 @@
-//! A service's own metrics endpoint: `GET /metrics` (Prometheus text) and `GET /healthz`,
-//! on a small actix-web server in a thread of its own.
+//! A service's own metrics endpoint: `GET /metrics` (Prometheus text) and `GET /healthz`
+//! (200, or 503 with the reason the service reports), on a small actix-web server in a
+//! thread of its own.
 
 use std::net::SocketAddr;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
+use processor::Health;
 use prometheus::{Encoder, Registry, TextEncoder};
 
 #[derive(Debug)]
@@ -14,12 +16,13 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    pub fn start(addr: SocketAddr, registry: Registry) -> anyhow::Result<Self> {
+    pub fn start(addr: SocketAddr, registry: Registry, health: Health) -> anyhow::Result<Self> {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(registry.clone()))
+                .app_data(web::Data::new(health.clone()))
                 .route("/metrics", web::get().to(metrics))
-                .route("/healthz", web::get().to(|| async { HttpResponse::Ok().body("ok\n") }))
+                .route("/healthz", web::get().to(healthz))
         })
         .workers(1)
         .disable_signals()
@@ -40,6 +43,13 @@ impl MetricsServer {
     pub fn stop(self) {
         actix_web::rt::System::new().block_on(self.handle.stop(true));
         let _ = self.thread.join();
+    }
+}
+
+async fn healthz(health: web::Data<Health>) -> HttpResponse {
+    match health.check() {
+        Ok(()) => HttpResponse::Ok().body("ok\n"),
+        Err(why) => HttpResponse::ServiceUnavailable().body(why),
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use processor::{Delivery, Processor, ProcessorConfig};
+use processor::{Delivery, Health, Processor, ProcessorConfig};
 use topics::Topics;
 
 /// Exit code of a fenced processor.
@@ -64,6 +64,10 @@ pub struct ProcessorArgs {
     /// Address of the metrics endpoint (GET /metrics, /healthz).
     #[arg(long, env = "SKUFLOW_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: SocketAddr,
+    /// Milliseconds a partition with records waiting may apply nothing before the watchdog
+    /// reports it stalled: an error in the log, /healthz 503, the consumer recreated.
+    #[arg(long, env = "SKUFLOW_STALL_TIMEOUT_MS", default_value_t = 30_000)]
+    pub stall_timeout_ms: u64,
 }
 
 fn parse_delivery(s: &str) -> Result<Delivery, String> {
@@ -91,18 +95,23 @@ impl ProcessorArgs {
         config.session_timeout = Duration::from_millis(self.session_timeout_ms);
         config.max_poll_interval = Duration::from_millis(self.max_poll_interval_ms);
         config.sync_store = self.sync_store;
+        config.stall_timeout = Duration::from_millis(self.stall_timeout_ms.max(1));
         config
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let registry = prometheus::Registry::new();
-    let metrics =
-        crate::metrics_server::MetricsServer::start(args.processor.metrics_addr, registry.clone())?;
+    let health = Health::new();
+    let metrics = crate::metrics_server::MetricsServer::start(
+        args.processor.metrics_addr,
+        registry.clone(),
+        health.clone(),
+    )?;
     tracing::info!(addr = %metrics.addr(), "metrics at http://{}/metrics", metrics.addr());
     let shutdown = Arc::new(AtomicBool::new(false));
     let config = args.processor.config(&args.cluster.brokers, args.cluster.topics());
-    let worker = spawn(config, registry, shutdown.clone())?;
+    let worker = spawn(config, registry, health, shutdown.clone())?;
     crate::wait_for_shutdown("the processor", || !worker.is_finished())?;
     shutdown.store(true, Ordering::Relaxed);
     let result = worker.join().map_err(|_| anyhow::anyhow!("the processor thread panicked"))?;
@@ -121,9 +130,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 pub fn spawn(
     config: ProcessorConfig,
     registry: prometheus::Registry,
+    health: Health,
     shutdown: Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<Result<(), processor::ProcessorError>>> {
     Ok(std::thread::Builder::new()
         .name("processor".into())
-        .spawn(move || Processor::new(config, &registry)?.run(&shutdown))?)
+        .spawn(move || Processor::with_health(config, &registry, health)?.run(&shutdown))?)
 }

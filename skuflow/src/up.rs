@@ -65,10 +65,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let topics = Topics { prefix: args.topic_prefix };
     let registry = prometheus::Registry::new();
-    let metrics = MetricsServer::start(args.processor.metrics_addr, registry.clone())?;
+    let health = processor::Health::new();
+    let metrics =
+        MetricsServer::start(args.processor.metrics_addr, registry.clone(), health.clone())?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let config = args.processor.config(&bootstrap, topics.clone());
-    let worker = crate::processor_cmd::spawn(config, registry, shutdown.clone())?;
+    let worker = crate::processor_cmd::spawn(config, registry, health, shutdown.clone())?;
 
     let mut api_config = args.api.config(&bootstrap, topics);
     let dev_key = api_config.keys.is_empty() && api_config.jwt.is_none();

@@ -12,7 +12,9 @@ mod context;
 pub mod machine;
 pub mod partition;
 
-pub use config::MachineConfig;
+pub use config::{ConfigError, MachineConfig};
 pub use machine::{ApplyError, Effects, LogEntry, Machine};
-pub use partition::{DedupRecord, EntityKey, PartitionState, Snapshot, Timer, TimerKey, TimerKind};
+pub use partition::{
+    DedupKey, DedupRecord, EntityKey, PartitionState, Snapshot, Timer, TimerKey, TimerKind,
+};
 pub mod store;

@@ -9,12 +9,14 @@
 //!
 //! No clock, no randomness, no IO: everything comes from the entry and the state.
 
-use topics::{Event, LogCommand, LogTime, Outcome, Position, Rejection, Reply, Request, Sku};
+use topics::{
+    Event, LogCommand, LogTime, Outcome, Position, Rejection, Reply, Request, Sku, WarehouseId,
+};
 
 use crate::commands;
 use crate::config::MachineConfig;
 use crate::context::Ctx;
-use crate::partition::{DedupRecord, PartitionState, Timer, TimerKey};
+use crate::partition::{DedupKey, DedupRecord, PartitionState, Timer, TimerKey};
 
 /// A command as the log delivers it.
 #[derive(Debug, Clone, Copy)]
@@ -35,11 +37,15 @@ pub struct Effects {
     pub touched: Vec<Sku>,
 }
 
-/// Infrastructure errors: the caller fed the machine something it must never see.
+/// Errors that are never a client's fault: the caller fed the machine something it must
+/// never see, or the machine broke one of its own invariants. After an error the state
+/// passed in may be half changed: the caller must drop it, never persist it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {
     #[error("offset {offset} is not after the last applied offset {applied}")]
     OffsetNotAfterApplied { offset: i64, applied: i64 },
+    #[error("invariant broken by the record at offset {offset}, row {sku}/{warehouse}: {what}")]
+    InvariantBroken { offset: i64, sku: Sku, warehouse: WarehouseId, what: String },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -50,10 +56,6 @@ pub struct Machine {
 impl Machine {
     pub fn new(config: MachineConfig) -> Self {
         Self { config }
-    }
-
-    pub fn config(&self) -> &MachineConfig {
-        &self.config
     }
 
     pub fn apply(
@@ -78,7 +80,12 @@ impl Machine {
             LogCommand::Tick => None,
             LogCommand::Request(request) => Some(answer(&mut ctx, request)),
         };
-        let (events, touched) = ctx.finish();
+        let (events, touched) = ctx.finish().map_err(|b| ApplyError::InvariantBroken {
+            offset: entry.position.offset,
+            sku: b.sku,
+            warehouse: b.warehouse,
+            what: b.what,
+        })?;
         Ok(Effects { reply, events, touched })
     }
 }
@@ -103,7 +110,12 @@ fn check_after_applied(state: &PartitionState, position: Position) -> Result<(),
 }
 
 fn answer(ctx: &mut Ctx<'_>, request: &Request) -> Reply {
-    if let Some(seen) = ctx.state.dedup(&request.tenant, &request.command_id) {
+    let key = DedupKey {
+        tenant: request.tenant.clone(),
+        sku: request.command.sku().clone(),
+        command_id: request.command_id.clone(),
+    };
+    if let Some(seen) = ctx.state.dedup(&key) {
         if seen.command == request.command {
             return seen.reply.clone();
         }
@@ -112,11 +124,9 @@ fn answer(ctx: &mut Ctx<'_>, request: &Request) -> Reply {
     let outcome = commands::apply(ctx, &request.tenant, &request.command);
     let reply = reply(ctx, request, outcome);
     let record = DedupRecord { command: request.command.clone(), reply: reply.clone() };
-    ctx.state.put_dedup(request.tenant.clone(), request.command_id.clone(), record);
-    let forget = Timer::ForgetCommand {
-        tenant: request.tenant.clone(),
-        command_id: request.command_id.clone(),
-    };
+    ctx.state.put_dedup(key.clone(), record);
+    let forget =
+        Timer::ForgetCommand { tenant: key.tenant, sku: key.sku, command_id: key.command_id };
     let at = ctx.now.plus_ms(ctx.config.dedup_window_ms);
     ctx.state.add_timer(TimerKey::forget_command(at, ctx.position.offset), forget);
     reply
@@ -137,8 +147,8 @@ fn fire_due_timers(ctx: &mut Ctx<'_>) {
         match timer {
             Timer::Expire { reservation } => commands::expire(ctx, &reservation, key.at),
             Timer::ForgetReservation { reservation } => ctx.state.remove_reservation(&reservation),
-            Timer::ForgetCommand { tenant, command_id } => {
-                ctx.state.remove_dedup(&tenant, &command_id)
+            Timer::ForgetCommand { tenant, sku, command_id } => {
+                ctx.state.remove_dedup(DedupKey { tenant, sku, command_id })
             }
         }
     }

@@ -30,7 +30,7 @@ pub enum Timer {
     /// A finished reservation leaves the store.
     ForgetReservation { reservation: ReservationId },
     /// A command id leaves the idempotency window.
-    ForgetCommand { tenant: TenantId, command_id: CommandId },
+    ForgetCommand { tenant: TenantId, sku: Sku, command_id: CommandId },
 }
 
 /// What kind of work a timer does; part of its key, so never renumber.
@@ -71,8 +71,18 @@ impl TimerKey {
 pub enum EntityKey {
     Stock(Sku, WarehouseId),
     Reservation(ReservationId),
-    Dedup(TenantId, CommandId),
+    Dedup(DedupKey),
     Timer(TimerKey),
+}
+
+/// The scope of an idempotency key: the tenant, the SKU the command touches and the
+/// client's command id. The SKU is part of it so that the answer never depends on
+/// whether two SKUs share a partition: one id used with two SKUs is two commands.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DedupKey {
+    pub tenant: TenantId,
+    pub sku: Sku,
+    pub command_id: CommandId,
 }
 
 /// A sorted, comparable copy of a partition's state.
@@ -82,7 +92,7 @@ pub struct Snapshot {
     pub applied: Option<i64>,
     pub stock: BTreeMap<(Sku, WarehouseId), StockLevel>,
     pub reservations: BTreeMap<ReservationId, Reservation>,
-    pub dedup: BTreeMap<(TenantId, CommandId), DedupRecord>,
+    pub dedup: BTreeMap<DedupKey, DedupRecord>,
     pub timers: BTreeMap<TimerKey, Timer>,
 }
 
@@ -96,7 +106,7 @@ pub struct PartitionState {
     pub(crate) stock: FxHashMap<Sku, BTreeMap<WarehouseId, StockLevel>>,
     pub(crate) reservations: FxHashMap<ReservationId, Reservation>,
     /// Boxed: records are large and the map grows by moving its entries.
-    pub(crate) dedup: FxHashMap<(TenantId, CommandId), Box<DedupRecord>>,
+    pub(crate) dedup: FxHashMap<DedupKey, Box<DedupRecord>>,
     pub(crate) timers: BTreeMap<TimerKey, Timer>,
     /// Entities changed since the last [`PartitionState::take_changes`].
     changed: Vec<EntityKey>,
@@ -127,8 +137,8 @@ impl PartitionState {
         self.reservations.get(id)
     }
 
-    pub fn dedup(&self, tenant: &TenantId, command_id: &CommandId) -> Option<&DedupRecord> {
-        self.dedup.get(&(tenant.clone(), command_id.clone())).map(|r| &**r)
+    pub fn dedup(&self, key: &DedupKey) -> Option<&DedupRecord> {
+        self.dedup.get(key).map(|r| &**r)
     }
 
     /// Every stock row, sorted, for audits and comparisons.
@@ -144,7 +154,7 @@ impl PartitionState {
         self.reservations.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
-    pub fn dedup_records(&self) -> BTreeMap<(TenantId, CommandId), DedupRecord> {
+    pub fn dedup_records(&self) -> BTreeMap<DedupKey, DedupRecord> {
         self.dedup.iter().map(|(k, v)| (k.clone(), (**v).clone())).collect()
     }
 
@@ -190,19 +200,14 @@ impl PartitionState {
         self.changed.push(EntityKey::Reservation(id.clone()));
     }
 
-    pub(crate) fn put_dedup(
-        &mut self,
-        tenant: TenantId,
-        command_id: CommandId,
-        record: DedupRecord,
-    ) {
-        self.changed.push(EntityKey::Dedup(tenant.clone(), command_id.clone()));
-        self.dedup.insert((tenant, command_id), Box::new(record));
+    pub(crate) fn put_dedup(&mut self, key: DedupKey, record: DedupRecord) {
+        self.changed.push(EntityKey::Dedup(key.clone()));
+        self.dedup.insert(key, Box::new(record));
     }
 
-    pub(crate) fn remove_dedup(&mut self, tenant: &TenantId, command_id: &CommandId) {
-        self.dedup.remove(&(tenant.clone(), command_id.clone()));
-        self.changed.push(EntityKey::Dedup(tenant.clone(), command_id.clone()));
+    pub(crate) fn remove_dedup(&mut self, key: DedupKey) {
+        self.dedup.remove(&key);
+        self.changed.push(EntityKey::Dedup(key));
     }
 
     pub(crate) fn add_timer(&mut self, key: TimerKey, timer: Timer) {
@@ -236,13 +241,8 @@ impl PartitionState {
         self.reservations.insert(r.id.clone(), r);
     }
 
-    pub(crate) fn load_dedup(
-        &mut self,
-        tenant: TenantId,
-        command_id: CommandId,
-        record: DedupRecord,
-    ) {
-        self.dedup.insert((tenant, command_id), Box::new(record));
+    pub(crate) fn load_dedup(&mut self, key: DedupKey, record: DedupRecord) {
+        self.dedup.insert(key, Box::new(record));
     }
 
     pub(crate) fn load_timer(&mut self, key: TimerKey, timer: Timer) {

@@ -2,6 +2,7 @@
 
 mod support;
 
+use state::DedupKey;
 use support::*;
 use topics::*;
 
@@ -237,7 +238,81 @@ fn cases() -> Vec<Case> {
                 requested_on_hand: 2,
             }),
         },
+        // Found as an outside client: [w1, w1] offered w1's 5 units twice and held 8.
+        Case {
+            name: "reserve with a warehouse twice in the priority order",
+            given: stocked,
+            when: |_| {
+                Command::Reserve(Reserve {
+                    strategy: Some(priority(&["w1", "w1"])),
+                    ..reserve("s", 8)
+                })
+            },
+            then: rejected(Rejection::DuplicateWarehouse { warehouse: wh("w1") }),
+        },
+        Case {
+            name: "reserve with an empty priority order",
+            given: stocked,
+            when: |_| {
+                Command::Reserve(Reserve { strategy: Some(priority(&[])), ..reserve("s", 1) })
+            },
+            then: rejected(Rejection::EmptyOrder),
+        },
+        Case {
+            name: "reserve more than one command may hold",
+            given: stocked,
+            when: |_| Command::Reserve(reserve("s", 1_000_001)),
+            then: rejected(Rejection::QuantityTooLarge { max: 1_000_000 }),
+        },
+        Case {
+            name: "set above the stock maximum",
+            given: |_| None,
+            when: |_| set_stock("s", "w1", u64::MAX, 0),
+            then: rejected(Rejection::StockLimit { max: MAX_STOCK }),
+        },
+        Case {
+            name: "restock past the stock maximum",
+            given: |log| {
+                log.send(set_stock("s", "w1", MAX_STOCK, 0));
+                None
+            },
+            when: |_| restock("s", "w1", 1),
+            then: rejected(Rejection::StockLimit { max: MAX_STOCK }),
+        },
+        Case {
+            name: "adjust past the stock maximum",
+            given: stocked,
+            when: |_| adjust("s", "w1", i64::MAX),
+            then: rejected(Rejection::StockLimit { max: MAX_STOCK }),
+        },
+        Case {
+            name: "adjust far below zero",
+            given: stocked,
+            when: |_| adjust("s", "w1", i64::MIN),
+            then: rejected(Rejection::BelowReserved {
+                on_hand: 5,
+                reserved: 0,
+                requested_on_hand: i64::MIN + 5,
+            }),
+        },
+        Case {
+            name: "restock one warehouse more than a SKU may have",
+            given: |log| {
+                for w in 0..64 {
+                    log.send(restock("s", &format!("w{w}"), 1));
+                }
+                None
+            },
+            when: |_| restock("s", "w64", 1),
+            then: rejected(Rejection::TooManyWarehouses { max: 64 }),
+        },
     ]
+}
+
+const MAX_STOCK: u64 = 1_000_000_000_000;
+
+fn priority(order: &[&str]) -> Strategy {
+    Strategy::Priority { order: order.iter().map(|w| wh(w)).collect() }
 }
 
 #[test]
@@ -357,7 +432,8 @@ fn command_ids_are_forgotten_after_the_window() {
     log.send_as(&key, Command::Reserve(reserve("s", 1)));
     log.now += support::config().dedup_window_ms;
     log.tick();
-    assert!(log.state.dedup(&log.tenant, &key).is_none());
+    let scope = DedupKey { tenant: log.tenant.clone(), sku: sku("s"), command_id: key.clone() };
+    assert!(log.state.dedup(&scope).is_none());
     let again = log.send_as(&key, Command::Reserve(reserve("s", 1))).reply.unwrap();
     assert!(matches!(again.outcome, Outcome::Reserved { .. }), "a new command now");
 }

@@ -74,7 +74,7 @@ struct Model {
     /// How many terminal events each reservation got.
     ended: BTreeMap<ReservationId, u32>,
     /// First request and reply per (tenant, id).
-    replies: BTreeMap<(TenantId, CommandId), (Command, Reply)>,
+    replies: BTreeMap<(TenantId, Sku, CommandId), (Command, Reply)>,
     sent: Vec<(CommandId, Command)>,
 }
 
@@ -106,7 +106,8 @@ impl Model {
             }
         }
         let (Some((id, command)), Some(reply)) = (sent, &fx.reply) else { return };
-        let key = (log.tenant.clone(), id.clone());
+        // Idempotency is scoped by tenant, SKU and id.
+        let key = (log.tenant.clone(), command.sku().clone(), id.clone());
         match self.replies.get(&key) {
             Some((first, original)) if first == command => {
                 assert_eq!(reply, original, "I3: a retry got another reply")

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::envelope::{Envelope, VERSION};
+use crate::ids::{CommandId, TenantId};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -56,4 +57,21 @@ pub fn from_json<T: DeserializeOwned>(bytes: Option<&[u8]>) -> Result<Envelope<T
         return Err(DecodeError::UnsupportedVersion { found: v });
     }
     serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))
+}
+
+/// Who sent a command record that cannot be applied: the tenant and command id of a
+/// request, read leniently (any envelope version, any other field broken), so that a
+/// refused request still gets a reply. `None` when even those cannot be read.
+pub fn requester(bytes: Option<&[u8]>) -> Option<(TenantId, CommandId)> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        tenant: String,
+        command_id: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Outer {
+        body: Body,
+    }
+    let outer: Outer = serde_json::from_slice(bytes?).ok()?;
+    Some((TenantId::new(outer.body.tenant).ok()?, CommandId::new(outer.body.command_id).ok()?))
 }

@@ -71,6 +71,25 @@ pub enum Strategy {
     FewestSplits,
 }
 
+/// A priority order must name between 1 and `max` warehouses, each once: a repeated
+/// warehouse would be offered (and held) twice. The API refuses such a request with a
+/// 400; the state machine refuses it with the same rejection when it arrives another
+/// way.
+pub fn check_priority_order(order: &[WarehouseId], max: u32) -> Result<(), Rejection> {
+    if order.is_empty() {
+        return Err(Rejection::EmptyOrder);
+    }
+    if order.len() > max as usize {
+        return Err(Rejection::TooManyWarehouses { max });
+    }
+    for (i, w) in order.iter().enumerate() {
+        if order[..i].contains(w) {
+            return Err(Rejection::DuplicateWarehouse { warehouse: w.clone() });
+        }
+    }
+    Ok(())
+}
+
 // ----- commands -----------------------------------------------------------------------
 
 /// What a client asks for. The tenant and the idempotency key travel beside it in
@@ -334,6 +353,29 @@ pub enum Rejection {
         max_ms: u64,
     },
     InvalidTtl,
+    /// A reserve asked for more units than one command may hold.
+    QuantityTooLarge {
+        max: u32,
+    },
+    /// A priority order with no warehouse in it.
+    EmptyOrder,
+    /// A priority order that names a warehouse twice (it would be counted twice).
+    DuplicateWarehouse {
+        warehouse: WarehouseId,
+    },
+    /// More warehouses than a SKU may have, or than a priority order may name.
+    TooManyWarehouses {
+        max: u32,
+    },
+    /// On-hand (or sold) stock of a row would pass the configured maximum.
+    StockLimit {
+        max: u64,
+    },
+    /// The record could not be applied at all (undecodable, unknown envelope version,
+    /// on the wrong partition); it went to the dead-letter topic with this reason.
+    Refused {
+        detail: String,
+    },
 }
 
 impl Rejection {
@@ -352,6 +394,12 @@ impl Rejection {
             Rejection::ExceedsReservation { .. } => "exceeds_reservation",
             Rejection::TtlTooLong { .. } => "ttl_too_long",
             Rejection::InvalidTtl => "invalid_ttl",
+            Rejection::QuantityTooLarge { .. } => "quantity_too_large",
+            Rejection::EmptyOrder => "empty_order",
+            Rejection::DuplicateWarehouse { .. } => "duplicate_warehouse",
+            Rejection::TooManyWarehouses { .. } => "too_many_warehouses",
+            Rejection::StockLimit { .. } => "stock_limit",
+            Rejection::Refused { .. } => "refused",
         }
     }
 }

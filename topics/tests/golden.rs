@@ -137,6 +137,12 @@ fn replies() {
         Rejection::ExceedsReservation { held: 3, requested: 4 },
         Rejection::TtlTooLong { max_ms: 3_600_000 },
         Rejection::InvalidTtl,
+        Rejection::QuantityTooLarge { max: 1_000_000 },
+        Rejection::EmptyOrder,
+        Rejection::DuplicateWarehouse { warehouse: wh("w1") },
+        Rejection::TooManyWarehouses { max: 64 },
+        Rejection::StockLimit { max: 1_000_000_000_000 },
+        Rejection::Refused { detail: "unsupported_version: envelope version 9".into() },
     ];
     for r in rejections {
         reply(&format!("rejected_{}", r.reason()), Outcome::Rejected(r));

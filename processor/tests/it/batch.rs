@@ -96,8 +96,15 @@ fn one_reply_per_request_with_stable_ids_in_the_source_partition() {
     let (_, out) = run(100);
     let replies = of(&out, Topic::Replies);
     let ids: Vec<&str> = replies.iter().map(|r| header(r, ID_HEADER)).collect();
-    // offsets 100..107: 102 is poison, 106 has the wrong key, 107 is a tick.
-    assert_eq!(ids, ["3/100/0", "3/101/0", "3/103/0", "3/104/0", "3/105/0"]);
+    // offsets 100..107: 102 is poison (no sender to answer), 106 has the wrong key (its
+    // sender is answered `refused`), 107 is a tick.
+    assert_eq!(ids, ["3/100/0", "3/101/0", "3/103/0", "3/104/0", "3/105/0", "3/106/0"]);
+    let refused: Envelope<Reply> = from_json(replies[5].payload.as_deref()).unwrap();
+    assert!(
+        matches!(&refused.body.outcome, Outcome::Rejected(Rejection::Refused { detail }) if detail.starts_with("wrong_key")),
+        "{:?}",
+        refused.body.outcome
+    );
     assert!(out.iter().all(|r| r.partition == P));
     let retry: Envelope<Reply> = from_json(replies[4].payload.as_deref()).unwrap();
     let first: Envelope<Reply> = from_json(replies[1].payload.as_deref()).unwrap();
@@ -185,5 +192,11 @@ fn a_request_on_another_partition_than_its_key_maps_to_is_dead_lettered() {
         "{}",
         header(dead[0], REASON_HEADER)
     );
-    assert_eq!(of(&applied.records, Topic::Replies).len(), 1, "the command at home is applied");
+    let replies = of(&applied.records, Topic::Replies);
+    assert_eq!(replies.len(), 2, "the command at home is applied, the other refused");
+    let refused: Envelope<Reply> = from_json(replies[1].payload.as_deref()).unwrap();
+    assert_eq!(
+        refused.body.outcome.clone(),
+        Outcome::Rejected(Rejection::Refused { detail: header(dead[0], REASON_HEADER).to_owned() })
+    );
 }

@@ -25,7 +25,7 @@ pub struct Stack {
     pub client: Client,
 }
 
-fn key_args() -> Vec<String> {
+pub fn key_args() -> Vec<String> {
     [("acme", "client", ACME), ("acme", "admin", ACME_ADMIN), ("other", "client", OTHER)]
         .iter()
         .flat_map(|(tenant, role, key)| {
@@ -169,7 +169,7 @@ impl Stack {
 }
 
 /// Status, JSON body (Null if none) and headers.
-fn finish(r: Response) -> Reply {
+pub fn finish(r: Response) -> Reply {
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let text = r.text().unwrap_or_default();

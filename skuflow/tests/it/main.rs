@@ -3,5 +3,6 @@
 
 mod api;
 mod http;
+mod kill_cycles;
 mod processor;
 mod support;

@@ -19,7 +19,8 @@ pub(super) fn allocate(
     ask: &Ask<'_>,
 ) -> Result<Vec<Allocation>, Rejection> {
     let candidates = candidates(rows, ask)?;
-    let total: u64 = candidates.iter().map(|(_, avail)| avail).sum();
+    // Saturating: rows are bounded so that a SKU's total fits in a u64 (MachineConfig).
+    let total = candidates.iter().fold(0u64, |t, (_, avail)| t.saturating_add(*avail));
     let requested = u64::from(ask.requested);
     if total == 0 || (total < requested && !ask.allow_partial) {
         return Err(Rejection::InsufficientStock { requested: ask.requested, available: total });

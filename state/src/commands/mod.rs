@@ -60,6 +60,7 @@ fn active_reservation(
 
 /// Give back the units `r` still holds beyond `sold` (taken from its allocations in
 /// order) and move it to its final `state`. Returns the units returned to stock.
+/// Callers pass active reservations only: the final states never change again (I7).
 fn finish_reservation(
     ctx: &mut Ctx<'_>,
     mut r: Reservation,
@@ -72,14 +73,15 @@ fn finish_reservation(
         let sell = to_sell.min(a.quantity);
         to_sell -= sell;
         let (held, sell) = (u64::from(a.quantity), u64::from(sell));
+        // Checked: a hold can only return what its rows reserved (I1); if it cannot, the
+        // entry fails its checks instead of wrapping.
         ctx.update_stock(&r.id.sku, &a.warehouse, |l| {
-            l.reserved -= held;
-            l.on_hand -= sell;
-            l.sold += sell;
+            l.reserved = l.reserved.checked_sub(held)?;
+            l.on_hand = l.on_hand.checked_sub(sell)?;
+            l.sold = l.sold.checked_add(sell)?;
+            Some(())
         });
     }
-    // Callers pass active reservations only: the final states never change again (I7).
-    debug_assert_eq!(r.state, ReservationState::Active, "{} is already final", r.id);
     ctx.state.remove_timer(TimerKey::expire(r.expires_at, &r.id));
     r.state = state;
     r.purchased = sold;

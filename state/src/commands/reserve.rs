@@ -14,6 +14,7 @@ pub(super) fn apply(
     tenant: &TenantId,
     c: &Reserve,
 ) -> Result<Outcome, Rejection> {
+    check_shape(ctx, c)?;
     let rows = ctx.state.stock(&c.sku).ok_or(Rejection::UnknownSku)?;
     let ttl = super::checked_ttl(ctx, c.ttl_ms)?;
     let default_strategy = Strategy::default();
@@ -25,12 +26,16 @@ pub(super) fn apply(
     };
     let allocations = allocate(rows, &ask)?;
     for a in &allocations {
-        ctx.update_stock(&c.sku, &a.warehouse, |l| l.reserved += u64::from(a.quantity));
+        ctx.update_stock(&c.sku, &a.warehouse, |l| {
+            l.reserved = l.reserved.checked_add(u64::from(a.quantity))?;
+            Some(())
+        });
     }
     // The reserve's own offset names the reservation: unique in the SKU's partition,
     // and the same on every replay.
     let id = ReservationId::new(c.sku.clone(), ctx.position.offset as u64);
-    let quantity = allocations.iter().map(|a| a.quantity).sum();
+    // At most the requested quantity, a u32: the allocator never takes more.
+    let quantity = allocations.iter().fold(0u32, |t, a| t.saturating_add(a.quantity));
     let expires_at = ctx.now.plus_ms(ttl);
     ctx.state
         .add_timer(TimerKey::expire(expires_at, &id), Timer::Expire { reservation: id.clone() });
@@ -53,4 +58,18 @@ pub(super) fn apply(
         ended_at: None,
     });
     Ok(Outcome::Reserved { reservation: id, quantity, allocations, expires_at })
+}
+
+/// What can be refused from the command alone, before looking at any state: a quantity
+/// above the configured maximum, and a priority order that is empty, too long or names a
+/// warehouse twice (which would let one row be counted, and held, twice).
+fn check_shape(ctx: &Ctx<'_>, c: &Reserve) -> Result<(), Rejection> {
+    let max = ctx.config.max_quantity;
+    if c.quantity.get() > max {
+        return Err(Rejection::QuantityTooLarge { max });
+    }
+    if let Some(Strategy::Priority { order }) = &c.strategy {
+        topics::check_priority_order(order, ctx.config.max_warehouses)?;
+    }
+    Ok(())
 }

@@ -5,8 +5,9 @@
 //! kind 0x01 META         rest = ""                           value = log_time:u64be applied:i64be (-1: none)
 //! kind 0x02 STOCK        rest = sku 0x00 warehouse           value = on_hand, reserved, sold, version: u64be each
 //! kind 0x03 RESERVATION  rest = sku 0x00 seq:u64be           value = JSON Reservation
-//! kind 0x04 DEDUP        rest = tenant 0x00 command_id       value = JSON DedupRecord
+//! kind 0x04 (retired: idempotency records scoped by tenant and id only)
 //! kind 0x05 TIMER        rest = at:u64be timer_kind:u8 seq:u64be   value = JSON Timer
+//! kind 0x06 DEDUP        rest = tenant 0x00 sku 0x00 command_id  value = JSON DedupRecord
 //! ```
 //!
 //! Prefix bytes are fixed forever: a retired kind keeps its number and is never reused.
@@ -16,7 +17,7 @@
 
 use topics::{CommandId, LogTime, ReservationId, Sku, TenantId, WarehouseId};
 
-use crate::partition::{EntityKey, TimerKey, TimerKind};
+use crate::partition::{DedupKey, EntityKey, TimerKey, TimerKind};
 
 /// Kind byte of each entity. Never renumber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +26,9 @@ pub enum Kind {
     Meta = 0x01,
     Stock = 0x02,
     Reservation = 0x03,
-    Dedup = 0x04,
+    // 0x04 is retired (idempotency records without the SKU); never reuse it.
     Timer = 0x05,
+    Dedup = 0x06,
 }
 
 impl Kind {
@@ -35,8 +37,8 @@ impl Kind {
             0x01 => Kind::Meta,
             0x02 => Kind::Stock,
             0x03 => Kind::Reservation,
-            0x04 => Kind::Dedup,
             0x05 => Kind::Timer,
+            0x06 => Kind::Dedup,
             _ => return None,
         })
     }
@@ -72,9 +74,11 @@ pub fn encode(key: &Key) -> Vec<u8> {
             out.push(0);
             out.extend_from_slice(&id.seq.to_be_bytes());
         }
-        Key::Entity(EntityKey::Dedup(tenant, id)) => {
+        Key::Entity(EntityKey::Dedup(k)) => {
             out.push(Kind::Dedup as u8);
-            pair(&mut out, tenant.as_str(), id.as_str());
+            pair(&mut out, k.tenant.as_str(), k.sku.as_str());
+            out.push(0);
+            out.extend_from_slice(k.command_id.as_str().as_bytes());
         }
         Key::Entity(EntityKey::Timer(key)) => {
             out.push(Kind::Timer as u8);
@@ -131,11 +135,13 @@ pub fn decode(bytes: &[u8]) -> Result<Key, BadKey> {
             EntityKey::Reservation(ReservationId::new(sku, seq)).into()
         }
         Kind::Dedup => {
-            let (t, c) = split(rest).ok_or_else(bad)?;
-            EntityKey::Dedup(
-                TenantId::new(t).map_err(|_| bad())?,
-                CommandId::new(c).map_err(|_| bad())?,
-            )
+            let (t, rest) = split(rest).ok_or_else(bad)?;
+            let (s, c) = split(rest.as_bytes()).ok_or_else(bad)?;
+            EntityKey::Dedup(DedupKey {
+                tenant: TenantId::new(t).map_err(|_| bad())?,
+                sku: Sku::new(s).map_err(|_| bad())?,
+                command_id: CommandId::new(c).map_err(|_| bad())?,
+            })
             .into()
         }
         Kind::Timer => {
@@ -174,9 +180,13 @@ mod tests {
             (EntityKey::Stock(sku.clone(), wh).into(), 0x02),
             (EntityKey::Reservation(rid.clone()).into(), 0x03),
             (
-                EntityKey::Dedup(TenantId::new("t").unwrap(), CommandId::new("c/1").unwrap())
-                    .into(),
-                0x04,
+                EntityKey::Dedup(DedupKey {
+                    tenant: TenantId::new("t").unwrap(),
+                    sku: sku.clone(),
+                    command_id: CommandId::new("c/1").unwrap(),
+                })
+                .into(),
+                0x06,
             ),
             (EntityKey::Timer(TimerKey::expire(LogTime(5), &rid)).into(), 0x05),
             (EntityKey::Timer(TimerKey::forget_reservation(LogTime(5), &rid)).into(), 0x05),
@@ -203,9 +213,16 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let bad_kind = [&[0x05][..], &[0; 8], &[9], &[0; 8]].concat();
-        for bytes in
-            [&[][..], &[0x09], &[0x02, b'a'], &[0x03, b'a', 0, 1], &[0x05, 1, 2], &bad_kind]
-        {
+        for bytes in [
+            &[][..],
+            &[0x09],
+            &[0x02, b'a'],
+            &[0x03, b'a', 0, 1],
+            &[0x05, 1, 2],
+            &bad_kind,
+            &[0x04, b't', 0, b'c'],
+            &[0x06, b't', 0, b'c'],
+        ] {
             assert!(decode(bytes).is_err(), "{bytes:?}");
         }
     }

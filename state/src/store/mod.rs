@@ -63,7 +63,7 @@ fn entity_value(state: &PartitionState, key: &EntityKey) -> Option<Vec<u8>> {
     match key {
         EntityKey::Stock(s, w) => state.stock_level(s, w).map(values::stock),
         EntityKey::Reservation(id) => state.reservation(id).map(values::reservation),
-        EntityKey::Dedup(t, c) => state.dedup(t, c).map(values::dedup),
+        EntityKey::Dedup(k) => state.dedup(k).map(values::dedup),
         EntityKey::Timer(k) => state.timers().get(k).map(values::timer),
     }
 }
@@ -144,9 +144,7 @@ impl Store {
                 Key::Entity(EntityKey::Reservation(_)) => {
                     state.load_reservation(values::reservation_from(&v)?)
                 }
-                Key::Entity(EntityKey::Dedup(t, c)) => {
-                    state.load_dedup(t, c, values::dedup_from(&v)?)
-                }
+                Key::Entity(EntityKey::Dedup(k)) => state.load_dedup(k, values::dedup_from(&v)?),
                 Key::Entity(EntityKey::Timer(k)) => state.load_timer(k, values::timer_from(&v)?),
             }
         }

@@ -54,6 +54,7 @@ pub fn config() -> MachineConfig {
         max_ttl_ms: 10 * TTL,
         dedup_window_ms: 100 * TTL,
         reservation_retention_ms: 100 * TTL,
+        ..MachineConfig::default()
     }
 }
 
