@@ -23,7 +23,7 @@ use crate::http::{ACME, ACME_ADMIN, finish, key_args};
 use crate::support::{Cluster, assert_clean};
 
 const SKUS: usize = 8;
-const STOCK: u64 = 1_000_000;
+const STOCK: u64 = 10_000;
 const CLIENTS: usize = 8;
 const CYCLES: usize = 6;
 /// Answers the clients must get from each incarnation before it is killed.
