@@ -44,6 +44,7 @@ pub enum Check {
     IdempotentProduce,
     TransactionalCtp,
     AbortInvisible,
+    ReadAfterAbort,
     ZombieFenced,
     CommittedOffsets,
     GroupRebalance,
@@ -54,11 +55,12 @@ pub enum Check {
 }
 
 impl Check {
-    pub const ALL: [Check; 11] = [
+    pub const ALL: [Check; 12] = [
         Check::TopicCreate,
         Check::IdempotentProduce,
         Check::TransactionalCtp,
         Check::AbortInvisible,
+        Check::ReadAfterAbort,
         Check::ZombieFenced,
         Check::CommittedOffsets,
         Check::GroupRebalance,
@@ -74,6 +76,7 @@ impl Check {
             Check::IdempotentProduce => "idempotent_produce",
             Check::TransactionalCtp => "transactional_ctp",
             Check::AbortInvisible => "abort_invisible",
+            Check::ReadAfterAbort => "read_after_abort",
             Check::ZombieFenced => "zombie_fenced",
             Check::CommittedOffsets => "committed_offsets",
             Check::GroupRebalance => "group_rebalance",
@@ -90,6 +93,9 @@ impl Check {
             Check::IdempotentProduce => "idempotent produce: every record once, in order",
             Check::TransactionalCtp => "consume-transform-produce with send_offsets_to_transaction",
             Check::AbortInvisible => "aborted transaction invisible to read_committed",
+            Check::ReadAfterAbort => {
+                "read_committed from after an abort marker sees the producer's later commits"
+            }
             Check::ZombieFenced => "zombie fenced by a new producer with the same transactional.id",
             Check::CommittedOffsets => "committed offsets seen by a new group member",
             Check::GroupRebalance => "two-member group splits partitions, rebalances on leave",
@@ -196,6 +202,7 @@ fn run_inner(
         Check::IdempotentProduce => idempotent_produce(&b, &id("idem"), o)?,
         Check::TransactionalCtp => transactional_ctp(&b, &id("ctp"), o)?,
         Check::AbortInvisible => abort_invisible(&b, &id("abort"), o)?,
+        Check::ReadAfterAbort => read_after_abort(&b, &id("after-abort"), o)?,
         Check::ZombieFenced => zombie_fenced(&b, &id("zombie"), o)?,
         Check::CommittedOffsets => committed_offsets(&b, &id("offsets"), o)?,
         Check::GroupRebalance => group_rebalance(&b, &id("group"), o)?,
@@ -395,6 +402,42 @@ fn abort_invisible(b: &str, topic: &str, o: &Options) -> Result<String, CheckErr
     Ok(format!(
         "read_committed saw 10 of 10 committed, 0 aborted (read_uncommitted saw {})",
         uncommitted.len()
+    ))
+}
+
+/// A producer aborts a transaction, then commits one; a `read_committed` reader that
+/// starts after the abort marker must see the commit. Kafka lists in a fetch response only
+/// the aborted transactions that overlap the fetched range; a broker that lists older ones
+/// makes librdkafka drop every later batch of that producer id as aborted, so a reader
+/// that starts (or continues) past the marker never sees the producer's output again.
+fn read_after_abort(b: &str, topic: &str, o: &Options) -> Result<String, CheckError> {
+    kafka::create_topic(b, topic, 1, &[])?;
+    let txn = kafka::transactional_producer(b, topic)?;
+    txn.init_transactions(o.timeout)?;
+    txn.begin_transaction()?;
+    kafka::produce_all(&txn, topic, (0..5).map(|i| (0, format!("aborted{i}"), Vec::new())))?;
+    txn.abort_transaction(o.timeout)?;
+    txn.begin_transaction()?;
+    kafka::produce_all(&txn, topic, (0..5).map(|i| (0, format!("committed{i}"), Vec::new())))?;
+    txn.commit_transaction(o.timeout)?;
+    append_end_markers(b, topic)?;
+    let all = read_to_end(b, topic, Isolation::Committed, o)?;
+    let first = all
+        .iter()
+        .filter(|r| r.key.starts_with("committed"))
+        .map(|r| r.offset)
+        .min()
+        .ok_or_else(|| violated("a reader from the start saw none of the committed records"))?;
+    let reads =
+        kafka::read_from(b, topic, Isolation::Committed, Offset::Offset(first), o.timeout, |r| {
+            r.iter().any(|r| r.key == END)
+        })?;
+    let reads: Vec<Read> = reads.into_iter().filter(|r| r.key != END).collect();
+    expect_each_once(&reads, (0..5).map(|i| format!("committed{i}"))).map_err(|e| {
+        violated(format!("reader starting at offset {first}, after the abort marker: {e}"))
+    })?;
+    Ok(format!(
+        "a reader starting at offset {first}, after the abort marker, saw 5 of 5 later commits"
     ))
 }
 

@@ -137,6 +137,18 @@ pub(crate) fn read_from_start(
     topic: &str,
     isolation: Isolation,
     deadline: Duration,
+    done: impl FnMut(&[Read]) -> bool,
+) -> Result<Vec<Read>, KafkaError> {
+    read_from(bootstrap, topic, isolation, Offset::Beginning, deadline, done)
+}
+
+/// [`read_from_start`] from `start` in every partition.
+pub(crate) fn read_from(
+    bootstrap: &str,
+    topic: &str,
+    isolation: Isolation,
+    start: Offset,
+    deadline: Duration,
     mut done: impl FnMut(&[Read]) -> bool,
 ) -> Result<Vec<Read>, KafkaError> {
     let level = match isolation {
@@ -149,7 +161,7 @@ pub(crate) fn read_from_start(
     let n = partition_count(bootstrap, topic)?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..n as i32 {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        tpl.add_partition_offset(topic, p, start)?;
     }
     consumer.assign(&tpl)?;
     let started = Instant::now();

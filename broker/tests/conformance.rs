@@ -36,6 +36,31 @@ fn abort_invisible() {
     check(Check::AbortInvisible);
 }
 
+/// The dev broker lists an aborted transaction to fetches that start after its abort
+/// marker, so librdkafka drops the producer's later commits (BROKERS.md; skuflow never
+/// commits under a producer id after an abort because of it). If this test fails, the
+/// dev broker got better: update BROKERS.md and make this a plain `check`.
+#[test]
+fn noida_hides_commits_from_readers_that_start_after_an_abort_marker() {
+    let mut broker = DevBroker::start().expect("dev broker starts");
+    let result = conformance::run(
+        Check::ReadAfterAbort,
+        &mut Target::Owned(&mut broker),
+        &Options::default(),
+    );
+    match result.outcome {
+        Outcome::Fail(detail) => {
+            assert!(
+                detail.contains("after the abort marker") && detail.contains("5 missing"),
+                "{detail}"
+            )
+        }
+        other => {
+            panic!("read_after_abort now passes on the dev broker ({other:?}): update BROKERS.md")
+        }
+    }
+}
+
 #[test]
 fn zombie_fenced() {
     check(Check::ZombieFenced);

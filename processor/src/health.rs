@@ -34,10 +34,6 @@ impl Health {
         self.lock().remove(&partition);
     }
 
-    pub(crate) fn clear_all(&self) {
-        self.lock().clear();
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, String>> {
         self.problems.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -237,10 +237,12 @@ impl Processor {
     /// the store holds exactly what was committed.
     fn recreate_consumer(&mut self) -> Result<(), ProcessorError> {
         self.states.clear();
+        // Halted partitions meet their record again and halt again; a stall stays
+        // reported (and `/healthz` failing) until its partition moves.
         for p in std::mem::take(&mut self.halted) {
             let _ = self.metrics.halted.remove_label_values(&[&p.to_string()]);
+            self.watchdog.unhalted(p);
         }
-        self.watchdog.reset();
         self.consumer = join_group(&self.config, &self.metrics, &self.commands_topic)?;
         Ok(())
     }

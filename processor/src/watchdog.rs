@@ -26,7 +26,8 @@ struct Progress {
     position: Option<i64>,
     /// When `position` last moved, or the partition was taken over.
     since: Instant,
-    stalled: bool,
+    /// When the stall was last reported (and recovery tried), while it lasts.
+    reported: Option<Instant>,
 }
 
 /// A partition found stalled, with what the fetcher said about it.
@@ -73,7 +74,7 @@ impl Watchdog {
     /// The processor now owns `partition` and stands at `position`.
     pub fn assigned(&mut self, partition: i32, position: Option<i64>) {
         self.partitions
-            .insert(partition, Progress { position, since: Instant::now(), stalled: false });
+            .insert(partition, Progress { position, since: Instant::now(), reported: None });
     }
 
     pub fn watches(&self, partition: i32) -> bool {
@@ -91,13 +92,12 @@ impl Watchdog {
         let p = self.partitions.entry(partition).or_insert(Progress {
             position: None,
             since: Instant::now(),
-            stalled: false,
+            reported: None,
         });
         if p.position.is_none_or(|old| position > old) {
             p.position = Some(position);
             p.since = Instant::now();
-            if p.stalled {
-                p.stalled = false;
+            if p.reported.take().is_some() {
                 self.health.clear(partition);
                 tracing::info!(partition, position, "partition makes progress again");
             }
@@ -115,14 +115,16 @@ impl Watchdog {
         }
     }
 
-    /// Everything forgotten: the consumer was recreated.
-    pub fn reset(&mut self) {
-        self.partitions.clear();
-        self.health.clear_all();
+    /// `partition` is no longer halted (the consumer was recreated): healthy until proven
+    /// otherwise.
+    pub fn unhalted(&mut self, partition: i32) {
+        self.health.clear(partition);
     }
 
     /// Check every owned partition against where its log is known to end; returns the
-    /// partitions that have just become stalled.
+    /// partitions stalled for `stall_after`: each stall once, and again every
+    /// `stall_after` while it lasts (so recovery is tried again). `/healthz` fails until
+    /// the partition moves.
     pub fn check(
         &mut self,
         log_ends: &BTreeMap<i32, i64>,
@@ -144,12 +146,16 @@ impl Watchdog {
             if pending <= 0 {
                 // Nothing to do counts as progress: the clock starts when work appears.
                 progress.since = Instant::now();
+                if progress.reported.take().is_some() {
+                    self.health.clear(partition);
+                }
             }
             self.metrics.seconds_since_progress.with_label_values(&label).set(idle.as_secs_f64());
-            if pending <= 0 || idle < self.stall_after || progress.stalled {
+            let again = progress.reported.is_none_or(|at| at.elapsed() >= self.stall_after);
+            if pending <= 0 || idle < self.stall_after || !again {
                 continue;
             }
-            progress.stalled = true;
+            progress.reported = Some(Instant::now());
             let stall = Stall {
                 partition,
                 position: progress.position,
@@ -186,7 +192,10 @@ mod tests {
         assert_eq!((stalls[0].partition, stalls[0].log_end), (0, 12));
         let why = health.check().unwrap_err();
         assert!(why.contains("partition 0: stalled"), "{why}");
-        assert!(w.check(&ends, &BTreeMap::new()).is_empty(), "reported once");
+        let mut later = Watchdog::new(Duration::from_secs(3600), health.clone(), w.metrics.clone());
+        later.partitions = w.partitions.clone();
+        assert!(later.check(&ends, &BTreeMap::new()).is_empty(), "reported once per stall_after");
+        assert!(health.check().is_err(), "still unhealthy");
         w.advanced(0, 12);
         assert_eq!(health.check(), Ok(()));
     }

@@ -91,6 +91,23 @@ impl Up {
         }
     }
 
+    /// SIGTERM and wait: the processor ends between transactions, so the auditor reads
+    /// no transaction left open.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+            let started = Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "up did not stop:\n{}",
+                    self.log_tail()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -301,6 +318,6 @@ fn every_command_is_answered_through_repeated_kill9_of_processor_and_api() {
             seen.key
         );
     }
-    up.kill9();
+    up.stop();
     assert_clean(&cluster.audit());
 }

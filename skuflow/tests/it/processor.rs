@@ -122,3 +122,52 @@ fn a_zombie_is_fenced_and_none_of_its_output_is_visible() {
     assert_clean(&report);
     assert_eq!(report.replies, expected1 + answerable(&phase2), "one reply per command:\n{report}");
 }
+
+/// A partition that has work and makes no progress is reported: an open transaction of
+/// another producer on the commands topic holds its last stable offset, so the processor
+/// (read_committed) cannot read past it while its own ticks keep arriving behind it. The
+/// watchdog must fail `/healthz` naming the partition and what the fetcher says, count the
+/// stall, and the partition must recover once the transaction ends.
+#[test]
+fn a_stalled_partition_fails_healthz_and_recovers_when_the_cause_goes() {
+    let cluster = Cluster::start();
+    let p = cluster.processor_with("p-0", "store-0", &["--stall-timeout-ms", "2000"]);
+    wait_until(|| p.assigned() == PARTITIONS, "partitions assigned", &p);
+    wait_until(|| p.healthz().contains(" 200 "), "healthy at first", &p);
+
+    let blocker = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &cluster.bootstrap)
+        .set("transactional.id", "someone-else")
+        .create::<rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>>()
+        .unwrap();
+    use rdkafka::producer::Producer;
+    blocker.init_transactions(WAIT).unwrap();
+    blocker.begin_transaction().unwrap();
+    let commands = cluster.topics.name(Topic::Commands);
+    let record =
+        rdkafka::producer::BaseRecord::<[u8], [u8]>::to(&commands).partition(0).payload(b"x");
+    blocker.send(record).map_err(|(e, _)| e).unwrap();
+    blocker.flush(WAIT).unwrap();
+
+    wait_until(|| p.healthz().contains(" 503 "), "healthz fails while stalled", &p);
+    let why = p.healthz();
+    assert!(why.contains("partition 0: stalled"), "{why}");
+    assert!(why.contains("last stable offset"), "names what the fetcher reports: {why}");
+    assert!(!why.contains("partition 1:"), "only the blocked partition: {why}");
+    let metrics = p.metrics();
+    assert!(metrics.contains("skuflow_processor_stalls_total "), "{metrics}");
+    assert!(!metrics.contains("skuflow_processor_stalls_total 0"), "{metrics}");
+    assert!(p.log_text().contains("partition stalled"), "an error in the log");
+
+    blocker.abort_transaction(WAIT).unwrap();
+    wait_until(|| p.healthz().contains(" 200 "), "healthy once the transaction ended", &p);
+    assert!(p.stop().success());
+}
+
+fn wait_until(mut f: impl FnMut() -> bool, what: &str, p: &Proc) {
+    let started = std::time::Instant::now();
+    while !f() {
+        assert!(started.elapsed() < WAIT, "{what}: not within {WAIT:?}\n{}", p.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

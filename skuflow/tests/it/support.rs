@@ -186,9 +186,18 @@ impl Proc {
             .unwrap_or(0)
     }
 
+    /// `GET /healthz` on the processor's metrics port: status line and body.
+    pub fn healthz(&self) -> String {
+        self.get("/healthz", false)
+    }
+
     /// The Prometheus text of the processor's metrics endpoint (the latest address in the
     /// log: a restarted instance appends to the same file).
     pub fn metrics(&self) -> String {
+        self.get("/metrics", true)
+    }
+
+    fn get(&self, path: &str, must_be_ok: bool) -> String {
         let log = self.log_text();
         let addr = log
             .rsplit("metrics at http://")
@@ -197,11 +206,13 @@ impl Proc {
             .and_then(|rest| rest.split('/').next())
             .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"));
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         assert!(
-            response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+            !must_be_ok
+                || response.starts_with("HTTP/1.0 200")
+                || response.starts_with("HTTP/1.1 200"),
             "{response}"
         );
         response
