@@ -52,6 +52,10 @@ pub struct ApiConfig {
     pub max_quantity: u32,
     /// Longest hold a client may ask for, in milliseconds.
     pub max_ttl_ms: u64,
+    /// Most units an admin may set on hand in one row, or move with one adjust.
+    pub max_stock: u64,
+    /// Most warehouses a priority order may name.
+    pub max_warehouses: u32,
     pub workers: usize,
     /// Replies each instance keeps in memory for waiters and polls by key (~0.5 KB each);
     /// older ones are found in Kafka with the poll URL's `at`.
@@ -74,6 +78,8 @@ impl ApiConfig {
             max_in_flight: 1000,
             max_quantity: 10_000,
             max_ttl_ms: 60 * 60 * 1000,
+            max_stock: topics::DEFAULT_MAX_STOCK,
+            max_warehouses: topics::DEFAULT_MAX_WAREHOUSES,
             workers: 2,
             reply_cache: 200_000,
         }

@@ -72,3 +72,26 @@ pub fn ensure_topics(
     }
     Ok(out)
 }
+
+/// The value of one topic-level config as the broker describes it (`None`: not reported).
+pub fn topic_config(bootstrap: &str, topic: &str, key: &str) -> Result<Option<String>, KafkaError> {
+    kafka::topic_config(bootstrap, topic, key)
+}
+
+/// Why the commands topic `topic` cannot be used as skuflow's clock, if it cannot: its
+/// records must be stamped by the broker (`message.timestamp.type=LogAppendTime`), or a
+/// producer's clock (CreateTime) would be the state machine's, and a record stamped two
+/// days ahead would expire every hold on its partition.
+pub fn check_log_append_time(bootstrap: &str, topic: &str) -> Result<(), String> {
+    match topic_config(bootstrap, topic, "message.timestamp.type") {
+        Ok(Some(t)) if t == "LogAppendTime" => Ok(()),
+        Ok(found) => Err(format!(
+            "topic {topic} has message.timestamp.type={}; skuflow needs LogAppendTime (the broker's \
+             append time is the state machine's clock; with CreateTime any producer could move it). \
+             Set it with: kafka-configs --alter --entity-type topics --entity-name {topic} \
+             --add-config message.timestamp.type=LogAppendTime",
+            found.as_deref().unwrap_or("(not reported)")
+        )),
+        Err(e) => Err(format!("could not read the configuration of topic {topic}: {e}")),
+    }
+}

@@ -24,14 +24,19 @@ impl Log {
         let consumer: rdkafka::consumer::BaseConsumer =
             broker::client::base_config(bootstrap).create().map_err(ReadError::Kafka)?;
         let partitions = partition_count(&consumer, &topics.name(Topic::Commands), timeout)?;
+        // Outputs first, the commands last: on a running deployment the commands read then
+        // cover everything the outputs reflect (the replay stops where the changelog does).
+        let (changelog, replies, events) =
+            (read(Topic::Changelog)?, read(Topic::Replies)?, read(Topic::Events)?);
+        let (availability, dead_letters) = (read(Topic::Availability)?, read(Topic::DeadLetter)?);
         Ok(Self {
             partitions,
             commands: read(Topic::Commands)?,
-            replies: read(Topic::Replies)?,
-            events: read(Topic::Events)?,
-            availability: read(Topic::Availability)?,
-            changelog: read(Topic::Changelog)?,
-            dead_letters: read(Topic::DeadLetter)?,
+            replies,
+            events,
+            availability,
+            changelog,
+            dead_letters,
         })
     }
 }

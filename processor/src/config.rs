@@ -48,7 +48,9 @@ pub struct ProcessorConfig {
     /// restores included, may take.
     pub max_poll_interval: Duration,
     /// Kafka's `transaction.timeout.ms`: how long the coordinator lets a transaction stay
-    /// open before aborting it (and the producer's delivery timeout).
+    /// open before aborting it (and the producer's delivery timeout). At least twice
+    /// `timeout`, the most one batch's transaction stays open, so that a coordinator abort
+    /// cannot happen to a live processor and be mistaken for fencing.
     pub transaction_timeout: Duration,
     /// How long a partition with records waiting may apply nothing before the watchdog
     /// calls it stalled (logs an error, fails `/healthz`, recreates the consumer).
@@ -76,11 +78,23 @@ impl ProcessorConfig {
             tick_interval: Some(Duration::from_secs(1)),
             session_timeout: Duration::from_secs(10),
             max_poll_interval: Duration::from_secs(60),
-            transaction_timeout: Duration::from_secs(30),
+            transaction_timeout: Duration::from_secs(60),
             stall_timeout: Duration::from_secs(30),
         }
     }
 
+    /// Refuse timeouts that would let the coordinator abort a transaction in progress.
+    pub fn check(&self) -> Result<(), String> {
+        if self.delivery == Delivery::ExactlyOnce && self.transaction_timeout < 2 * self.timeout {
+            return Err(format!(
+                "transaction timeout {:?} must be at least twice the operation timeout {:?}",
+                self.transaction_timeout, self.timeout
+            ));
+        }
+        Ok(())
+    }
+
+    /// The prefix of every transactional id of this instance.
     pub fn transactional_id(&self) -> String {
         format!("{}-{}", self.group_id, self.instance)
     }

@@ -94,12 +94,16 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Fenced only when librdkafka says so with a fatal error: a transaction the
+    /// coordinator aborted because it ran past `transaction.timeout.ms` also reports an
+    /// epoch error, but as an abortable one, and must not end the process as a zombie.
+    /// (`Outputs::recover` also checks the producer's own fatal error, whatever call
+    /// reported the failure.)
     pub fn classify(e: KafkaError) -> Self {
         match &e {
-            KafkaError::Transaction(t) if is_fenced(t.code()) => Failure::Fenced(e),
+            KafkaError::Transaction(t) if t.is_fatal() && is_fenced(t.code()) => Failure::Fenced(e),
             KafkaError::Transaction(t) if t.txn_requires_abort() => Failure::Abortable(e),
             KafkaError::Transaction(_) => Failure::Recreate(e),
-            other if other.rdkafka_error_code().is_some_and(is_fenced) => Failure::Fenced(e),
             _ => Failure::Abortable(e),
         }
     }
@@ -182,15 +186,20 @@ impl Outputs {
         applied: &[Applied],
         offsets: &TopicPartitionList,
     ) -> Result<(), KafkaError> {
-        let timeout = self.config.timeout;
+        // One deadline for the whole transaction, so that it never stays open longer than
+        // `timeout`; `transaction.timeout.ms` is at least twice that (checked at start), so
+        // the coordinator never aborts a transaction this processor is still working on,
+        // and an epoch error can only mean a newer producer.
+        let deadline = std::time::Instant::now() + self.config.timeout;
+        let left = || deadline.saturating_duration_since(std::time::Instant::now());
         self.producer.begin_transaction()?;
         self.send_all(applied)?;
         let group = consumer.group_metadata().ok_or(KafkaError::Canceled)?;
-        self.producer.send_offsets_to_transaction(offsets, &group, timeout)?;
+        self.producer.send_offsets_to_transaction(offsets, &group, left())?;
         // commit_transaction flushes first, through rdkafka's flush, which polls in
         // 100 ms slices; flushing here first leaves it nothing to wait for.
-        broker::client::flush_quickly(&self.producer, timeout)?;
-        self.producer.commit_transaction(timeout)
+        broker::client::flush_quickly(&self.producer, left())?;
+        self.producer.commit_transaction(left())
     }
 
     fn at_least_once<C: ConsumerContext>(

@@ -65,6 +65,8 @@ pub enum ProcessorError {
     Consumer(String),
     #[error("machine configuration: {0}")]
     Config(#[from] state::ConfigError),
+    #[error("configuration: {0}")]
+    Settings(String),
     #[error("producer: {0}")]
     Identity(#[from] crate::identity::OutputError),
 }
@@ -146,9 +148,12 @@ impl Processor {
         health: Health,
     ) -> Result<Self, ProcessorError> {
         config.machine.validate()?;
+        config.check().map_err(ProcessorError::Settings)?;
         let metrics = Metrics::register(registry)?;
         let store = Store::open(&config.data_dir, config.sync_store)?;
         let commands_topic = config.topics.name(Topic::Commands);
+        broker::admin::check_log_append_time(&config.bootstrap, &commands_topic)
+            .map_err(ProcessorError::Settings)?;
         // The producer first: fencing the earlier producers of this instance aborts
         // whatever a crashed incarnation left open, before we read any committed offset.
         let mut outputs = Outputs::new(&config)?;

@@ -20,6 +20,10 @@ pub struct Args {
     /// Upper bound for any single wait inside a check, in seconds.
     #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
+    /// With --brokers: also check the configuration of this deployment's topics (the
+    /// commands topic must be stamped with LogAppendTime).
+    #[arg(long, env = "SKUFLOW_TOPIC_PREFIX", default_value = "skuflow")]
+    topic_prefix: String,
 }
 
 fn parse_check(name: &str) -> Result<Check, String> {
@@ -60,6 +64,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         results.push(conformance::run(check, &mut target, &opts));
     }
     print!("{}", conformance::render_table(&bootstrap, &results));
-    let failed = results.iter().any(|r| matches!(r.outcome, conformance::Outcome::Fail(_)));
+    let mut failed = results.iter().any(|r| matches!(r.outcome, conformance::Outcome::Fail(_)));
+    if let Target::External(_) = target {
+        let topics = topics::Topics { prefix: args.topic_prefix };
+        let commands = topics.name(topics::Topic::Commands);
+        match broker::admin::check_log_append_time(&bootstrap, &commands) {
+            Ok(()) => println!("deployment: {commands} is stamped with LogAppendTime: ok"),
+            Err(why) => {
+                println!("deployment: FAIL {why}");
+                failed = true;
+            }
+        }
+    }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -72,8 +72,8 @@ impl Default for MachineConfig {
             dedup_window_ms: 24 * 60 * 60 * 1000,
             reservation_retention_ms: 24 * 60 * 60 * 1000,
             max_quantity: 1_000_000,
-            max_stock: 1_000_000_000_000,
-            max_warehouses: 64,
+            max_stock: topics::DEFAULT_MAX_STOCK,
+            max_warehouses: topics::DEFAULT_MAX_WAREHOUSES,
         }
     }
 }

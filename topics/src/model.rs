@@ -71,6 +71,13 @@ pub enum Strategy {
     FewestSplits,
 }
 
+/// Default bounds shared by the API (which answers 400 past them) and the state machine
+/// (which rejects past its own configured bounds): most units on hand (and sold) in one
+/// stock row, and most warehouses one SKU may have or a priority order may name. Together
+/// they keep every sum over a SKU's rows inside a u64.
+pub const DEFAULT_MAX_STOCK: u64 = 1_000_000_000_000;
+pub const DEFAULT_MAX_WAREHOUSES: u32 = 64;
+
 /// A priority order must name between 1 and `max` warehouses, each once: a repeated
 /// warehouse would be offered (and held) twice. The API refuses such a request with a
 /// 400; the state machine refuses it with the same rejection when it arrives another

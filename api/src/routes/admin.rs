@@ -5,7 +5,7 @@ use topics::{Adjust, Command, Restock, SetStock, Sku, WarehouseId};
 
 use crate::dto::{AdjustBody, RestockBody, SetBody, WaitQuery};
 use crate::problem::ApiError;
-use crate::routes::commands::{authorize, quantity, submit};
+use crate::routes::commands::{authorize, quantity, stock, submit};
 use crate::state::AppState;
 
 fn row(path: &(String, String)) -> Result<(Sku, WarehouseId), ApiError> {
@@ -50,6 +50,7 @@ pub async fn adjust(
     let caller = authorize(&req, &state)?;
     caller.require_admin()?;
     let (sku, warehouse) = row(&path)?;
+    stock(body.delta.unsigned_abs(), &state)?;
     let command = Command::Adjust(Adjust { sku, warehouse, delta: body.delta });
     submit(&req, &state, caller, command, query.wait).await
 }
@@ -72,7 +73,7 @@ pub async fn set(
     let command = Command::SetStock(SetStock {
         sku,
         warehouse,
-        on_hand: body.on_hand,
+        on_hand: stock(body.on_hand, &state)?,
         expected_version: body.expected_version,
     });
     submit(&req, &state, caller, command, query.wait).await

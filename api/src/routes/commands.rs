@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use topics::{
-    Command, CommandId, Extend, Purchase, Quantity, Release, Request, ReservationId, Reserve, Sku,
-    WarehouseId,
+    Command, CommandId, Extend, Purchase, Quantity, Rejection, Release, Request, ReservationId,
+    Reserve, Sku, Strategy, WarehouseId,
 };
 
 use crate::auth::{Caller, authenticate};
@@ -43,6 +43,37 @@ pub fn ttl(ms: u64, state: &AppState) -> Result<u64, ApiError> {
         )));
     }
     Ok(ms)
+}
+
+/// A priority order must be non-empty, within the limit, and name each warehouse once
+/// (the machine refuses the same with a named rejection when it arrives another way).
+pub fn strategy(s: Option<Strategy>, state: &AppState) -> Result<Option<Strategy>, ApiError> {
+    if let Some(Strategy::Priority { order }) = &s {
+        topics::check_priority_order(order, state.config.max_warehouses).map_err(|r| {
+            ApiError::BadRequest(match r {
+                Rejection::EmptyOrder => "strategy.order must name at least one warehouse".into(),
+                Rejection::DuplicateWarehouse { warehouse } => {
+                    format!("strategy.order names warehouse {warehouse} more than once")
+                }
+                Rejection::TooManyWarehouses { max } => {
+                    format!("strategy.order names more than {max} warehouses")
+                }
+                other => other.reason().into(),
+            })
+        })?;
+    }
+    Ok(s)
+}
+
+/// On-hand stock an admin may set, or move by in one adjust.
+pub fn stock(n: u64, state: &AppState) -> Result<u64, ApiError> {
+    if n > state.config.max_stock {
+        return Err(ApiError::BadRequest(format!(
+            "{n} units is over the limit of {} per stock row",
+            state.config.max_stock
+        )));
+    }
+    Ok(n)
 }
 
 fn bad<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> ApiError {
@@ -122,7 +153,7 @@ pub async fn reserve(
         sku: Sku::new(&b.sku).map_err(bad("sku"))?,
         quantity: quantity(b.quantity, &state)?,
         warehouse: b.warehouse.map(WarehouseId::new).transpose().map_err(bad("warehouse"))?,
-        strategy: b.strategy,
+        strategy: strategy(b.strategy, &state)?,
         allow_partial: b.allow_partial,
         ttl_ms: b.ttl_ms.map(|t| ttl(t, &state)).transpose()?,
     });

@@ -323,3 +323,94 @@ fn bulk_load_from_csv_is_summarised_and_idempotent() {
     assert_eq!(status, 200, "{a}");
     assert_eq!(a["available"], 7, "loading the file twice restocks once: {a}");
 }
+
+/// The two sequences that once broke the ledger, sent by an outside client: over HTTP
+/// they are 400s; written straight to the commands topic (a foreign producer, the ingest
+/// library) they are named rejections. Either way nothing is oversold, nothing wraps, the
+/// processor goes on and the auditor is clean.
+#[test]
+fn a_repeated_warehouse_and_u64_stock_are_refused_through_http_and_through_kafka() {
+    let stack = Stack::start(&[]);
+    stack.restock("ledger", "w1", 5);
+    let twice = json!({"sku": "ledger", "quantity": 8, "strategy": {"type": "priority", "order": ["w1", "w1"]}});
+    let (status, body, _) = stack.post("/v1/reservations", ACME, "twice", twice);
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("more than once"), "{body}");
+    let empty =
+        json!({"sku": "ledger", "quantity": 1, "strategy": {"type": "priority", "order": []}});
+    assert_eq!(stack.post("/v1/reservations", ACME, "empty", empty).0, 400);
+    let set = json!({"on_hand": u64::MAX, "expected_version": 0});
+    let (status, body, _) = stack.post("/v1/admin/stock/ledger/w2/set", ACME_ADMIN, "huge", set);
+    assert_eq!(status, 400, "{body}");
+    let (status, body, _) = stack.post(
+        "/v1/admin/stock/ledger/w2/adjust",
+        ACME_ADMIN,
+        "huge-delta",
+        json!({"delta": i64::MIN}),
+    );
+    assert_eq!(status, 400, "{body}");
+
+    // The same through Kafka, where no API stands in the way.
+    use topics::*;
+    let wh = |w: &str| WarehouseId::new(w).unwrap();
+    let sku = Sku::new("ledger").unwrap();
+    let records = [
+        crate::support::request(
+            "kafka-twice",
+            Command::Reserve(Reserve {
+                sku: sku.clone(),
+                quantity: Quantity::new(8).unwrap(),
+                warehouse: None,
+                strategy: Some(Strategy::Priority { order: vec![wh("w1"), wh("w1")] }),
+                allow_partial: false,
+                ttl_ms: None,
+            }),
+        ),
+        crate::support::request(
+            "kafka-huge",
+            Command::SetStock(SetStock {
+                sku: sku.clone(),
+                warehouse: wh("w2"),
+                on_hand: u64::MAX,
+                expected_version: 0,
+            }),
+        ),
+        crate::support::request(
+            "kafka-restock",
+            Command::Restock(Restock {
+                sku: sku.clone(),
+                warehouse: wh("w2"),
+                quantity: Quantity::new(1).unwrap(),
+            }),
+        ),
+    ];
+    stack.cluster.produce(&records);
+    let replies = stack.cluster.wait_replies(4);
+    let outcome = |id: &str| {
+        replies.values().find(|r| r.command_id.as_str() == id).map(|r| r.outcome.clone())
+    };
+    assert_eq!(
+        outcome("kafka-twice"),
+        Some(Outcome::Rejected(Rejection::DuplicateWarehouse { warehouse: wh("w1") }))
+    );
+    assert_eq!(
+        outcome("kafka-huge"),
+        Some(Outcome::Rejected(Rejection::StockLimit { max: topics::DEFAULT_MAX_STOCK }))
+    );
+    assert!(
+        matches!(outcome("kafka-restock"), Some(Outcome::StockUpdated { .. })),
+        "the processor goes on"
+    );
+    // Nothing held beyond the stock: w1 still has its 5 units, w2 the one restocked.
+    let started = Instant::now();
+    loop {
+        let (_, a, _) = stack.get("/v1/availability/ledger", ACME);
+        if a["available"] == 6 {
+            assert_eq!(a["warehouses"]["w1"]["reserved"], 0, "{a}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "availability {a}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    crate::support::assert_clean(&stack.cluster.audit());
+}

@@ -171,3 +171,123 @@ fn wait_until(mut f: impl FnMut() -> bool, what: &str, p: &Proc) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// On a real cluster an operator pre-creates the topics. A commands topic stamped with the
+/// producer's clock (CreateTime) would let a record stamped two days ahead expire every
+/// hold on its partition: the processor refuses to start and says why.
+#[test]
+fn a_commands_topic_with_create_time_is_refused() {
+    let cluster = Cluster::start_with(|specs| {
+        for s in specs.iter_mut() {
+            for (k, v) in &mut s.configs {
+                if k == "message.timestamp.type" {
+                    *v = "CreateTime".into();
+                }
+            }
+        }
+    });
+    let commands = cluster.topics.name(Topic::Commands);
+    let ahead =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+            as i64
+            + 2 * 24 * 3600 * 1000;
+    let (key, payload) = request("ahead", restock_command("sku-0", 1));
+    let producer: rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
+        broker::client::producer_config(&cluster.bootstrap).create().unwrap();
+    use rdkafka::producer::Producer;
+    producer
+        .send(
+            rdkafka::producer::BaseRecord::to(&commands)
+                .key(&key)
+                .payload(&payload)
+                .timestamp(ahead),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(WAIT).unwrap();
+
+    let mut p = cluster.processor("p-0", "store-0");
+    let status = p.wait(WAIT);
+    assert!(!status.success(), "the processor must not run on a CreateTime commands topic");
+    let log = p.log_text();
+    assert!(
+        log.contains("message.timestamp.type=CreateTime") && log.contains("LogAppendTime"),
+        "{log}"
+    );
+    assert!(cluster.replies().is_empty(), "nothing was applied");
+}
+
+/// The group's committed offset is ahead of everything the changelog holds (a broker that
+/// lost committed changelog records, or an operator who moved the offset): resuming there
+/// would skip commands. The processor halts that partition, names both offsets, and goes
+/// on with the others.
+#[test]
+fn a_gap_between_the_changelog_and_the_committed_offset_halts_the_partition() {
+    let cluster = Cluster::start();
+    let first: Vec<_> =
+        (0..4).map(|i| request(&format!("a-{i}"), restock_command(&home_sku(0, i), 1))).collect();
+    cluster.produce(&first);
+    let p = cluster.processor("p-0", "store-0");
+    cluster.wait_replies(first.len());
+    let data_dir = p.data_dir.clone();
+    assert!(p.stop().success());
+
+    // Ten more commands on partition 0; the group's offset is then moved five past the
+    // first of them, as if those five had been applied.
+    let more: Vec<_> = (0..10)
+        .map(|i| request(&format!("b-{i}"), restock_command(&home_sku(0, 100 + i), 1)))
+        .collect();
+    cluster.produce(&more);
+    let store = state::store::Store::open(&data_dir, false).unwrap();
+    let applied = store.applied_offset(0).unwrap().expect("partition 0 applied");
+    drop(store);
+    let commands = cluster.topics.name(Topic::Commands);
+    let skip_to = applied + 1 + 5;
+    commit_group_offset(&cluster, &commands, 0, skip_to);
+
+    let p = cluster.processor("p-0", "store-0");
+    let other = vec![request("c-1", restock_command(&home_sku(1, 0), 1))];
+    cluster.produce(&other);
+    wait_until(|| p.healthz().contains(" 503 "), "healthz fails for the halted partition", &p);
+    let why = p.healthz();
+    assert!(why.contains("partition 0: halted: gap"), "{why}");
+    assert!(
+        why.contains(&skip_to.to_string()) && why.contains(&applied.to_string()),
+        "names both offsets: {why}"
+    );
+    assert!(p.metrics().contains("skuflow_processor_halted{partition=\"0\"} 1"));
+    // The other partitions go on: the command on partition 1 is answered.
+    let replies = cluster.wait_replies(first.len() + 1);
+    assert!(replies.values().any(|r| r.command_id.as_str() == "c-1"), "partition 1 goes on");
+    assert!(
+        !replies.values().any(|r| r.command_id.as_str().starts_with("b-")),
+        "nothing of the halted partition was applied"
+    );
+}
+
+fn restock_command(sku: &str, n: u32) -> topics::Command {
+    topics::Command::Restock(topics::Restock {
+        sku: topics::Sku::new(sku).unwrap(),
+        warehouse: topics::WarehouseId::new("main").unwrap(),
+        quantity: topics::Quantity::new(n).unwrap(),
+    })
+}
+
+/// The `n`th SKU name that murmur2 places on `partition`.
+fn home_sku(partition: i32, n: usize) -> String {
+    (0..)
+        .map(|i| format!("sku-{i}"))
+        .filter(|s| topics::keys::partition_for(s.as_bytes(), PARTITIONS) == partition)
+        .nth(n)
+        .unwrap()
+}
+
+/// Commit `offset` for `partition` in the processors' group, as an operator's tool would.
+fn commit_group_offset(cluster: &Cluster, topic: &str, partition: i32, offset: i64) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let consumer: BaseConsumer =
+        broker::client::consumer_config(&cluster.bootstrap, "skuflow-processor").create().unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset)).unwrap();
+    consumer.commit(&tpl, CommitMode::Sync).unwrap();
+}

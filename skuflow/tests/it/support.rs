@@ -29,10 +29,17 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    /// A cluster whose topics an operator pre-created: `edit` changes skuflow's specs.
+    pub fn start_with(edit: impl FnOnce(&mut Vec<broker::admin::TopicSpec>)) -> Self {
         let broker = DevBroker::start().expect("dev broker starts");
         let bootstrap = broker.bootstrap();
         let topics = Topics::default();
-        ensure_topics(&bootstrap, &processor::topic_specs(&topics, PARTITIONS, 1)).unwrap();
+        let mut specs = processor::topic_specs(&topics, PARTITIONS, 1);
+        edit(&mut specs);
+        ensure_topics(&bootstrap, &specs).unwrap();
         Self { _broker: broker, bootstrap, topics, dir: tempfile::tempdir().unwrap() }
     }
 
@@ -319,17 +326,15 @@ pub fn release_and_purchase(
     out
 }
 
-/// How many command records of `records` the processor answers (poison records are
-/// dead-lettered, not answered).
+/// How many command records of `records` the processor answers: every request, also a
+/// misrouted one (dead-lettered and answered `refused`); an undecodable record has no
+/// sender to answer.
 pub fn answerable(records: &[(String, Vec<u8>)]) -> usize {
     records
         .iter()
-        .filter(|(key, payload)| match from_json::<LogCommand>(Some(payload)) {
-            Ok(e) => match e.body {
-                LogCommand::Request(r) => r.command.sku().as_str() == key,
-                LogCommand::Tick => false,
-            },
-            Err(_) => false,
+        .filter(|(_, payload)| {
+            from_json::<LogCommand>(Some(payload))
+                .is_ok_and(|e| matches!(e.body, LogCommand::Request(_)))
         })
         .count()
 }
