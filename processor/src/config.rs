@@ -55,6 +55,9 @@ pub struct ProcessorConfig {
     /// How long a partition with records waiting may apply nothing before the watchdog
     /// calls it stalled (logs an error, fails `/healthz`, recreates the consumer).
     pub stall_timeout: Duration,
+    /// Refuse to start unless the commands topic is stamped with LogAppendTime. Off only
+    /// for librdkafka's mock cluster, whose topics carry no configuration.
+    pub require_log_append_time: bool,
 }
 
 impl ProcessorConfig {
@@ -80,6 +83,7 @@ impl ProcessorConfig {
             max_poll_interval: Duration::from_secs(60),
             transaction_timeout: Duration::from_secs(60),
             stall_timeout: Duration::from_secs(30),
+            require_log_append_time: true,
         }
     }
 

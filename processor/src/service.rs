@@ -152,8 +152,10 @@ impl Processor {
         let metrics = Metrics::register(registry)?;
         let store = Store::open(&config.data_dir, config.sync_store)?;
         let commands_topic = config.topics.name(Topic::Commands);
-        broker::admin::check_log_append_time(&config.bootstrap, &commands_topic)
-            .map_err(ProcessorError::Settings)?;
+        if config.require_log_append_time {
+            broker::admin::check_log_append_time(&config.bootstrap, &commands_topic)
+                .map_err(ProcessorError::Settings)?;
+        }
         // The producer first: fencing the earlier producers of this instance aborts
         // whatever a crashed incarnation left open, before we read any committed offset.
         let mut outputs = Outputs::new(&config)?;
