@@ -42,10 +42,11 @@ pub struct Stall {
 
 impl std::fmt::Display for Stall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let position = self.position.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
         write!(
             f,
-            "no progress for {:.0?}: applied up to {:?}, log ends at {}",
-            self.idle, self.position, self.log_end
+            "no progress for {:.0?}: next offset to apply {position}, log ends at {}",
+            self.idle, self.log_end
         )?;
         match &self.fetch {
             Some(s) => write!(

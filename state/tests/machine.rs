@@ -488,3 +488,31 @@ fn an_offset_at_or_before_the_applied_one_is_refused() {
         .unwrap_err();
     assert_eq!(err, state::ApplyError::OffsetNotAfterApplied { offset: 0, applied: 0 });
 }
+
+/// One idempotency key used with two SKUs is two commands, whether the SKUs share a
+/// partition or not: the scope is tenant, SKU and key, never the partition.
+#[test]
+fn one_key_with_two_skus_is_two_commands_wherever_the_skus_live() {
+    let key = CommandId::new("same-key").unwrap();
+    let hold = |log: &mut Log, s: &str| {
+        log.send_as(&key, Command::Reserve(reserve(s, 1))).reply.unwrap().outcome
+    };
+    // Both SKUs in one partition.
+    let mut shared = Log::new();
+    shared.send(restock("a", "w1", 5));
+    shared.send(restock("b", "w1", 5));
+    let (a, b) = (hold(&mut shared, "a"), hold(&mut shared, "b"));
+    assert!(matches!(a, Outcome::Reserved { .. }), "{a:?}");
+    assert!(matches!(b, Outcome::Reserved { .. }), "the second SKU is not a conflict: {b:?}");
+    // Each SKU in a partition of its own.
+    let (mut pa, mut pb) = (Log::new(), Log::new());
+    pa.send(restock("a", "w1", 5));
+    pb.send(restock("b", "w1", 5));
+    assert!(matches!(hold(&mut pa, "a"), Outcome::Reserved { .. }));
+    assert!(matches!(hold(&mut pb, "b"), Outcome::Reserved { .. }));
+    // The same key, SKU and body again: the original reply; another body: a conflict.
+    let again = shared.send_as(&key, Command::Reserve(reserve("a", 1))).reply.unwrap().outcome;
+    assert_eq!(again, a);
+    let other = shared.send_as(&key, Command::Reserve(reserve("a", 2))).reply.unwrap().outcome;
+    assert_eq!(other, Outcome::Rejected(Rejection::Conflict));
+}

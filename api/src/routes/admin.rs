@@ -17,7 +17,7 @@ fn row(path: &(String, String)) -> Result<(Sku, WarehouseId), ApiError> {
 
 /// Add units to a SKU in a warehouse.
 #[utoipa::path(post, path = "/v1/admin/stock/{sku}/{warehouse}/restock", request_body = RestockBody,
-    params(("sku" = String, Path), ("warehouse" = String, Path), WaitQuery, ("Idempotency-Key" = String, Header, description = "client-chosen command id")),
+    params(("sku" = String, Path), ("warehouse" = String, Path), WaitQuery, ("Idempotency-Key" = String, Header, description = "client-chosen command id, scoped by tenant, SKU and key: the same key and body get the original reply, another body for the same SKU 409 conflict, another SKU is another command")),
     responses((status = 200), (status = 202), (status = 409), (status = 400), (status = 401), (status = 403), (status = 429), (status = 503)),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn restock(
@@ -37,7 +37,7 @@ pub async fn restock(
 
 /// Correct on-hand units (never below what is reserved).
 #[utoipa::path(post, path = "/v1/admin/stock/{sku}/{warehouse}/adjust", request_body = AdjustBody,
-    params(("sku" = String, Path), ("warehouse" = String, Path), WaitQuery, ("Idempotency-Key" = String, Header, description = "client-chosen command id")),
+    params(("sku" = String, Path), ("warehouse" = String, Path), WaitQuery, ("Idempotency-Key" = String, Header, description = "client-chosen command id, scoped by tenant, SKU and key: the same key and body get the original reply, another body for the same SKU 409 conflict, another SKU is another command")),
     responses((status = 200), (status = 202), (status = 409), (status = 400), (status = 401), (status = 403), (status = 429), (status = 503)),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn adjust(
@@ -57,7 +57,7 @@ pub async fn adjust(
 
 /// Set on-hand units if the row is still at the expected version.
 #[utoipa::path(post, path = "/v1/admin/stock/{sku}/{warehouse}/set", request_body = SetBody,
-    params(("sku" = String, Path), ("warehouse" = String, Path), WaitQuery, ("Idempotency-Key" = String, Header, description = "client-chosen command id")),
+    params(("sku" = String, Path), ("warehouse" = String, Path), WaitQuery, ("Idempotency-Key" = String, Header, description = "client-chosen command id, scoped by tenant, SKU and key: the same key and body get the original reply, another body for the same SKU 409 conflict, another SKU is another command")),
     responses((status = 200), (status = 202), (status = 409), (status = 400), (status = 401), (status = 403), (status = 429), (status = 503)),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn set(

@@ -137,7 +137,7 @@ fn reservation(id: &str) -> Result<ReservationId, ApiError> {
 
 /// Hold units of a SKU.
 #[utoipa::path(post, path = "/v1/reservations", request_body = ReserveBody, params(WaitQuery,
-    ("Idempotency-Key" = String, Header, description = "client-chosen command id")),
+    ("Idempotency-Key" = String, Header, description = "client-chosen command id, scoped by tenant, SKU and key: the same key and body get the original reply, another body for the same SKU 409 conflict, another SKU is another command")),
     responses((status = 200, description = "reserved"), (status = 202, description = "accepted, poll Location"),
         (status = 409, description = "rejected (problem+json with the reply)"), (status = 400), (status = 401), (status = 429), (status = 503)),
     security(("api_key" = []), ("bearer" = [])))]
@@ -162,7 +162,7 @@ pub async fn reserve(
 
 /// Give the held units back.
 #[utoipa::path(post, path = "/v1/reservations/{id}/release", params(("id" = String, Path), WaitQuery,
-    ("Idempotency-Key" = String, Header, description = "client-chosen command id")),
+    ("Idempotency-Key" = String, Header, description = "client-chosen command id, scoped by tenant, SKU and key: the same key and body get the original reply, another body for the same SKU 409 conflict, another SKU is another command")),
     responses((status = 200), (status = 202), (status = 409), (status = 400), (status = 401), (status = 429), (status = 503)),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn release(
@@ -178,7 +178,7 @@ pub async fn release(
 
 /// Buy the held units (all, or `quantity` of them).
 #[utoipa::path(post, path = "/v1/reservations/{id}/purchase", request_body(content = Option<PurchaseBody>),
-    params(("id" = String, Path), WaitQuery, ("Idempotency-Key" = String, Header, description = "client-chosen command id")),
+    params(("id" = String, Path), WaitQuery, ("Idempotency-Key" = String, Header, description = "client-chosen command id, scoped by tenant, SKU and key: the same key and body get the original reply, another body for the same SKU 409 conflict, another SKU is another command")),
     responses((status = 200), (status = 202), (status = 409), (status = 400), (status = 401), (status = 429), (status = 503)),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn purchase(
@@ -203,7 +203,7 @@ pub async fn purchase(
 
 /// Hold the units longer.
 #[utoipa::path(post, path = "/v1/reservations/{id}/extend", request_body = ExtendBody,
-    params(("id" = String, Path), WaitQuery, ("Idempotency-Key" = String, Header, description = "client-chosen command id")),
+    params(("id" = String, Path), WaitQuery, ("Idempotency-Key" = String, Header, description = "client-chosen command id, scoped by tenant, SKU and key: the same key and body get the original reply, another body for the same SKU 409 conflict, another SKU is another command")),
     responses((status = 200), (status = 202), (status = 409), (status = 400), (status = 401), (status = 429), (status = 503)),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn extend(
