@@ -543,7 +543,8 @@ impl Processor {
             _ => None,
         });
         let mut applied = self.store.applied_offset(partition)?;
-        if applied.map(|a| a + 1) != next {
+        // Entities without META are an import cut short: not a state, imported again.
+        if applied.map(|a| a + 1) != next || self.store.is_incomplete(partition)? {
             self.restore(partition, applied, next)?;
             applied = self.store.applied_offset(partition)?;
         }

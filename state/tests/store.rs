@@ -178,3 +178,29 @@ fn batch_atomicity_under_kill9() {
     apply(&Machine::new(config()), &mut expected, 0, 0, applied + 1);
     assert_eq!(store.load(0).unwrap().snapshot(), expected.snapshot());
 }
+
+/// An import cut short leaves entities without META: the store says so, and a complete
+/// partition or an empty one is never called incomplete.
+#[test]
+fn entities_without_meta_are_an_incomplete_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), false).unwrap();
+    let mut p1 = PartitionState::new();
+    run_batches(&store, &mut p1, 1, 5, 20);
+    assert!(!store.is_incomplete(1).unwrap(), "a whole partition");
+    assert!(!store.is_incomplete(2).unwrap(), "an empty partition");
+    // What an interrupted import writes: the entities, not META (written last).
+    let entities: Vec<Change> = store
+        .export(1)
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.key != store::keys::encode(&store::keys::Key::Meta))
+        .collect();
+    let other = tempfile::tempdir().unwrap();
+    let cut = Store::open(other.path(), false).unwrap();
+    cut.write(&store::Batch { partition: 1, changes: entities }).unwrap();
+    assert_eq!(cut.applied_offset(1).unwrap(), None);
+    assert!(cut.is_incomplete(1).unwrap());
+    cut.import(1, store.export(1).unwrap()).unwrap();
+    assert!(!cut.is_incomplete(1).unwrap(), "imported again, whole");
+}

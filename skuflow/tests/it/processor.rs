@@ -291,3 +291,28 @@ fn commit_group_offset(cluster: &Cluster, topic: &str, partition: i32, offset: i
     tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset)).unwrap();
     consumer.commit(&tpl, CommitMode::Sync).unwrap();
 }
+
+/// The group's committed offset is behind the store (a broker that lost committed offsets,
+/// or an operator who rewound the group): the records in between are read again but never
+/// applied twice, and everything after them is applied once.
+#[test]
+fn a_store_ahead_of_the_committed_offset_applies_nothing_twice() {
+    let cluster = Cluster::start();
+    let first: Vec<_> =
+        (0..6).map(|i| request(&format!("a-{i}"), restock_command(&home_sku(0, i), 1))).collect();
+    cluster.produce(&first);
+    let p = cluster.processor("p-0", "store-0");
+    cluster.wait_replies(first.len());
+    assert!(p.stop().success());
+    commit_group_offset(&cluster, &cluster.topics.name(Topic::Commands), 0, 0);
+
+    let p = cluster.processor("p-0", "store-0");
+    let more: Vec<_> =
+        (0..3).map(|i| request(&format!("b-{i}"), restock_command(&home_sku(0, i), 1))).collect();
+    cluster.produce(&more);
+    cluster.wait_replies(first.len() + more.len());
+    assert!(p.stop().success());
+    let report = cluster.audit();
+    assert_clean(&report);
+    assert_eq!(report.replies, first.len() + more.len(), "one reply per command:\n{report}");
+}

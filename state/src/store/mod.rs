@@ -114,6 +114,20 @@ impl Store {
         }
     }
 
+    /// True when `partition` holds entities but no META: an import was cut short (META is
+    /// written last), so what is there is not a state and must be imported again.
+    pub fn is_incomplete(&self, partition: i32) -> Result<bool, StoreError> {
+        if self.applied_offset(partition)?.is_some() {
+            return Ok(false);
+        }
+        let prefix = keys::partition_prefix(partition);
+        let mut it = self.db.iterator(IteratorMode::From(&prefix, Direction::Forward));
+        match it.next() {
+            Some(item) => Ok(item?.0.starts_with(&prefix)),
+            None => Ok(false),
+        }
+    }
+
     /// Every key/value of `partition`, keys without the prefix, in key order.
     pub fn export(&self, partition: i32) -> Result<Vec<Change>, StoreError> {
         let prefix = keys::partition_prefix(partition);
