@@ -312,16 +312,18 @@ fn check_events(report: &mut Report, events: &ById, stock_offsets: &BTreeSet<(i3
     type Row = (Sku, WarehouseId);
     let mut rows: BTreeMap<Row, StockLevel> = BTreeMap::new();
     // Units held per row by active reservations, and what each reservation holds.
-    let mut held: BTreeMap<Row, u64> = BTreeMap::new();
-    let mut holds: BTreeMap<ReservationId, Option<Vec<(Row, u64)>>> = BTreeMap::new();
+    // i128: sums of u64 quantities never overflow here, and a release of more than is
+    // held shows as a negative number instead of wrapping.
+    let mut held: BTreeMap<Row, i128> = BTreeMap::new();
+    let mut holds: BTreeMap<ReservationId, Option<Vec<(Row, i128)>>> = BTreeMap::new();
     let mut touched: BTreeSet<Row> = BTreeSet::new();
     let mut current: Option<(i32, i64)> = None;
     let check = |report: &mut Report,
                  touched: &BTreeSet<Row>,
                  rows: &BTreeMap<Row, StockLevel>,
-                 held: &BTreeMap<Row, u64>| {
+                 held: &BTreeMap<Row, i128>| {
         for key in touched {
-            let reserved = rows.get(key).map_or(0, |l| l.reserved);
+            let reserved = rows.get(key).map_or(0, |l| i128::from(l.reserved));
             let active = held.get(key).copied().unwrap_or(0);
             if active != reserved {
                 report.violate(
@@ -346,10 +348,10 @@ fn check_events(report: &mut Report, events: &ById, stock_offsets: &BTreeSet<(i3
         };
         match event {
             Event::ReservationCreated { reservation, allocations, .. } => {
-                let parts: Vec<(Row, u64)> = allocations
+                let parts: Vec<(Row, i128)> = allocations
                     .iter()
                     .map(|a| {
-                        ((reservation.sku.clone(), a.warehouse.clone()), u64::from(a.quantity))
+                        ((reservation.sku.clone(), a.warehouse.clone()), i128::from(a.quantity))
                     })
                     .collect();
                 for (row, q) in &parts {
@@ -387,9 +389,8 @@ fn check_events(report: &mut Report, events: &ById, stock_offsets: &BTreeSet<(i3
                 }
                 let key = (sku, warehouse);
                 let before = rows.get(&key).copied().unwrap_or_default();
-                if level.on_hand + level.sold != before.on_hand + before.sold
-                    && !stock_offsets.contains(&(p, o))
-                {
+                let units = |l: &StockLevel| u128::from(l.on_hand) + u128::from(l.sold);
+                if units(&level) != units(&before) && !stock_offsets.contains(&(p, o)) {
                     report.violate(
                         "I2",
                         format!("{}/{} at {p}/{o}: on_hand + sold moved without a stock-keeping command", key.0, key.1),
