@@ -68,8 +68,10 @@ fn jwt(token: &str, config: &ApiConfig) -> Result<Caller, ApiError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_audience(&[&jwt.audience]);
     validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+    validation.validate_nbf = true;
+    validation.leeway = 60;
     let data =
-        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&jwt.secret), &validation)
+        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(jwt.secret()), &validation)
             .map_err(|_| ApiError::Unauthenticated)?;
     let tenant = TenantId::new(&data.claims.tenant).map_err(|_| ApiError::Unauthenticated)?;
     let role = match data.claims.role.as_deref() {
@@ -77,5 +79,10 @@ fn jwt(token: &str, config: &ApiConfig) -> Result<Caller, ApiError> {
         Some("admin") => Role::Admin,
         Some(_) => return Err(ApiError::Unauthenticated),
     };
-    Ok(Caller { tenant, role, credential: format!("jwt:{}", data.claims.sub) })
+    // Limits are per tenant and subject: two tenants' `checkout` subjects are two callers.
+    Ok(Caller {
+        tenant,
+        role,
+        credential: format!("jwt:{}:{}", data.claims.tenant, data.claims.sub),
+    })
 }

@@ -23,11 +23,32 @@ pub struct ApiKey {
 }
 
 /// JWT verification: HS256 only (the algorithm is pinned, never taken from the token),
-/// `exp` and `aud` required; the tenant is the `tenant` claim, the role the `role` claim.
+/// `exp`, `aud` and `sub` required, `nbf` checked when present, 60 s of leeway for clock
+/// skew on `exp` and `nbf`; the tenant is the `tenant` claim, the role the `role` claim.
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
-    pub secret: Vec<u8>,
+    secret: Vec<u8>,
     pub audience: String,
+}
+
+/// The shortest HS256 secret accepted: 32 bytes, the hash's own size (RFC 7518 §3.2).
+/// A short or empty secret would let anyone mint tokens for any tenant.
+pub const MIN_JWT_SECRET: usize = 32;
+
+impl JwtConfig {
+    pub fn new(secret: &[u8], audience: impl Into<String>) -> Result<Self, String> {
+        if secret.len() < MIN_JWT_SECRET {
+            return Err(format!(
+                "the JWT secret has {} bytes; at least {MIN_JWT_SECRET} are required",
+                secret.len()
+            ));
+        }
+        Ok(Self { secret: secret.to_vec(), audience: audience.into() })
+    }
+
+    pub fn secret(&self) -> &[u8] {
+        &self.secret
+    }
 }
 
 #[derive(Debug, Clone)]

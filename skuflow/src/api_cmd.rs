@@ -55,14 +55,18 @@ pub struct ApiArgs {
 }
 
 impl ApiArgs {
-    pub fn config(&self, brokers: &str, topics: Topics) -> ApiConfig {
+    /// The API's configuration; a JWT secret shorter than 32 bytes (or empty) is refused.
+    pub fn config(&self, brokers: &str, topics: Topics) -> anyhow::Result<ApiConfig> {
         let mut c = ApiConfig::new(self.bind, brokers);
         c.topics = topics;
         c.keys = self.api_keys.clone();
-        c.jwt = self.jwt_secret.as_ref().map(|s| JwtConfig {
-            secret: s.as_bytes().to_vec(),
-            audience: self.jwt_audience.clone(),
-        });
+        c.jwt = match &self.jwt_secret {
+            Some(s) => Some(
+                JwtConfig::new(s.as_bytes(), self.jwt_audience.clone())
+                    .map_err(|e| anyhow::anyhow!("--jwt-secret / SKUFLOW_JWT_SECRET: {e}"))?,
+            ),
+            None => None,
+        };
         c.wait_default = Duration::from_millis(self.wait_default_ms);
         c.wait_max = Duration::from_millis(self.wait_max_ms);
         c.rate_per_sec = self.rate;
@@ -70,7 +74,7 @@ impl ApiArgs {
         c.max_in_flight = self.max_in_flight;
         c.workers = self.workers.max(1);
         c.reply_cache = self.reply_cache.max(1);
-        c
+        Ok(c)
     }
 }
 
@@ -119,7 +123,12 @@ impl Running {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let registry = prometheus::Registry::new();
-    let config = args.api.config(&args.cluster.brokers, args.cluster.topics());
+    let config = args.api.config(&args.cluster.brokers, args.cluster.topics())?;
+    if config.keys.is_empty() && config.jwt.is_none() {
+        anyhow::bail!(
+            "no credentials configured: give --api-key (skuflow api-key makes one) or --jwt-secret"
+        );
+    }
     let api = Running::start(config, registry)?;
     tracing::info!(addr = %api.addr, "api listening on http://{}", api.addr);
     crate::wait_for_shutdown("the api", || api.is_running())?;

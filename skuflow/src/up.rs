@@ -30,6 +30,11 @@ pub struct Args {
     /// Prefix of skuflow's topic names.
     #[arg(long, default_value = "skuflow")]
     topic_prefix: String,
+    /// Configure the published development key `dev-admin-key` (tenant demo, admin) even
+    /// with --brokers. Without credentials it is configured on its own only with the
+    /// embedded dev broker; never on a bind address other than loopback.
+    #[arg(long)]
+    dev_key: bool,
     #[command(flatten)]
     processor: crate::processor_cmd::ProcessorArgs,
     #[command(flatten)]
@@ -41,6 +46,7 @@ const DEV_KEY: &str = "dev-admin-key";
 const DEV_TENANT: &str = "demo";
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let own_broker = args.brokers.is_none();
     let (mut broker, bootstrap) = match args.brokers {
         Some(addr) => {
             tracing::info!(bootstrap = %addr, "using the given brokers");
@@ -72,8 +78,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.processor.config(&bootstrap, topics.clone());
     let worker = crate::processor_cmd::spawn(config, registry, health, shutdown.clone())?;
 
-    let mut api_config = args.api.config(&bootstrap, topics);
-    let dev_key = api_config.keys.is_empty() && api_config.jwt.is_none();
+    let mut api_config = args.api.config(&bootstrap, topics)?;
+    let dev_key = dev_key_wanted(&api_config, args.dev_key, own_broker)?;
     if dev_key {
         let line = format!("{DEV_TENANT}:admin:{}", hex::encode(api::hash_key(DEV_KEY)));
         api_config.keys.push(api::parse_key(&line).map_err(anyhow::Error::msg)?);
@@ -110,6 +116,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         b.stop()?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether to configure the published development key: asked for, or no credentials at
+/// all with the embedded broker; and never on an address reachable from elsewhere.
+fn dev_key_wanted(config: &api::ApiConfig, asked: bool, own_broker: bool) -> anyhow::Result<bool> {
+    let no_credentials = config.keys.is_empty() && config.jwt.is_none();
+    let wanted = asked || (no_credentials && own_broker);
+    if wanted && !config.bind.ip().is_loopback() {
+        anyhow::bail!(
+            "the development key is published: it is never served on {} (not loopback); give --api-key or --jwt-secret",
+            config.bind
+        );
+    }
+    if !wanted && no_credentials {
+        anyhow::bail!(
+            "no credentials configured for a cluster given with --brokers: give --api-key (skuflow api-key makes one) or --jwt-secret, or --dev-key for a local trial"
+        );
+    }
+    Ok(wanted)
 }
 
 fn create_topics(bootstrap: &str, topics: &Topics, partitions: i32) -> anyhow::Result<()> {

@@ -109,7 +109,7 @@ pub async fn submit(
         None => {
             let location = format!(
                 "/v1/commands/{}?at={}",
-                request.command_id,
+                crate::routes::path_segment(request.command_id.as_str()),
                 format_position(accepted.position)
             );
             Ok(HttpResponse::Accepted().insert_header(("Location", location.clone())).json(

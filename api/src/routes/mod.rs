@@ -11,6 +11,15 @@ use topics::{Outcome, Position, Reply};
 
 use crate::problem::ApiError;
 
+/// `s` as one path segment: everything but letters, digits, `-`, `.`, `_` and `:`
+/// percent-encoded (a command id may hold `/`, `+` and `=`).
+pub fn path_segment(s: &str) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const SEGMENT: &AsciiSet =
+        &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b':');
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
 /// `partition-offset`, as used in Location headers and `min_position`.
 pub fn format_position(p: Position) -> String {
     format!("{}-{}", p.partition, p.offset)
@@ -37,4 +46,12 @@ pub fn reply_response(reply: &Reply) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok()
         .insert_header(("Skuflow-Position", format_position(reply.position)))
         .json(reply))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_command_id_becomes_one_path_segment() {
+        assert_eq!(super::path_segment("ord/1+x=y:z.w_v-u"), "ord%2F1%2Bx%3Dy:z.w_v-u");
+    }
 }

@@ -25,8 +25,9 @@ pub async fn command(
     query: web::Query<PollQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authorize(&req, &state)?;
-    let key =
-        CommandId::new(path.as_str()).map_err(|e| ApiError::BadRequest(format!("key: {e}")))?;
+    // Keys may hold `/`, `+` and `=`, which the Location header percent-encodes.
+    let decoded = percent_encoding::percent_decode_str(path.as_str()).decode_utf8_lossy();
+    let key = CommandId::new(decoded).map_err(|e| ApiError::BadRequest(format!("key: {e}")))?;
     if let Some(reply) = state.ingest.replies().by_key(&caller.tenant, &key) {
         return reply_response(&reply);
     }

@@ -414,3 +414,50 @@ fn a_repeated_warehouse_and_u64_stock_are_refused_through_http_and_through_kafka
     }
     crate::support::assert_clean(&stack.cluster.audit());
 }
+
+/// Configuration that would fail open is refused at start: an empty or short JWT secret,
+/// no credentials for a real cluster, the published development key off loopback.
+#[test]
+fn credentials_fail_closed_at_start() {
+    let cluster = crate::support::Cluster::start();
+    let refused = |args: &[&str], expect: &str| {
+        let extra: &[&str] = if args[0] == "up" { &["--metrics-addr", "127.0.0.1:0"] } else { &[] };
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_skuflow"))
+            .args(args)
+            .args(["--brokers", &cluster.bootstrap, "--bind", "127.0.0.1:0"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} must not start:\n{text}");
+        assert!(text.contains(expect), "{args:?}: {expect:?} not in\n{text}");
+    };
+    refused(&["api", "--jwt-secret", ""], "at least 32 are required");
+    refused(&["api", "--jwt-secret", "short-secret"], "at least 32 are required");
+    refused(&["api"], "no credentials configured");
+    refused(&["up", "--partitions", "4"], "no credentials configured");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skuflow"))
+        .args(["up", "--brokers", &cluster.bootstrap, "--partitions", "4", "--dev-key"])
+        .args(["--bind", "0.0.0.0:0", "--metrics-addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("not loopback"), "{text}");
+}
+
+/// An idempotency key with `/`, `+` and `=` gets a Location that is one path segment, and
+/// polling it finds the reply.
+#[test]
+fn a_location_with_a_slash_in_the_key_can_be_polled() {
+    let stack = Stack::start(&[]);
+    stack.restock("loc", "main", 3);
+    let (status, body, headers) =
+        stack.post("/v1/reservations?wait=0", ACME, "ord/1+x=y", reserve("loc", 1));
+    assert!(status == 202 || status == 200, "{status} {body}");
+    if status == 202 {
+        let location = headers["location"].to_str().unwrap().to_owned();
+        assert!(location.starts_with("/v1/commands/ord%2F1%2Bx%3Dy?at="), "{location}");
+        let reply = stack.poll(&location, ACME);
+        assert_eq!(reply["command_id"], "ord/1+x=y", "{reply}");
+    }
+}

@@ -16,7 +16,7 @@ pub type Reply = (u16, Value, HeaderMap);
 pub const ACME: &str = "acme-client-key";
 pub const ACME_ADMIN: &str = "acme-admin-key";
 pub const OTHER: &str = "other-client-key";
-pub const JWT_SECRET: &str = "test-jwt-secret";
+pub const JWT_SECRET: &str = "test-jwt-secret-of-at-least-32-bytes";
 
 pub struct Stack {
     pub cluster: Cluster,
