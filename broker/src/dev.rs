@@ -72,7 +72,8 @@ pub fn default_binary() -> PathBuf {
 
 /// Tools live outside the clone so that they survive between runs on one machine.
 pub fn install_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SKUFLOW_HOME") {
+    // An empty SKUFLOW_HOME is unset, not the current directory.
+    if let Some(dir) = std::env::var_os("SKUFLOW_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
     let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
