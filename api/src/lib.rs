@@ -1,7 +1,7 @@
 //! The HTTP front door (actix-web): authenticates (API keys, JWT), validates, rate-limits
 //! and enqueues commands through `ingest`, waits for or lets clients poll their replies,
 //! and serves availability and reservations from read models fed by Kafka.
-//! Contracts: DESIGN.md §5. Every error is problem+json with a stable type ([`problem`]).
+//! Contract: the served OpenAPI document (`/openapi.json`). Every error is problem+json with a stable type ([`problem`]).
 
 pub mod auth;
 pub mod config;

@@ -1,7 +1,7 @@
 //! The broker conformance suite behind `skuflow doctor`.
 //!
 //! Each [`Check`] proves one broker behaviour that skuflow's exactly-once design relies
-//! on (DESIGN.md §4). Checks use fresh topic and group names derived from a run id, so
+//! on (ARCHITECTURE.md, "Exactly-once"). Checks use fresh topic and group names derived from a run id, so
 //! the suite can run against a shared cluster without touching anything else.
 
 use std::collections::{BTreeSet, HashSet};

@@ -3,7 +3,7 @@
 //! Every output carries a stable identity ([`RecordId`]) derived from the command it
 //! came from, so re-applying the same commands (after a crash or a fence) yields the
 //! same replies and events with the same ids, whatever the batch boundaries; consumers
-//! drop duplicates by id (DESIGN.md §4). All outputs go to the source partition's
+//! drop duplicates by id (ARCHITECTURE.md, "Exactly-once"). All outputs go to the source partition's
 //! number in their topic, so changelog partition p restores commands partition p.
 //!
 //! Records that cannot be applied never stop the partition: they go to the dead-letter

@@ -1,6 +1,6 @@
 //! The state machine's configuration. It is part of the machine's input: replaying a
 //! log with a different configuration may give different answers, so a deployment
-//! changes it deliberately (and DESIGN.md's I6 holds per configuration).
+//! changes it deliberately (and invariant I6, state equals replay, holds per configuration).
 
 /// Bounds and windows, all in milliseconds of log time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

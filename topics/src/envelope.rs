@@ -1,7 +1,7 @@
 //! Versioned envelopes. Every record skuflow writes is `{"v": VERSION, "id": ..., "body": ...}`:
 //! `v` lets a reader refuse what it does not understand instead of misreading it, and
 //! `id` (on outputs) is the record's stable identity, so any consumer can drop the
-//! duplicates that a re-applied batch or a leaky broker produces (DESIGN.md §4).
+//! duplicates that a re-applied batch or a leaky broker produces (ARCHITECTURE.md, "Exactly-once").
 
 use std::fmt;
 

@@ -1,7 +1,7 @@
 //! Faults the real dev broker cannot produce on demand, injected with librdkafka's mock
 //! cluster (`rdkafka::mocking::MockCluster`, in process): request errors on EndTxn,
 //! AddPartitionsToTxn and Produce, and a broker going down and coming back. The mock is
-//! not a model of transactions (DESIGN.md §4), so these tests check what must hold on
+//! not a model of transactions (BROKERS.md), so these tests check what must hold on
 //! any broker: the processor recovers by itself, every command is answered, and every
 //! reply for an id is identical (duplicates, if the mock shows aborted records, share
 //! their record id).
