@@ -386,16 +386,7 @@ fn poll_batch(consumer: &BaseConsumer, max: usize) -> Result<Vec<Read>, CheckErr
 }
 
 fn abort_invisible(b: &str, topic: &str, o: &Options) -> Result<String, CheckError> {
-    kafka::create_topic(b, topic, 1, &[])?;
-    let txn = kafka::transactional_producer(b, topic)?;
-    txn.init_transactions(o.timeout)?;
-    txn.begin_transaction()?;
-    kafka::produce_all(&txn, topic, (0..10).map(|i| (0, format!("aborted{i}"), Vec::new())))?;
-    txn.abort_transaction(o.timeout)?;
-    txn.begin_transaction()?;
-    kafka::produce_all(&txn, topic, (0..10).map(|i| (0, format!("committed{i}"), Vec::new())))?;
-    txn.commit_transaction(o.timeout)?;
-    append_end_markers(b, topic)?;
+    abort_then_commit(b, topic, 10, o)?;
     let committed = read_to_end(b, topic, Isolation::Committed, o)?;
     expect_each_once(&committed, (0..10).map(|i| format!("committed{i}")))?;
     let uncommitted = read_to_end(b, topic, Isolation::Uncommitted, o)?;
@@ -405,22 +396,32 @@ fn abort_invisible(b: &str, topic: &str, o: &Options) -> Result<String, CheckErr
     ))
 }
 
+/// A 1-partition `topic` holding one producer's aborted transaction of `n` records
+/// (`aborted0..`), then its committed one (`committed0..`), then the end marker.
+fn abort_then_commit(b: &str, topic: &str, n: usize, o: &Options) -> Result<(), CheckError> {
+    kafka::create_topic(b, topic, 1, &[])?;
+    let txn = kafka::transactional_producer(b, topic)?;
+    txn.init_transactions(o.timeout)?;
+    for (what, commit) in [("aborted", false), ("committed", true)] {
+        txn.begin_transaction()?;
+        kafka::produce_all(&txn, topic, (0..n).map(|i| (0, format!("{what}{i}"), Vec::new())))?;
+        if commit {
+            txn.commit_transaction(o.timeout)?;
+        } else {
+            txn.abort_transaction(o.timeout)?;
+        }
+    }
+    append_end_markers(b, topic)?;
+    Ok(())
+}
+
 /// A producer aborts a transaction, then commits one; a `read_committed` reader that
 /// starts after the abort marker must see the commit. Kafka lists in a fetch response only
 /// the aborted transactions that overlap the fetched range; a broker that lists older ones
 /// makes librdkafka drop every later batch of that producer id as aborted, so a reader
 /// that starts (or continues) past the marker never sees the producer's output again.
 fn read_after_abort(b: &str, topic: &str, o: &Options) -> Result<String, CheckError> {
-    kafka::create_topic(b, topic, 1, &[])?;
-    let txn = kafka::transactional_producer(b, topic)?;
-    txn.init_transactions(o.timeout)?;
-    txn.begin_transaction()?;
-    kafka::produce_all(&txn, topic, (0..5).map(|i| (0, format!("aborted{i}"), Vec::new())))?;
-    txn.abort_transaction(o.timeout)?;
-    txn.begin_transaction()?;
-    kafka::produce_all(&txn, topic, (0..5).map(|i| (0, format!("committed{i}"), Vec::new())))?;
-    txn.commit_transaction(o.timeout)?;
-    append_end_markers(b, topic)?;
+    abort_then_commit(b, topic, 5, o)?;
     let all = read_to_end(b, topic, Isolation::Committed, o)?;
     let first = all
         .iter()

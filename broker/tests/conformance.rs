@@ -85,15 +85,29 @@ fn kill9_restart() {
 /// them, so a kill -9 right after the acknowledgement loses them. Apache Kafka keeps
 /// acknowledged data in the page cache and passes this check. If this test fails, the
 /// dev broker got better: update BROKERS.md and make this a plain `check`.
+/// The loss depends on when the broker's snapshot runs relative to the kill, so it is
+/// seen in most attempts, not all (10 of 10 in BROKERS.md's runs, but once an attempt under
+/// a loaded CPU kept everything): up to three attempts, one loss is enough; three without
+/// a loss mean the broker got better.
 #[test]
 fn noida_loses_acknowledged_writes_on_an_immediate_kill9() {
-    let mut broker = DevBroker::start().expect("dev broker starts");
-    let result =
-        conformance::run(Check::KillAcked, &mut Target::Owned(&mut broker), &Options::default());
-    match result.outcome {
-        Outcome::Fail(detail) => assert!(detail.contains("missing"), "{detail}"),
-        other => panic!("kill9_acked now passes on the dev broker ({other:?}): update BROKERS.md"),
+    let mut kept = Vec::new();
+    for _ in 0..3 {
+        let mut broker = DevBroker::start().expect("dev broker starts");
+        let result = conformance::run(
+            Check::KillAcked,
+            &mut Target::Owned(&mut broker),
+            &Options::default(),
+        );
+        match result.outcome {
+            Outcome::Fail(detail) => {
+                assert!(detail.contains("missing"), "{detail}");
+                return;
+            }
+            other => kept.push(other),
+        }
     }
+    panic!("kill9_acked passed three times on the dev broker ({kept:?}): update BROKERS.md");
 }
 
 #[test]
