@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use ingest::Ingest;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::config::ApiConfig;
 use crate::follow::Follower;
@@ -37,6 +37,9 @@ pub struct Metrics {
     pub responses: IntCounterVec,
     /// Seconds from request to response, by route (a command's includes its wait).
     pub latency: HistogramVec,
+    /// Replies searched for in Kafka (polls for commands older than what this instance
+    /// holds in memory). A poll of a pending command never counts here.
+    pub lookups: IntCounter,
 }
 
 impl Metrics {
@@ -50,8 +53,13 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(0.000_25, 2.0, 16)?),
             &["route"],
         )?;
+        let lookups = IntCounter::new(
+            "skuflow_api_reply_lookups_total",
+            "Replies searched for in the replies topic (polls older than the in-memory tail)",
+        )?;
         registry.register(Box::new(responses.clone()))?;
         registry.register(Box::new(latency.clone()))?;
-        Ok(Self { responses, latency })
+        registry.register(Box::new(lookups.clone()))?;
+        Ok(Self { responses, latency, lookups })
     }
 }

@@ -22,6 +22,9 @@ struct Inner {
     order: VecDeque<Position>,
     waiters: HashMap<Position, Vec<oneshot::Sender<Arc<Reply>>>>,
     inserted: u64,
+    /// Per partition, the highest command offset whose reply the tail has read: replies
+    /// arrive in command order, so a command after it has no reply yet.
+    tail_read: HashMap<i32, i64>,
 }
 
 /// A registered interest in one reply.
@@ -56,6 +59,22 @@ impl Replies {
 
     pub fn get(&self, at: Position) -> Option<Arc<Reply>> {
         self.lock().by_position.get(&at).cloned()
+    }
+
+    /// True when the reply to the command at `at` cannot have been read yet: the tail has
+    /// read replies of that partition, all of them to earlier commands. Answered from
+    /// memory, without asking Kafka.
+    pub fn pending(&self, at: Position) -> bool {
+        self.lock().tail_read.get(&at.partition).is_some_and(|read| at.offset > *read)
+    }
+
+    /// A reply the replies tail read (in order): kept like [`Replies::insert`], and the
+    /// tail's progress in its partition noted for [`Replies::pending`].
+    pub fn insert_from_tail(&self, at: Position, reply: Arc<Reply>) {
+        self.insert(at, reply);
+        let mut inner = self.lock();
+        let read = inner.tail_read.entry(at.partition).or_insert(at.offset);
+        *read = (*read).max(at.offset);
     }
 
     /// The command's reply by its id, if it is among the cached ones.
@@ -159,5 +178,18 @@ mod tests {
         assert_eq!(replies.len(), 2);
         assert!(replies.get(a).is_none());
         assert!(replies.by_key(&k.0, &k.1).is_none());
+    }
+
+    #[test]
+    fn a_command_after_what_the_tail_read_is_pending() {
+        let replies = Replies::new(8);
+        let ok = Outcome::Released { reservation: "s~1".parse().unwrap(), returned: 1 };
+        let (a, first) = reply("k", 10, ok);
+        assert!(!replies.pending(a), "nothing read yet: unknown, not pending");
+        replies.insert_from_tail(a, first);
+        assert!(replies.pending(Position { partition: 0, offset: 11 }));
+        assert!(!replies.pending(a));
+        assert!(!replies.pending(Position { partition: 0, offset: 3 }), "older: ask Kafka");
+        assert!(!replies.pending(Position { partition: 1, offset: 11 }), "another partition");
     }
 }

@@ -144,7 +144,8 @@ impl Ingest {
     }
 
     /// Find the reply to the record at `at` in the replies topic (a binary search over
-    /// the partition, whose replies are in command order).
+    /// the partition, whose replies are in command order). A found reply is returned, not
+    /// cached: old replies looked up never push recent ones out of the cache.
     pub async fn lookup(&self, at: Position) -> Result<Option<Arc<Reply>>, IngestError> {
         if let Some(reply) = self.replies.get(at) {
             return Ok(Some(reply));
@@ -154,11 +155,7 @@ impl Ingest {
         let found = tokio::task::spawn_blocking(move || lookup::find(&bootstrap, &topic, at))
             .await
             .map_err(|_| IngestError::Kafka(KafkaError::Canceled))??;
-        Ok(found.map(|reply| {
-            let reply = Arc::new(reply);
-            self.replies.insert(at, reply.clone());
-            reply
-        }))
+        Ok(found.map(Arc::new))
     }
 
     /// Wait until every queued command is acknowledged (bulk loads, shutdown).

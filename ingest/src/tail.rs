@@ -38,7 +38,7 @@ impl Tail {
                     match consumer.poll(Duration::from_millis(100)) {
                         Some(Ok(m)) => {
                             if let Some((at, reply)) = crate::reply_at(m.payload()) {
-                                replies.insert(at, Arc::new(reply));
+                                replies.insert_from_tail(at, Arc::new(reply));
                             }
                         }
                         Some(Err(e)) => tracing::warn!(error = %e, "replies tail"),

@@ -12,7 +12,7 @@ use topics::{
 use crate::auth::{Caller, authenticate};
 use crate::dto::{ExtendBody, PurchaseBody, ReserveBody, WaitQuery};
 use crate::problem::ApiError;
-use crate::routes::{format_position, reply_response};
+use crate::routes::{pending_response, reply_response};
 use crate::state::AppState;
 
 pub fn idempotency_key(req: &HttpRequest) -> Result<CommandId, ApiError> {
@@ -106,21 +106,7 @@ pub async fn submit(
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     match reply {
         Some(reply) => reply_response(&reply),
-        None => {
-            let location = format!(
-                "/v1/commands/{}?at={}",
-                crate::routes::path_segment(request.command_id.as_str()),
-                format_position(accepted.position)
-            );
-            Ok(HttpResponse::Accepted().insert_header(("Location", location.clone())).json(
-                serde_json::json!({
-                    "command_id": request.command_id,
-                    "position": accepted.position,
-                    "status": "pending",
-                    "poll": location,
-                }),
-            ))
-        }
+        None => Ok(pending_response(&request.command_id, accepted.position)),
     }
 }
 

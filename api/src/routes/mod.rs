@@ -7,7 +7,7 @@ pub mod ops;
 pub mod reads;
 
 use actix_web::HttpResponse;
-use topics::{Outcome, Position, Reply};
+use topics::{CommandId, Outcome, Position, Reply};
 
 use crate::problem::ApiError;
 
@@ -38,6 +38,21 @@ pub fn parse_position(s: &str) -> Result<Position, ApiError> {
 
 /// A reply as the HTTP answer: 200 with the reply, or a rejection as a 409 problem that
 /// carries the reply.
+/// 202: the command at `position` is accepted and not answered yet; poll the Location.
+pub fn pending_response(command_id: &CommandId, position: Position) -> HttpResponse {
+    let location = format!(
+        "/v1/commands/{}?at={}",
+        path_segment(command_id.as_str()),
+        format_position(position)
+    );
+    HttpResponse::Accepted().insert_header(("Location", location.clone())).json(serde_json::json!({
+        "command_id": command_id,
+        "position": position,
+        "status": "pending",
+        "poll": location,
+    }))
+}
+
 pub fn reply_response(reply: &Reply) -> Result<HttpResponse, ApiError> {
     if let Outcome::Rejected(rejection) = &reply.outcome {
         let body = serde_json::to_value(reply).unwrap_or_default();

@@ -9,13 +9,13 @@ use topics::{CommandId, ReservationId, Sku};
 use crate::dto::{AvailabilityQuery, PollQuery};
 use crate::problem::ApiError;
 use crate::routes::commands::authorize;
-use crate::routes::{format_position, parse_position, reply_response};
+use crate::routes::{format_position, parse_position, pending_response, reply_response};
 use crate::state::AppState;
 
 /// The result of a command, by its idempotency key (recent ones from memory; older ones
 /// by the `at` of the 202's Location, looked up in the replies topic).
 #[utoipa::path(get, path = "/v1/commands/{key}", params(("key" = String, Path), PollQuery),
-    responses((status = 200, description = "the reply"), (status = 409, description = "the command was rejected"),
+    responses((status = 200, description = "the reply"), (status = 202, description = "accepted, not answered yet: poll again"), (status = 409, description = "the command was rejected"),
         (status = 404, description = "unknown, another tenant's, or not applied yet"), (status = 400), (status = 401), (status = 429)),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn command(
@@ -28,16 +28,28 @@ pub async fn command(
     // Keys may hold `/`, `+` and `=`, which the Location header percent-encodes.
     let decoded = percent_encoding::percent_decode_str(path.as_str()).decode_utf8_lossy();
     let key = CommandId::new(decoded).map_err(|e| ApiError::BadRequest(format!("key: {e}")))?;
-    if let Some(reply) = state.ingest.replies().by_key(&caller.tenant, &key) {
-        return reply_response(&reply);
-    }
+    // Without `at`: the first reply this instance holds for the key. With `at`: the reply
+    // at that position and no other (a later conflicting payload under the same key has
+    // its own position and its own reply).
     let Some(at) = query.at.as_deref().map(parse_position).transpose()? else {
-        return Err(ApiError::NotFound);
+        let reply = state.ingest.replies().by_key(&caller.tenant, &key);
+        return reply.map_or(Err(ApiError::NotFound), |r| reply_response(&r));
     };
     if at.partition >= state.partitions() {
         return Err(ApiError::NotFound);
     }
-    let reply = state.ingest.lookup(at).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let cached = state.ingest.replies().get(at);
+    if cached.is_none() && state.ingest.replies().pending(at) {
+        // Not answered yet, known from memory: no Kafka lookup for a pending poll.
+        return Ok(pending_response(&key, at));
+    }
+    let reply = match cached {
+        Some(r) => Some(r),
+        None => {
+            state.metrics.lookups.inc();
+            state.ingest.lookup(at).await.map_err(|e| ApiError::Unavailable(e.to_string()))?
+        }
+    };
     match reply {
         // Another tenant's command, or another id at that position: not yours.
         Some(r) if r.tenant == caller.tenant && r.command_id == key => reply_response(&r),

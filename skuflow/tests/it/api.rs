@@ -461,3 +461,39 @@ fn a_location_with_a_slash_in_the_key_can_be_polled() {
         assert_eq!(reply["command_id"], "ord/1+x=y", "{reply}");
     }
 }
+
+/// A poll with `at` answers the reply at that position (not the first reply seen for the
+/// key), and a poll of a command the replies tail has not reached yet is answered 202
+/// from memory, without a Kafka lookup.
+#[test]
+fn polls_answer_by_position_and_pending_polls_cost_no_lookup() {
+    let stack = Stack::start(&["--rate", "100000", "--burst", "100000"]);
+    stack.restock("poll", "main", 10);
+    let (status, first, _) = stack.post("/v1/reservations", ACME, "K", reserve("poll", 2));
+    assert_eq!(status, 200, "{first}");
+    let (status, conflict, _) = stack.post("/v1/reservations", ACME, "K", reserve("poll", 3));
+    assert_eq!(status, 409, "{conflict}");
+    let at_conflict = position_of(&conflict["reply"]);
+    let (status, body, _) = stack.get(&format!("/v1/commands/K?at={at_conflict}"), ACME);
+    assert_eq!(status, 409, "by position: the conflict, not the key's first reply: {body}");
+    let (status, body, _) = stack.get(&format!("/v1/commands/K?at={}", position_of(&first)), ACME);
+    assert_eq!(status, 200, "{body}");
+
+    let lookups = || {
+        let text =
+            stack.client.get(format!("{}/metrics", stack.url)).send().unwrap().text().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("skuflow_api_reply_lookups_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no lookup counter in\n{text}"))
+    };
+    let before = lookups();
+    let partition = &first["position"]["partition"];
+    for i in 0..2_000 {
+        let (status, body, _) =
+            stack.get(&format!("/v1/commands/K?at={partition}-{}", 1_000_000_000 + i), ACME);
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["status"], "pending");
+    }
+    assert_eq!(lookups(), before, "pending polls asked Kafka");
+}
