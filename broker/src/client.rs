@@ -54,7 +54,21 @@ pub const SEND_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(12
 /// [`SEND_WAIT_MAX`].
 pub fn send_waiting<C, K, P>(
     producer: &rdkafka::producer::ThreadedProducer<C>,
+    record: rdkafka::producer::BaseRecord<'_, K, P, C::DeliveryOpaque>,
+) -> Result<(), rdkafka::error::KafkaError>
+where
+    C: rdkafka::producer::ProducerContext + 'static,
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    send_waiting_until(producer, record, std::time::Instant::now() + SEND_WAIT_MAX)
+}
+
+/// [`send_waiting`] that gives up at `deadline` (a transaction's own deadline).
+pub fn send_waiting_until<C, K, P>(
+    producer: &rdkafka::producer::ThreadedProducer<C>,
     mut record: rdkafka::producer::BaseRecord<'_, K, P, C::DeliveryOpaque>,
+    deadline: std::time::Instant,
 ) -> Result<(), rdkafka::error::KafkaError>
 where
     C: rdkafka::producer::ProducerContext + 'static,
@@ -63,7 +77,6 @@ where
 {
     use rdkafka::error::KafkaError;
     use rdkafka::types::RDKafkaErrorCode;
-    let deadline = std::time::Instant::now() + SEND_WAIT_MAX;
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),

@@ -17,7 +17,7 @@
 //! reloads the partitions.
 //!
 //! **One transactional id per producer, never reused after an abort.** Each producer this
-//! processor creates gets a fresh transactional id, `<group>-<instance>-<nonce>`
+//! processor creates gets a fresh transactional id, `<group>-<instance>-<incarnation>-<n>`
 //! ([`crate::identity`]). The previous producers of the same instance are fenced (and
 //! whatever transaction they left open aborted) before the new one works: the ids are
 //! found in the data directory and in the metadata of the group's committed offsets,
@@ -30,7 +30,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::TopicPartitionList;
@@ -153,7 +153,7 @@ impl Outputs {
     pub fn fence_predecessors(
         &mut self,
         committed: &TopicPartitionList,
-    ) -> Result<usize, KafkaError> {
+    ) -> Result<usize, OutputError> {
         let found: Vec<String> =
             committed.elements().iter().map(|e| e.metadata().to_owned()).collect();
         self.ids.fence_all(&self.config, found.iter().map(String::as_str))
@@ -190,10 +190,10 @@ impl Outputs {
         // `timeout`; `transaction.timeout.ms` is at least twice that (checked at start), so
         // the coordinator never aborts a transaction this processor is still working on,
         // and an epoch error can only mean a newer producer.
-        let deadline = std::time::Instant::now() + self.config.timeout;
-        let left = || deadline.saturating_duration_since(std::time::Instant::now());
+        let deadline = Instant::now() + self.config.timeout;
+        let left = || deadline.saturating_duration_since(Instant::now());
         self.producer.begin_transaction()?;
-        self.send_all(applied)?;
+        self.send_all(applied, deadline)?;
         let group = consumer.group_metadata().ok_or(KafkaError::Canceled)?;
         self.producer.send_offsets_to_transaction(offsets, &group, left())?;
         // commit_transaction flushes first, through rdkafka's flush, which polls in
@@ -213,7 +213,8 @@ impl Outputs {
         let failed = &self.producer.context().failed;
         for changelog in [false, true] {
             let failed_before = failed.load(Ordering::Relaxed);
-            self.send(applied, |t| (t == Topic::Changelog) == changelog)
+            let deadline = Instant::now() + self.config.timeout;
+            self.send(applied, |t| (t == Topic::Changelog) == changelog, deadline)
                 .map_err(Failure::Abortable)?;
             broker::client::flush_quickly(&self.producer, self.config.timeout)
                 .map_err(Failure::Abortable)?;
@@ -224,15 +225,21 @@ impl Outputs {
         consumer.commit(offsets, CommitMode::Sync).map_err(Failure::Abortable)
     }
 
-    fn send_all(&self, applied: &[Applied]) -> Result<(), KafkaError> {
-        self.send(applied, |_| true)
+    fn send_all(&self, applied: &[Applied], deadline: Instant) -> Result<(), KafkaError> {
+        self.send(applied, |_| true, deadline)
     }
 
-    fn send(&self, applied: &[Applied], which: impl Fn(Topic) -> bool) -> Result<(), KafkaError> {
+    fn send(
+        &self,
+        applied: &[Applied],
+        which: impl Fn(Topic) -> bool,
+        deadline: Instant,
+    ) -> Result<(), KafkaError> {
         for a in applied {
             for out in a.records.iter().filter(|o| which(o.topic)) {
                 let name = self.config.topics.name(out.topic);
-                broker::client::send_waiting(&self.producer, produce::record(out, &name))?;
+                let record = produce::record(out, &name);
+                broker::client::send_waiting_until(&self.producer, record, deadline)?;
             }
         }
         Ok(())

@@ -74,7 +74,12 @@ pub enum ProcessorError {
 impl ProcessorError {
     /// Another processor with this instance's transactional id has taken over.
     pub fn is_fenced(&self) -> bool {
-        matches!(self, ProcessorError::Output(Failure::Fenced(_)) | ProcessorError::GroupFenced(_))
+        matches!(
+            self,
+            ProcessorError::Output(Failure::Fenced(_))
+                | ProcessorError::GroupFenced(_)
+                | ProcessorError::Identity(crate::identity::OutputError::Superseded { .. })
+        )
     }
 
     /// The broker could not be reached or answered with an error: worth another try
@@ -257,10 +262,16 @@ impl Processor {
     /// Once a second: compare every owned partition's position with where its log is
     /// known to end; a stalled partition is reported and the consumer recreated.
     fn watch(&mut self) -> Result<(), ProcessorError> {
-        if self.last_watch.elapsed() < WATCH_EVERY {
+        let since_last = self.last_watch.elapsed();
+        if since_last < WATCH_EVERY {
             return Ok(());
         }
         self.last_watch = Instant::now();
+        // The loop itself was busy (a restore, a slow commit, a backoff): that time is not
+        // the fetcher's fault; no partition is blamed for it.
+        if since_last > 2 * WATCH_EVERY {
+            self.watchdog.loop_was_busy(since_last - WATCH_EVERY);
+        }
         let assigned: Vec<i32> = match self.consumer.assignment() {
             Ok(tpl) => tpl.elements().iter().map(|e| e.partition()).collect(),
             Err(e) => {
@@ -269,6 +280,11 @@ impl Processor {
             }
         };
         self.metrics.assigned_partitions.set(assigned.len() as i64);
+        if assigned.is_empty() {
+            // A recreated consumer has no assignment until it rejoins: keep what is known
+            // (a stall stays reported); revoked partitions are forgotten on revocation.
+            return Ok(());
+        }
         let watched: Vec<i32> = assigned.into_iter().filter(|p| !self.halted.contains(p)).collect();
         self.watchdog.retain(&watched);
         for &p in &watched {
@@ -383,6 +399,7 @@ impl Processor {
             if self.halted.remove(&p) {
                 let _ = self.metrics.halted.remove_label_values(&[&p.to_string()]);
             }
+            self.watchdog.forget(p);
         }
         for p in &self.halted {
             by_partition.remove(p);

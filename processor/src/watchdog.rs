@@ -85,6 +85,7 @@ impl Watchdog {
     /// `partition` is halted: not watched, unhealthy for `why` until it is revoked.
     pub fn halted(&mut self, partition: i32, why: String) {
         self.partitions.remove(&partition);
+        self.remove_labels(partition);
         self.health.set(partition, format!("halted: {why}"));
     }
 
@@ -110,9 +111,30 @@ impl Watchdog {
         let gone: Vec<i32> =
             self.partitions.keys().copied().filter(|p| !owned.contains(p)).collect();
         for p in gone {
-            self.partitions.remove(&p);
-            self.health.clear(p);
-            let _ = self.metrics.seconds_since_progress.remove_label_values(&[&p.to_string()]);
+            self.forget(p);
+        }
+    }
+
+    /// `partition` is no longer this processor's (revoked): no progress kept, no problem
+    /// reported, no metric left behind.
+    pub fn forget(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+        self.health.clear(partition);
+        self.remove_labels(partition);
+    }
+
+    fn remove_labels(&self, partition: i32) {
+        let label = [partition.to_string()];
+        let _ = self.metrics.seconds_since_progress.remove_label_values(&[&label[0]]);
+        let _ = self.metrics.lag.remove_label_values(&[&label[0]]);
+    }
+
+    /// The processor's loop did nothing else for `busy` (a restore, a slow commit): the
+    /// idle clocks move forward by that much.
+    pub fn loop_was_busy(&mut self, busy: Duration) {
+        let now = Instant::now();
+        for p in self.partitions.values_mut() {
+            p.since = (p.since + busy).min(now);
         }
     }
 
