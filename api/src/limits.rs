@@ -1,6 +1,9 @@
 //! Backpressure per credential: a token bucket for the request rate and a bound on
 //! commands waiting for their replies. Both answer 429 with Retry-After; neither ever
 //! drops work that was accepted (the limit applies before a command is enqueued).
+//! The state is bounded: a bucket that has refilled is the same as none and is swept
+//! out, so the map holds only credentials seen within the last `burst / rate` seconds;
+//! an in-flight count leaves with its last command.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +18,12 @@ pub struct Limits {
     max_in_flight: usize,
     buckets: Mutex<HashMap<String, Bucket>>,
     in_flight: Mutex<HashMap<String, usize>>,
+    /// Admissions since the last sweep of refilled buckets.
+    since_sweep: std::sync::atomic::AtomicUsize,
 }
+
+/// How many admissions pass between two sweeps of the bucket map.
+const SWEEP_EVERY: usize = 4096;
 
 #[derive(Debug)]
 struct Bucket {
@@ -50,13 +58,33 @@ impl Limits {
             max_in_flight,
             buckets: Mutex::default(),
             in_flight: Mutex::default(),
+            since_sweep: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Buckets currently kept (for tests and metrics).
+    pub fn buckets(&self) -> usize {
+        self.buckets.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Drop every bucket that would be full by `now`: it is the same as a new one.
+    fn sweep(&self, buckets: &mut HashMap<String, Bucket>, now: Instant) {
+        let (rate, burst) = (self.rate, self.burst);
+        buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
     }
 
     /// Take one token for `credential`, or say how long until one is there.
     pub fn admit(&self, credential: &str) -> Result<(), ApiError> {
-        let now = Instant::now();
+        self.admit_at(credential, Instant::now())
+    }
+
+    fn admit_at(&self, credential: &str, now: Instant) -> Result<(), ApiError> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let n = self.since_sweep.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n + 1 >= SWEEP_EVERY {
+            self.since_sweep.store(0, std::sync::atomic::Ordering::Relaxed);
+            self.sweep(&mut buckets, now);
+        }
         let bucket =
             buckets.entry(credential.to_owned()).or_insert(Bucket { tokens: self.burst, at: now });
         bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * self.rate)
@@ -97,6 +125,20 @@ mod tests {
             other => panic!("expected 429, got {other:?}"),
         }
         limits.admit("b").expect("another credential has its own bucket");
+    }
+
+    #[test]
+    fn refilled_buckets_are_swept_so_the_state_stays_bounded() {
+        // 1,000 tokens/s, burst 1: a bucket is full again 1 ms after its last use.
+        let limits = Limits::new(1000.0, 1.0, 10);
+        let start = Instant::now();
+        for i in 0..SWEEP_EVERY - 1 {
+            limits.admit_at(&format!("caller-{i}"), start).unwrap();
+        }
+        assert_eq!(limits.buckets(), SWEEP_EVERY - 1, "recent callers are kept");
+        let later = start + std::time::Duration::from_millis(5);
+        limits.admit_at("one-more", later).unwrap();
+        assert_eq!(limits.buckets(), 1, "refilled buckets swept, only the new caller kept");
     }
 
     #[test]
