@@ -26,6 +26,11 @@ pub enum ApiStartError {
     Metrics(#[from] prometheus::Error),
     #[error("bind {0}: {1}")]
     Bind(std::net::SocketAddr, std::io::Error),
+    /// The API would run with no partition to send commands to or read from.
+    #[error(
+        "topic {0} does not exist on the brokers: is --topic-prefix right, and have skuflow's topics been created (skuflow up creates them; on a real cluster the operator does)?"
+    )]
+    NoTopic(String),
 }
 
 #[derive(Debug)]
@@ -37,6 +42,10 @@ impl Api {
     /// Connect to Kafka (blocking): the ingest producer and replies tail, and the
     /// followers of the availability and events topics.
     pub fn new(config: ApiConfig, registry: Registry) -> Result<Self, ApiStartError> {
+        let commands = config.topics.name(Topic::Commands);
+        if broker::admin::partition_count(&config.bootstrap, &commands)? == 0 {
+            return Err(ApiStartError::NoTopic(commands));
+        }
         let mut ingest_config = IngestConfig::new(&config.bootstrap);
         ingest_config.topics = config.topics.clone();
         ingest_config.cache_capacity = config.reply_cache;

@@ -73,6 +73,11 @@ pub fn ensure_topics(
     Ok(out)
 }
 
+/// Partitions of `topic` (0: it does not exist).
+pub fn partition_count(bootstrap: &str, topic: &str) -> Result<usize, KafkaError> {
+    kafka::partition_count(bootstrap, topic)
+}
+
 /// The value of one topic-level config as the broker describes it (`None`: not reported).
 pub fn topic_config(bootstrap: &str, topic: &str, key: &str) -> Result<Option<String>, KafkaError> {
     kafka::topic_config(bootstrap, topic, key)

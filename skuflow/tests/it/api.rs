@@ -435,6 +435,11 @@ fn credentials_fail_closed_at_start() {
     refused(&["api", "--jwt-secret", ""], "at least 32 are required");
     refused(&["api", "--jwt-secret", "short-secret"], "at least 32 are required");
     refused(&["api"], "no credentials configured");
+    let key = format!("acme:client:{}", hex::encode(api::hash_key("k")));
+    refused(
+        &["api", "--api-key", &key, "--topic-prefix", "typo"],
+        "topic typo.commands does not exist",
+    );
     refused(&["up", "--partitions", "4"], "no credentials configured");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_skuflow"))
         .args(["up", "--brokers", &cluster.bootstrap, "--partitions", "4", "--dev-key"])
