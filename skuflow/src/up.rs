@@ -33,7 +33,7 @@ pub struct Args {
     /// Configure the published development key `dev-admin-key` (tenant demo, admin) even
     /// with --brokers. Without credentials it is configured on its own only with the
     /// embedded dev broker; never on a bind address other than loopback.
-    #[arg(long)]
+    #[arg(long, env = "SKUFLOW_DEV_KEY")]
     dev_key: bool,
     #[command(flatten)]
     processor: crate::processor_cmd::ProcessorArgs,

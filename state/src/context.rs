@@ -23,11 +23,13 @@ pub struct Broken {
     pub what: String,
 }
 
-/// One touched row: how it was before the entry and the stock-keeping delta declared.
+/// One touched row: how it was before the entry and after its last change, and the
+/// stock-keeping delta declared. The row is named by its first `stock_changed` event
+/// (no copies of the ids on the hot path).
 struct Touched {
-    sku: Sku,
-    warehouse: WarehouseId,
+    event: usize,
     before: StockLevel,
+    after: StockLevel,
     declared: i128,
 }
 
@@ -97,15 +99,6 @@ impl<'a> Ctx<'a> {
             self.before.push((sku.clone(), total));
         }
         let current = self.state.stock_level(sku, warehouse).copied().unwrap_or_default();
-        match self.rows.iter_mut().find(|r| &r.sku == sku && &r.warehouse == warehouse) {
-            Some(row) => row.declared += declared,
-            None => self.rows.push(Touched {
-                sku: sku.clone(),
-                warehouse: warehouse.clone(),
-                before: current,
-                declared,
-            }),
-        }
         let mut level = current;
         let changed = f(&mut level).and_then(|()| level.version.checked_add(1));
         let Some(version) = changed else {
@@ -118,6 +111,20 @@ impl<'a> Ctx<'a> {
         };
         level.version = version;
         self.state.put_stock(sku, warehouse, level);
+        let events = &self.events;
+        let same_row = |r: &&mut Touched| matches!(&events[r.event], Event::StockChanged { sku: s, warehouse: w, .. } if s == sku && w == warehouse);
+        match self.rows.iter_mut().find(same_row) {
+            Some(row) => {
+                row.declared += declared;
+                row.after = level;
+            }
+            None => self.rows.push(Touched {
+                event: self.events.len(),
+                before: current,
+                after: level,
+                declared,
+            }),
+        }
         self.events.push(Event::StockChanged {
             sku: sku.clone(),
             warehouse: warehouse.clone(),
@@ -133,14 +140,11 @@ impl<'a> Ctx<'a> {
             return Err(broken);
         }
         for row in &self.rows {
-            let after = self.state.stock_level(&row.sku, &row.warehouse).copied();
-            let after = after.unwrap_or_default();
-            if let Err(what) = check_row(&row.before, &after, row.declared) {
-                return Err(Broken {
-                    sku: row.sku.clone(),
-                    warehouse: row.warehouse.clone(),
-                    what,
-                });
+            if let Err(what) = check_row(&row.before, &row.after, row.declared) {
+                let Event::StockChanged { sku, warehouse, .. } = &self.events[row.event] else {
+                    unreachable!("a touched row is named by its stock_changed event")
+                };
+                return Err(Broken { sku: sku.clone(), warehouse: warehouse.clone(), what });
             }
         }
         let mut touched = Vec::with_capacity(self.before.len());
