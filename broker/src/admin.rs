@@ -88,7 +88,17 @@ pub fn topic_config(bootstrap: &str, topic: &str, key: &str) -> Result<Option<St
 /// producer's clock (CreateTime) would be the state machine's, and a record stamped two
 /// days ahead would expire every hold on its partition.
 pub fn check_log_append_time(bootstrap: &str, topic: &str) -> Result<(), String> {
-    match topic_config(bootstrap, topic, "message.timestamp.type") {
+    // The broker may be slow to answer while it starts or is loaded: a failed read is
+    // tried again a few times before it counts.
+    let mut read = topic_config(bootstrap, topic, "message.timestamp.type");
+    for _ in 0..4 {
+        if read.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        read = topic_config(bootstrap, topic, "message.timestamp.type");
+    }
+    match read {
         Ok(Some(t)) if t == "LogAppendTime" => Ok(()),
         Ok(found) => Err(format!(
             "topic {topic} has message.timestamp.type={}; skuflow needs LogAppendTime (the broker's \
