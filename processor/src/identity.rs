@@ -167,7 +167,10 @@ impl Identity {
             writeln!(f, "{id}").map_err(io)?;
         }
         f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &self.file).map_err(io)
+        std::fs::rename(&tmp, &self.file).map_err(io)?;
+        // The rename itself is durable only once the directory is synced.
+        let dir = self.file.parent().unwrap_or(std::path::Path::new("."));
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)
     }
 }
 
