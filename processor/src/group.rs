@@ -13,8 +13,6 @@ use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::statistics::Statistics;
 
-use crate::metrics::Metrics;
-
 /// What librdkafka said last about fetching one partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FetchStats {
@@ -36,13 +34,12 @@ pub struct GroupContext {
     /// Partitions revoked (or lost) since the processor last looked.
     revoked: Mutex<BTreeSet<i32>>,
     fetch: Mutex<BTreeMap<i32, FetchStats>>,
-    metrics: Metrics,
     commands_topic: String,
 }
 
 impl GroupContext {
-    pub fn new(metrics: Metrics, commands_topic: String) -> Self {
-        Self { revoked: Mutex::default(), fetch: Mutex::default(), metrics, commands_topic }
+    pub fn new(commands_topic: String) -> Self {
+        Self { revoked: Mutex::default(), fetch: Mutex::default(), commands_topic }
     }
 
     /// The latest fetch statistics of every partition librdkafka reported.
@@ -82,9 +79,9 @@ impl ConsumerContext for GroupContext {
             Rebalance::Revoke(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!(?partitions, "partitions revoked");
+                // The partition's metrics go with it in the processor (`Watchdog::forget`).
                 let mut fetch = self.fetch.lock().unwrap_or_else(|e| e.into_inner());
                 for p in &partitions {
-                    let _ = self.metrics.lag.remove_label_values(&[&p.to_string()]);
                     fetch.remove(p);
                 }
                 drop(fetch);

@@ -164,7 +164,7 @@ impl Processor {
         // The producer first: fencing the earlier producers of this instance aborts
         // whatever a crashed incarnation left open, before we read any committed offset.
         let mut outputs = Outputs::new(&config)?;
-        let consumer = join_group(&config, &metrics, &commands_topic)?;
+        let consumer = join_group(&config, &commands_topic)?;
         let partitions = broker::read::partition_count(&consumer, &commands_topic, config.timeout)?;
         // A predecessor on another disk (a rescheduled pod, a frozen zombie) is named in
         // the metadata of the offsets it committed.
@@ -264,7 +264,7 @@ impl Processor {
             let _ = self.metrics.halted.remove_label_values(&[&p.to_string()]);
             self.watchdog.unhalted(p);
         }
-        self.consumer = join_group(&self.config, &self.metrics, &self.commands_topic)?;
+        self.consumer = join_group(&self.config, &self.commands_topic)?;
         Ok(())
     }
 
@@ -635,10 +635,9 @@ impl Processor {
 /// under the instance name.
 fn join_group(
     config: &ProcessorConfig,
-    metrics: &Metrics,
     commands_topic: &str,
 ) -> Result<BaseConsumer<GroupContext>, ProcessorError> {
-    let context = GroupContext::new(metrics.clone(), commands_topic.to_owned());
+    let context = GroupContext::new(commands_topic.to_owned());
     let consumer: BaseConsumer<GroupContext> =
         broker::client::consumer_config(&config.bootstrap, &config.group_id)
             .set("partition.assignment.strategy", "cooperative-sticky")
