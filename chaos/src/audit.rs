@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use broker::read::ReadRecord;
-use processor::batch::{ID_HEADER, InRecord, OutRecord, apply_routed};
+use processor::batch::{ID_HEADER, InRecord, OutRecord, Source, apply_routed};
 use state::store::{Change, Store};
 use state::{Machine, MachineConfig, PartitionState, Snapshot};
 use topics::codec::from_json;
@@ -190,7 +190,7 @@ fn replay(log: &Log, config: MachineConfig, report: &mut Report) -> Replayed {
         let mut state = PartitionState::new();
         let partitions = (log.partitions > 0).then_some(log.partitions);
         if !ins.is_empty() {
-            match apply_routed(&machine, &mut state, p, partitions, &ins) {
+            match apply_routed(&machine, Source::Whole, &mut state, p, partitions, &ins) {
                 Ok(applied) => replayed.records.extend(applied.records),
                 Err(e) => report.violate("I6", format!("partition {p}: replay failed: {e}")),
             }

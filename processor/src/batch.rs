@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use state::store::{self, Batch};
+use state::store::{self, Batch, Needs, Store, StoreError};
 use state::{ApplyError, LogEntry, Machine, PartitionState};
 use topics::codec::{self, EncodeError};
 use topics::{
@@ -69,8 +69,21 @@ pub enum BatchError {
     Apply(#[from] ApplyError),
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// The rows the batch needs could not be read from the store.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
     #[error("empty batch")]
     Empty,
+}
+
+/// Where a batch's state comes from: a whole [`PartitionState`] in memory, or a view of a
+/// [`Store`] that loads the rows the batch needs before it is applied.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// The state holds every entity of the partition (tests, audits).
+    Whole,
+    /// The state is a view of this store (the processor).
+    Store(&'a Store),
 }
 
 /// Apply `records` (consecutive records of `partition`, in log order) to `state`.
@@ -80,7 +93,7 @@ pub fn apply_batch(
     partition: i32,
     records: &[InRecord<'_>],
 ) -> Result<Applied, BatchError> {
-    apply_routed(machine, state, partition, None, records)
+    apply_routed(machine, Source::Whole, state, partition, None, records)
 }
 
 /// [`apply_batch`] for partition `partition` of a commands topic of `partitions`
@@ -89,20 +102,31 @@ pub fn apply_batch(
 /// second writer.
 pub fn apply_routed(
     machine: &Machine,
+    source: Source<'_>,
     state: &mut PartitionState,
     partition: i32,
     partitions: Option<i32>,
     records: &[InRecord<'_>],
 ) -> Result<Applied, BatchError> {
     let last = records.last().ok_or(BatchError::Empty)?.offset;
+    let decoded: Vec<_> = records.iter().map(|r| decode(r, partition, partitions)).collect();
+    if let Source::Store(store) = source {
+        let mut needs = Needs::new();
+        for (record, command) in records.iter().zip(&decoded) {
+            if let Ok(command) = command {
+                needs.entry(record.timestamp, command);
+            }
+        }
+        store.prefetch(partition, state, &needs)?;
+    }
     let mut out = Vec::new();
     let mut touched: BTreeMap<Sku, Position> = BTreeMap::new();
     let mut dead_lettered = 0;
     let mut rejections = Vec::new();
-    for record in records {
+    for (record, decoded) in records.iter().zip(decoded) {
         let position = Position { partition, offset: record.offset };
         let id = |index| RecordId { partition, offset: record.offset, index };
-        let command = match decode(record, partition, partitions) {
+        let command = match decoded {
             Ok(command) => command,
             Err(refused) => {
                 machine.skip(state, position)?;

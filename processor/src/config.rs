@@ -17,6 +17,10 @@ pub enum Delivery {
     AtLeastOnce,
 }
 
+/// Rows a processor keeps cached between batches by default: about 30 MB of stock rows,
+/// reservations and idempotency records, enough for every hot SKU of a flash sale.
+pub const DEFAULT_CACHE_ROWS: usize = 100_000;
+
 #[derive(Debug, Clone)]
 pub struct ProcessorConfig {
     pub bootstrap: String,
@@ -35,6 +39,12 @@ pub struct ProcessorConfig {
     pub machine: MachineConfig,
     /// fsync the store's WAL on every batch.
     pub sync_store: bool,
+    /// Rows (stock rows, reservations, idempotency records) kept in memory between
+    /// batches, over all owned partitions' views; 0 keeps none. Beyond this, memory does
+    /// not depend on how much the store holds.
+    pub cache_rows: usize,
+    /// The store's block cache (RocksDB), in bytes.
+    pub block_cache_bytes: usize,
     /// Upper bound on any broker operation (transaction calls, restore).
     pub timeout: Duration,
     pub delivery: Delivery,
@@ -76,6 +86,8 @@ impl ProcessorConfig {
             batch_wait: Duration::ZERO,
             machine: MachineConfig::default(),
             sync_store: false,
+            cache_rows: DEFAULT_CACHE_ROWS,
+            block_cache_bytes: state::store::DEFAULT_BLOCK_CACHE_BYTES,
             timeout: Duration::from_secs(30),
             delivery: Delivery::ExactlyOnce,
             tick_interval: Some(Duration::from_secs(1)),

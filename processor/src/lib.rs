@@ -19,7 +19,7 @@ pub mod service;
 pub mod tick;
 pub mod watchdog;
 
-pub use batch::{Applied, BatchError, InRecord, OutRecord, apply_batch, apply_routed};
+pub use batch::{Applied, BatchError, InRecord, OutRecord, Source, apply_batch, apply_routed};
 pub use config::{Delivery, ProcessorConfig};
 pub use health::Health;
 pub use service::{Processor, ProcessorError};

@@ -30,7 +30,7 @@ use state::store::Store;
 use state::{ApplyError, Machine, PartitionState};
 use topics::{LogTime, Topic};
 
-use crate::batch::{Applied, BatchError, InRecord, apply_routed};
+use crate::batch::{Applied, BatchError, InRecord, Source, apply_routed};
 use crate::config::ProcessorConfig;
 use crate::group::GroupContext;
 use crate::health::Health;
@@ -155,7 +155,8 @@ impl Processor {
         config.machine.validate()?;
         config.check().map_err(ProcessorError::Settings)?;
         let metrics = Metrics::register(registry)?;
-        let store = Store::open(&config.data_dir, config.sync_store)?;
+        let store =
+            Store::open_with(&config.data_dir, config.sync_store, config.block_cache_bytes)?;
         let commands_topic = config.topics.name(Topic::Commands);
         if config.require_log_append_time {
             broker::admin::check_log_append_time(&config.bootstrap, &commands_topic)
@@ -442,7 +443,15 @@ impl Processor {
                 continue;
             }
             let n = ins.len();
-            match apply_routed(&self.machine, state, *partition, Some(self.partitions), &ins) {
+            let source = Source::Store(&self.store);
+            match apply_routed(
+                &self.machine,
+                source,
+                state,
+                *partition,
+                Some(self.partitions),
+                &ins,
+            ) {
                 Ok(a) => applied.push(a),
                 Err(BatchError::Apply(broken @ ApplyError::InvariantBroken { .. })) => {
                     self.halt(*partition, format!("invariant broken: {broken}"));
@@ -459,8 +468,13 @@ impl Processor {
         match self.outputs.publish(&self.consumer, &applied) {
             Ok(()) => {
                 self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+                // The cache bound is shared by the owned partitions.
+                let per_view = self.config.cache_rows / self.states.len().max(1);
                 for a in &applied {
                     self.store.write(&a.store)?;
+                    if let Some(view) = self.states.get_mut(&a.store.partition) {
+                        view.evict(per_view);
+                    }
                     self.watchdog.advanced(a.store.partition, a.next_offset);
                 }
                 self.record_batch(commands, &applied);
@@ -588,7 +602,7 @@ impl Processor {
             );
             return Ok(false);
         }
-        self.states.insert(partition, self.store.load(partition)?);
+        self.states.insert(partition, self.store.view(partition)?);
         Ok(true)
     }
 

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use processor::{Delivery, Health, Processor, ProcessorConfig};
+use state::MachineConfig;
 use topics::Topics;
 
 /// Exit code of a fenced processor.
@@ -68,6 +69,22 @@ pub struct ProcessorArgs {
     /// reports it stalled: an error in the log, /healthz 503, the consumer recreated.
     #[arg(long, env = "SKUFLOW_STALL_TIMEOUT_MS", default_value_t = 30_000)]
     pub stall_timeout_ms: u64,
+    /// How long a command id is remembered, in milliseconds of log time: a retry within it
+    /// gets the first reply; after it the same id is a new command. Every processor of a
+    /// deployment must use the same value (it is part of the state machine's input).
+    #[arg(long, env = "SKUFLOW_IDEMPOTENCY_WINDOW_MS", default_value_t = MachineConfig::default().dedup_window_ms)]
+    pub idempotency_window_ms: u64,
+    /// How long a finished (released, purchased, expired) reservation stays readable, in
+    /// milliseconds of log time; after it, commands naming it get not_found.
+    #[arg(long, env = "SKUFLOW_RESERVATION_RETENTION_MS", default_value_t = MachineConfig::default().reservation_retention_ms)]
+    pub reservation_retention_ms: u64,
+    /// Rows (stock rows, reservations, idempotency records) kept in memory between
+    /// batches, shared by the owned partitions; 0 keeps none.
+    #[arg(long, env = "SKUFLOW_CACHE_ROWS", default_value_t = processor::config::DEFAULT_CACHE_ROWS)]
+    pub cache_rows: usize,
+    /// The store's block cache, in MiB.
+    #[arg(long, env = "SKUFLOW_BLOCK_CACHE_MB", default_value_t = state::store::DEFAULT_BLOCK_CACHE_BYTES >> 20)]
+    pub block_cache_mb: usize,
 }
 
 fn parse_delivery(s: &str) -> Result<Delivery, String> {
@@ -96,6 +113,10 @@ impl ProcessorArgs {
         config.max_poll_interval = Duration::from_millis(self.max_poll_interval_ms);
         config.sync_store = self.sync_store;
         config.stall_timeout = Duration::from_millis(self.stall_timeout_ms.max(1));
+        config.machine.dedup_window_ms = self.idempotency_window_ms;
+        config.machine.reservation_retention_ms = self.reservation_retention_ms;
+        config.cache_rows = self.cache_rows;
+        config.block_cache_bytes = self.block_cache_mb.saturating_mul(1 << 20);
         config
     }
 }

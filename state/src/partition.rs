@@ -3,10 +3,18 @@
 //!
 //! Every mutation goes through a method here, which records the entity as changed; the
 //! store persists exactly those entities (and nothing else) in the batch's WriteBatch.
+//!
+//! A `PartitionState` is either *whole* (every entity of the partition: tests, the
+//! fuzzer, audits of small logs) or a *view* of a RocksDB store (the processor): the
+//! store loads exactly what a batch will touch before the batch is applied
+//! ([`crate::store::Store::prefetch`]), and after the batch the view keeps at most a
+//! configured number of rows ([`PartitionState::evict`]). The machine cannot tell the
+//! two apart: to it an entity that is not in the state does not exist, which is true of
+//! a view for every key its batch needs.
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use topics::{
     Command, CommandId, LogTime, Reply, Reservation, ReservationId, Sku, StockLevel, TenantId,
     WarehouseId,
@@ -110,11 +118,63 @@ pub struct PartitionState {
     pub(crate) timers: BTreeMap<TimerKey, Timer>,
     /// Entities changed since the last [`PartitionState::take_changes`].
     changed: Vec<EntityKey>,
+    /// In a view: SKUs the store was asked for and has no stock rows of. Only the
+    /// prefetch reads it (so that it does not ask again); the machine never does.
+    absent_skus: FxHashSet<Sku>,
 }
 
 impl PartitionState {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty view of a partition whose state stands at `log_time` and `applied`.
+    pub fn view(log_time: LogTime, applied: Option<i64>) -> Self {
+        Self { log_time, applied, ..Self::default() }
+    }
+
+    /// Rows held in memory: stock rows, reservations, idempotency records and timers.
+    pub fn rows(&self) -> usize {
+        self.stock.values().map(BTreeMap::len).sum::<usize>()
+            + self.reservations.len()
+            + self.dedup.len()
+            + self.timers.len()
+    }
+
+    /// End of a batch in a view (its changes taken and written): timers always leave
+    /// (the next batch scans the ones it needs from the store), and the other rows stay
+    /// as a cache only while there are at most `max_rows` of them. A cache that is full
+    /// is emptied at once rather than one row at a time: simple, and amortised O(1) per
+    /// row; the store's block cache keeps the hot rows a read away.
+    pub fn evict(&mut self, max_rows: usize) {
+        debug_assert!(self.changed.is_empty(), "evict before the changes are written");
+        self.timers.clear();
+        if self.rows() > max_rows {
+            self.stock.clear();
+            self.reservations.clear();
+            self.dedup.clear();
+            self.absent_skus.clear();
+        }
+        if self.absent_skus.len() > max_rows {
+            self.absent_skus.clear();
+        }
+    }
+
+    /// In a view: whether the stock rows of `sku` are known (loaded, or known absent).
+    pub(crate) fn stock_known(&self, sku: &Sku) -> bool {
+        self.stock.contains_key(sku) || self.absent_skus.contains(sku)
+    }
+
+    pub(crate) fn stock_absent(&mut self, sku: Sku) {
+        self.absent_skus.insert(sku);
+    }
+
+    pub(crate) fn has_reservation(&self, id: &ReservationId) -> bool {
+        self.reservations.contains_key(id)
+    }
+
+    pub(crate) fn has_dedup(&self, key: &DedupKey) -> bool {
+        self.dedup.contains_key(key)
     }
 
     pub fn log_time(&self) -> LogTime {
@@ -249,8 +309,8 @@ impl PartitionState {
         self.timers.insert(key, timer);
     }
 
-    pub(crate) fn load_meta(&mut self, log_time: LogTime, applied: Option<i64>) {
-        self.log_time = log_time;
-        self.applied = applied;
+    pub(crate) fn load_meta(&mut self, meta: crate::store::values::Meta) {
+        self.log_time = meta.log_time;
+        self.applied = meta.applied;
     }
 }

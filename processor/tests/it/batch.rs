@@ -182,9 +182,15 @@ fn a_request_on_another_partition_than_its_key_maps_to_is_dead_lettered() {
     let (here, elsewhere) = (sku(true), sku(false));
     let log = [restock(&here, "ok", 1), restock(&elsewhere, "foreign", 1)];
     let mut state = PartitionState::new();
-    let applied =
-        processor::apply_routed(&machine, &mut state, P, Some(partitions), &records(&log, 0, 2))
-            .unwrap();
+    let applied = processor::apply_routed(
+        &machine,
+        processor::Source::Whole,
+        &mut state,
+        P,
+        Some(partitions),
+        &records(&log, 0, 2),
+    )
+    .unwrap();
     let dead = of(&applied.records, Topic::DeadLetter);
     assert_eq!(dead.len(), 1);
     assert!(

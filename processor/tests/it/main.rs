@@ -6,6 +6,7 @@ mod batch;
 mod mock_faults;
 mod restore;
 mod service;
+mod view;
 
 /// Send the processor's logs to the test's captured output (shown when a test fails).
 pub fn logs() {

@@ -9,11 +9,16 @@
 //! exported, or dropped alone.
 
 pub mod keys;
+mod prefetch;
 pub mod values;
+
+pub use prefetch::Needs;
 
 use std::path::Path;
 
-use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    BlockBasedOptions, Cache, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+};
 
 use crate::partition::{EntityKey, PartitionState};
 use keys::Key;
@@ -68,6 +73,11 @@ fn entity_value(state: &PartitionState, key: &EntityKey) -> Option<Vec<u8>> {
     }
 }
 
+/// The default block cache: hot rows a read away, and a bounded part of the memory.
+pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 << 20;
+/// Size of one memtable; at most two exist, so writes hold at most 64 MiB.
+const WRITE_BUFFER_BYTES: usize = 32 << 20;
+
 #[derive(Debug)]
 pub struct Store {
     db: DB,
@@ -79,10 +89,30 @@ impl Store {
     /// batch survives a process crash but may not survive a machine crash; the
     /// processor then finds the store behind the committed offset and restores.
     pub fn open(path: &Path, sync: bool) -> Result<Self, StoreError> {
+        Self::open_with(path, sync, DEFAULT_BLOCK_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with a block cache of `block_cache_bytes` (index and filter blocks
+    /// included, so the store's memory is this plus its write buffers, whatever it holds).
+    /// Whole-key Bloom filters make the common lookup, an idempotency key never seen,
+    /// cost no disk read.
+    pub fn open_with(
+        path: &Path,
+        sync: bool,
+        block_cache_bytes: usize,
+    ) -> Result<Self, StoreError> {
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&Cache::new_lru_cache(block_cache_bytes));
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
+        opts.set_block_based_table_factory(&table);
+        opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+        opts.set_max_write_buffer_number(2);
         Ok(Self { db: DB::open(&opts, path)?, sync })
     }
 
@@ -108,10 +138,24 @@ impl Store {
 
     /// The last applied offset of `partition`, `None` if it has none.
     pub fn applied_offset(&self, partition: i32) -> Result<Option<i64>, StoreError> {
+        Ok(self.meta(partition)?.and_then(|m| m.applied))
+    }
+
+    /// Where `partition` stands, `None` if it has no META.
+    pub fn meta(&self, partition: i32) -> Result<Option<Meta>, StoreError> {
         match self.db.get(keys::encode_in(partition, &Key::Meta))? {
-            Some(v) => Ok(values::meta_from(&v)?.applied),
+            Some(v) => Ok(Some(values::meta_from(&v)?)),
             None => Ok(None),
         }
+    }
+
+    /// An empty view of `partition` at its META, for [`Store::prefetch`] to fill batch by
+    /// batch. Memory does not depend on how much the partition holds.
+    pub fn view(&self, partition: i32) -> Result<PartitionState, StoreError> {
+        Ok(match self.meta(partition)? {
+            Some(m) => PartitionState::view(m.log_time, m.applied),
+            None => PartitionState::new(),
+        })
     }
 
     /// True when `partition` holds entities but no META: an import was cut short (META is
@@ -142,16 +186,14 @@ impl Store {
         Ok(out)
     }
 
-    /// The partition's state as the machine needs it.
+    /// The partition's whole state, in memory: for audits and tests of small logs (the
+    /// processor works on a [`Store::view`]).
     pub fn load(&self, partition: i32) -> Result<PartitionState, StoreError> {
         let mut state = PartitionState::new();
         for c in self.export(partition)? {
             let v = c.value.unwrap_or_default();
             match keys::decode(&c.key)? {
-                Key::Meta => {
-                    let m = values::meta_from(&v)?;
-                    state.load_meta(m.log_time, m.applied);
-                }
+                Key::Meta => state.load_meta(values::meta_from(&v)?),
                 Key::Entity(EntityKey::Stock(s, w)) => {
                     state.load_stock(s, w, values::stock_from(&v)?)
                 }
@@ -183,24 +225,71 @@ impl Store {
         partition: i32,
         records: impl IntoIterator<Item = Change>,
     ) -> Result<u64, StoreError> {
-        const CHUNK: usize = 10_000;
-        self.drop_partition(partition)?;
-        let meta_key = keys::encode(&Key::Meta);
-        let (mut meta, mut chunk, mut count) = (None, Vec::with_capacity(CHUNK), 0u64);
+        let mut import = self.begin_import(partition)?;
         for change in records {
-            count += 1;
-            keys::decode(&change.key)?;
-            if change.key == meta_key {
-                meta = Some(change);
-                continue;
-            }
-            chunk.push(change);
-            if chunk.len() == CHUNK {
-                self.write(&Batch { partition, changes: std::mem::take(&mut chunk) })?;
-            }
+            import.push(change)?;
         }
-        chunk.extend(meta);
-        self.write(&Batch { partition, changes: chunk })?;
-        Ok(count)
+        import.finish()
+    }
+
+    /// Start rebuilding `partition` record by record ([`Import::push`]), in chunks of
+    /// bounded size: memory does not depend on the changelog's length.
+    pub fn begin_import(&self, partition: i32) -> Result<Import<'_>, StoreError> {
+        self.drop_partition(partition)?;
+        Ok(Import {
+            store: self,
+            partition,
+            meta_key: keys::encode(&Key::Meta),
+            meta: None,
+            chunk: Vec::with_capacity(IMPORT_CHUNK),
+            records: 0,
+        })
+    }
+}
+
+/// Records written to the store in one WriteBatch during an import.
+const IMPORT_CHUNK: usize = 10_000;
+
+/// An import in progress ([`Store::begin_import`]): holds at most one chunk of records
+/// and the latest META.
+#[derive(Debug)]
+pub struct Import<'a> {
+    store: &'a Store,
+    partition: i32,
+    meta_key: Vec<u8>,
+    meta: Option<Change>,
+    chunk: Vec<Change>,
+    records: u64,
+}
+
+impl Import<'_> {
+    /// Add the next changelog record (checked: an undecodable key stops the import).
+    pub fn push(&mut self, change: Change) -> Result<(), StoreError> {
+        self.records += 1;
+        keys::decode(&change.key)?;
+        if change.key == self.meta_key {
+            self.meta = Some(change);
+            return Ok(());
+        }
+        self.chunk.push(change);
+        if self.chunk.len() == IMPORT_CHUNK {
+            let changes = std::mem::replace(&mut self.chunk, Vec::with_capacity(IMPORT_CHUNK));
+            self.store.write(&Batch { partition: self.partition, changes })?;
+        }
+        Ok(())
+    }
+
+    /// Records pushed so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Write the last chunk with META: the partition is a state again. Returns the
+    /// number of records imported.
+    pub fn finish(mut self) -> Result<u64, StoreError> {
+        let mut changes = std::mem::take(&mut self.chunk);
+        changes.extend(self.meta.take());
+        self.store.write(&Batch { partition: self.partition, changes })?;
+        Ok(self.records)
     }
 }
