@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod output;
 pub mod produce;
 pub mod restore;
+pub mod restores;
 pub mod service;
 pub mod tick;
 pub mod watchdog;

@@ -20,6 +20,12 @@ pub struct Metrics {
     pub lag: IntGaugeVec,
     /// Changelog records read by the restore running (or last run) per partition.
     pub restore_records: IntGaugeVec,
+    /// Changelog bytes (keys and values) read by the restore running (or last run).
+    pub restore_bytes: IntGaugeVec,
+    /// Changelog offsets left for the running restore to read (0 when done).
+    pub restore_remaining: IntGaugeVec,
+    /// Records per second of the running (or last) restore.
+    pub restore_rate: GaugeVec,
     /// 1 while the partition is being restored.
     pub restoring: IntGaugeVec,
     pub restores: IntCounter,
@@ -70,6 +76,27 @@ impl Metrics {
                 Opts::new(
                     "skuflow_processor_restore_records",
                     "Changelog records read by the current or last restore of a partition",
+                ),
+                &["partition"],
+            )?,
+            restore_bytes: IntGaugeVec::new(
+                Opts::new(
+                    "skuflow_processor_restore_bytes",
+                    "Changelog bytes read by the current or last restore of a partition",
+                ),
+                &["partition"],
+            )?,
+            restore_remaining: IntGaugeVec::new(
+                Opts::new(
+                    "skuflow_processor_restore_remaining",
+                    "Changelog offsets the current restore of a partition has left to read",
+                ),
+                &["partition"],
+            )?,
+            restore_rate: GaugeVec::new(
+                Opts::new(
+                    "skuflow_processor_restore_records_per_second",
+                    "Records per second of the current or last restore of a partition",
                 ),
                 &["partition"],
             )?,
@@ -132,6 +159,9 @@ impl Metrics {
         registry.register(Box::new(m.applied.clone()))?;
         registry.register(Box::new(m.lag.clone()))?;
         registry.register(Box::new(m.restore_records.clone()))?;
+        registry.register(Box::new(m.restore_bytes.clone()))?;
+        registry.register(Box::new(m.restore_remaining.clone()))?;
+        registry.register(Box::new(m.restore_rate.clone()))?;
         registry.register(Box::new(m.restoring.clone()))?;
         registry.register(Box::new(m.restores.clone()))?;
         registry.register(Box::new(m.dead_letters.clone()))?;

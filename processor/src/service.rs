@@ -18,6 +18,7 @@
 //! for a revoked partition are dropped (its new owner starts from the committed offset).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,8 @@ use crate::group::GroupContext;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::output::{Failure, Outputs, millis};
-use crate::restore::{RestoreError, restore_partition};
+use crate::restore::RestoreError;
+use crate::restores::{self, Ended, Restores};
 use crate::tick::Ticker;
 use crate::watchdog::Watchdog;
 
@@ -88,7 +90,7 @@ impl ProcessorError {
         matches!(
             self,
             ProcessorError::Kafka(_)
-                | ProcessorError::Restore(RestoreError::Kafka(_) | RestoreError::Timeout { .. })
+                | ProcessorError::Restore(RestoreError::Kafka(_) | RestoreError::Stalled { .. })
         )
     }
 }
@@ -114,7 +116,7 @@ struct Owned {
 pub struct Processor {
     config: ProcessorConfig,
     machine: Machine,
-    store: Store,
+    store: Arc<Store>,
     consumer: BaseConsumer<GroupContext>,
     outputs: Outputs,
     ticker: Option<Ticker>,
@@ -128,6 +130,9 @@ pub struct Processor {
     /// Partitions stopped because applying a record broke an invariant (paused, never
     /// committed past that record) until they are revoked.
     halted: BTreeSet<i32>,
+    /// Partitions being rebuilt from the changelog (paused meanwhile).
+    restores: Restores,
+    restore_source: restores::Source,
 }
 
 impl std::fmt::Debug for Processor {
@@ -157,6 +162,7 @@ impl Processor {
         let metrics = Metrics::register(registry)?;
         let store =
             Store::open_with(&config.data_dir, config.sync_store, config.block_cache_bytes)?;
+        let store = Arc::new(store);
         let commands_topic = config.topics.name(Topic::Commands);
         if config.require_log_append_time {
             broker::admin::check_log_append_time(&config.bootstrap, &commands_topic)
@@ -206,6 +212,12 @@ impl Processor {
             watchdog: Watchdog::new(config.stall_timeout, health, metrics.clone()),
             last_watch: Instant::now(),
             halted: BTreeSet::new(),
+            restores: Restores::default(),
+            restore_source: restores::Source {
+                bootstrap: config.bootstrap.clone(),
+                changelog: config.topics.name(Topic::Changelog),
+                idle_timeout: config.timeout,
+            },
             metrics,
             config,
         })
@@ -218,6 +230,7 @@ impl Processor {
         while !shutdown.load(Ordering::Relaxed) {
             self.tick();
             self.watch()?;
+            self.resume_restored()?;
             let batch = match self.poll_batch() {
                 Ok(batch) => batch,
                 Err(ProcessorError::GroupFenced(reason)) => {
@@ -259,6 +272,7 @@ impl Processor {
     /// the store holds exactly what was committed.
     fn recreate_consumer(&mut self) -> Result<(), ProcessorError> {
         self.states.clear();
+        self.restores.cancel_all();
         // Halted partitions meet their record again and halt again; a stall stays
         // reported (and `/healthz` failing) until its partition moves.
         for p in std::mem::take(&mut self.halted) {
@@ -295,7 +309,11 @@ impl Processor {
             // (a stall stays reported); revoked partitions are forgotten on revocation.
             return Ok(());
         }
-        let watched: Vec<i32> = assigned.into_iter().filter(|p| !self.halted.contains(p)).collect();
+        // Halted and restoring partitions are not expected to move.
+        let watched: Vec<i32> = assigned
+            .into_iter()
+            .filter(|p| !self.halted.contains(p) && !self.restores.is_restoring(*p))
+            .collect();
         self.watchdog.retain(&watched);
         for &p in &watched {
             if !self.watchdog.watches(p) {
@@ -331,6 +349,7 @@ impl Processor {
             }
         }
         self.states.clear();
+        self.restores.cancel_all();
     }
 
     fn tick(&mut self) {
@@ -406,6 +425,7 @@ impl Processor {
         for p in self.consumer.context().take_revoked() {
             by_partition.remove(&p);
             self.states.remove(&p);
+            self.restores.cancel(p);
             if self.halted.remove(&p) {
                 let _ = self.metrics.halted.remove_label_values(&[&p.to_string()]);
             }
@@ -558,15 +578,22 @@ impl Processor {
         Ok(())
     }
 
-    /// Load `partition`'s state, restoring it from the changelog first if the store does
-    /// not reflect exactly the committed offset. Returns `false` when the partition must
-    /// not be applied: after the restore, its state still ends before the committed
-    /// offset, so applying from there would skip the commands in between (a gap). That
-    /// happens only when the broker lost committed changelog records; the partition is
-    /// halted with both offsets named, and nothing is written.
+    /// Make `partition`'s view ready, or say it is not (`false`: skip its records).
+    ///
+    /// When the store does not reflect exactly the committed offset (or holds an import
+    /// cut short), the partition is paused and restored from the changelog on a thread of
+    /// its own (`restores.rs`); its records wait. After a restore the state may be ahead
+    /// of the committed offset (records it holds are not applied twice, see `process`);
+    /// if it still ends *before* it, the restore is tried again (a transaction still open
+    /// on the changelog hides its end for a while) and then the partition is halted: the
+    /// broker lost committed changelog records, and applying from the committed offset
+    /// would skip the commands in between (a gap). Nothing is written.
     fn ensure_state(&mut self, partition: i32) -> Result<bool, ProcessorError> {
         if self.states.contains_key(&partition) {
             return Ok(true);
+        }
+        if self.restores.is_restoring(partition) {
+            return Ok(false);
         }
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.commands_topic, partition);
@@ -582,68 +609,78 @@ impl Processor {
             Offset::Offset(o) => Some(o),
             _ => None,
         });
-        let mut applied = self.store.applied_offset(partition)?;
-        // Entities without META are an import cut short: not a state, imported again.
-        if applied.map(|a| a + 1) != next || self.store.is_incomplete(partition)? {
-            self.restore(partition, applied, next)?;
-            applied = self.store.applied_offset(partition)?;
-        }
-        // A state ahead of the committed offset is fine: records it already holds are not
-        // applied again (see `process`). One behind it is not.
+        let applied = self.store.applied_offset(partition)?;
+        let incomplete = self.store.is_incomplete(partition)?;
         let resumes_at = applied.map_or(0, |a| a + 1);
-        if let Some(next) = next.filter(|n| resumes_at < *n) {
+        let behind = next.is_some_and(|n| resumes_at < n);
+        let restored = self.restores.completed(partition);
+        let mismatch = applied.map(|a| a + 1) != next || incomplete;
+        if mismatch && (restored == 0 || behind || incomplete) {
+            if restored < MAX_RESTORES {
+                self.start_restore(partition, applied, next)?;
+                return Ok(false);
+            }
             self.halt(
                 partition,
                 format!(
-                    "gap: the changelog ends at applied offset {applied:?} but the group committed offset {next}; \
-                     applying from {next} would skip offsets {resumes_at}..{next}. The broker lost committed \
-                     changelog records; restore them or reset the group offset deliberately"
+                    "gap: after {restored} restores the changelog ends at applied offset {applied:?} \
+                     (import complete: {}) but the group committed offset {next:?}; applying from there \
+                     would skip offsets {resumes_at}..{next:?}. The broker lost committed changelog \
+                     records; restore them or reset the group offset deliberately",
+                    !incomplete
                 ),
             );
             return Ok(false);
         }
+        self.restores.loaded(partition);
         self.states.insert(partition, self.store.view(partition)?);
         Ok(true)
     }
 
-    fn restore(
+    /// Pause `partition` and start rebuilding it from the changelog in the background.
+    fn start_restore(
         &mut self,
         partition: i32,
         applied: Option<i64>,
         next: Option<i64>,
     ) -> Result<(), ProcessorError> {
-        let changelog = self.config.topics.name(Topic::Changelog);
         tracing::info!(
             partition,
             ?applied,
             ?next,
-            "store does not match the committed offset; restoring"
+            "store does not match the committed offset; restoring from the changelog"
         );
-        let label = [partition.to_string()];
-        let (records, restoring) = (
-            self.metrics.restore_records.with_label_values(&label),
-            self.metrics.restoring.with_label_values(&label),
-        );
-        restoring.set(1);
-        let restored = restore_partition(
-            &self.config.bootstrap,
-            &changelog,
-            partition,
-            &self.store,
-            self.config.timeout,
-            &mut |n| {
-                records.set(n as i64);
-                tracing::info!(partition, records = n, "restoring");
-            },
-        );
-        restoring.set(0);
-        let restored = restored?;
-        self.metrics.restores.inc();
-        let applied = self.store.applied_offset(partition)?;
-        tracing::info!(partition, records = restored.records, elapsed = ?restored.elapsed, ?applied, "restored");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.commands_topic, partition);
+        self.consumer.pause(&tpl)?;
+        self.watchdog.forget(partition);
+        self.restores
+            .start(partition, &self.restore_source, self.store.clone(), &self.metrics)
+            .map_err(|e| ProcessorError::Settings(format!("cannot start a restore thread: {e}")))
+    }
+
+    /// Partitions whose restore is over go on from the record after their state (a
+    /// failed restore is tried again when their records come back).
+    fn resume_restored(&mut self) -> Result<(), ProcessorError> {
+        for (partition, ended) in self.restores.ended(&self.metrics) {
+            if let Ended::Restored(r) = ended {
+                let applied = self.store.applied_offset(partition)?;
+                tracing::info!(partition, records = r.records, bytes = r.bytes, elapsed = ?r.elapsed, ?applied, "restored");
+            }
+            self.rewind(std::iter::once(partition))?;
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&self.commands_topic, partition);
+            if let Err(e) = self.consumer.resume(&tpl) {
+                tracing::warn!(partition, error = %e, "could not resume after the restore");
+            }
+        }
         Ok(())
     }
 }
+
+/// Restores of one partition before a state that still ends before the committed offset
+/// counts as a gap.
+const MAX_RESTORES: u32 = 3;
 
 /// A consumer-group member on the commands topic: cooperative-sticky, static membership
 /// under the instance name.

@@ -101,12 +101,17 @@ fn restore_from_the_changelog_topic_equals_the_live_state() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), false).unwrap();
     let mut reported = Vec::new();
-    let restored = restore_partition(&b, &topic, P, &store, Duration::from_secs(60), &mut |n| {
-        reported.push(n)
-    })
-    .unwrap();
+    let cancel = Default::default();
+    let restored =
+        restore_partition(&b, &topic, P, &store, Duration::from_secs(60), &cancel, &mut |p| {
+            reported.push(*p)
+        })
+        .unwrap();
     assert_eq!(restored.records, records as u64);
-    assert_eq!(reported.last(), Some(&(records as u64)), "progress ends at the total");
+    let last = reported.last().unwrap();
+    assert_eq!((last.records, last.remaining, last.done), (records as u64, 0, true));
+    assert_eq!(last.bytes, restored.bytes);
+    assert!(restored.bytes > records as u64 * 8, "keys and values are counted");
     assert_eq!(store.load(P).unwrap().snapshot(), live.snapshot());
     assert_eq!(store.applied_offset(P).unwrap(), Some(399));
     assert!(store.export(0).unwrap().is_empty(), "the other partition stays empty");

@@ -51,7 +51,16 @@ fn kill9_mid_stream_and_restart_loses_nothing_and_applies_nothing_twice() {
     let rebuilt = Store::open(rebuilt_dir.path(), false).unwrap();
     let changelog = cluster.topics.name(Topic::Changelog);
     for p in 0..PARTITIONS {
-        restore_partition(&cluster.bootstrap, &changelog, p, &rebuilt, WAIT, &mut |_| {}).unwrap();
+        restore_partition(
+            &cluster.bootstrap,
+            &changelog,
+            p,
+            &rebuilt,
+            WAIT,
+            &Default::default(),
+            &mut |_| {},
+        )
+        .unwrap();
         assert_eq!(
             rebuilt.load(p).unwrap().snapshot(),
             live.load(p).unwrap().snapshot(),
@@ -315,4 +324,89 @@ fn a_store_ahead_of_the_committed_offset_applies_nothing_twice() {
     let report = cluster.audit();
     assert_clean(&report);
     assert_eq!(report.replies, first.len() + more.len(), "one reply per command:\n{report}");
+}
+
+/// A processor handed a partition whose changelog is long restores it on a thread of its
+/// own: the other partitions are answered meanwhile, and afterwards the partition carries
+/// on from the restored state (stock that exists only in the changelog is reserved).
+#[test]
+fn a_partition_restoring_a_long_changelog_does_not_hold_up_the_others() {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use state::store::keys::{self, Key};
+    use state::store::values;
+    const ROWS: usize = 400_000;
+    let cluster = Cluster::start();
+    // Partition 0's changelog: a stock row of a SKU that lives there, ROWS filler rows,
+    // and META (offset 0 applied). Its commands topic holds that one record, committed.
+    let here = home_sku(0, 0);
+    let row = |sku: &str, on_hand: u64| {
+        let key = keys::encode(&Key::Entity(state::EntityKey::Stock(
+            topics::Sku::new(sku).unwrap(),
+            topics::WarehouseId::new("main").unwrap(),
+        )));
+        let level = topics::StockLevel { on_hand, reserved: 0, sold: 0, version: 1 };
+        (key, values::stock(&level))
+    };
+    let meta = values::meta(&values::Meta { log_time: topics::LogTime(1), applied: Some(0) });
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        broker::client::producer_config(&cluster.bootstrap).create().unwrap();
+    let changelog = cluster.topics.name(Topic::Changelog);
+    let send = |key: &[u8], value: &[u8]| {
+        broker::client::send_waiting(
+            &producer,
+            BaseRecord::to(&changelog).partition(0).key(key).payload(value),
+        )
+        .unwrap();
+    };
+    let (key, value) = row(&here, 10);
+    send(&key, &value);
+    for i in 0..ROWS {
+        let (key, value) = row(&format!("filler-{i}"), 1);
+        send(&key, &value);
+    }
+    send(&keys::encode(&Key::Meta), &meta);
+    producer.flush(std::time::Duration::from_secs(60)).unwrap();
+    cluster.produce(&[request("old", restock_command(&here, 10))]);
+    let commands = cluster.topics.name(Topic::Commands);
+    commit_group_offset(&cluster, &commands, 0, 1);
+
+    let p = cluster.processor("p-0", "store-0");
+    let restoring = "skuflow_processor_restoring{partition=\"0\"} 1";
+    wait_until(|| p.metrics().contains(restoring), "partition 0 starts restoring", &p);
+    cluster.produce(&[request("other", restock_command(&home_sku(1, 0), 1))]);
+    cluster.wait_replies(1);
+    let metrics = p.metrics();
+    assert!(
+        metrics.contains(restoring),
+        "partition 1 was answered while partition 0 was still restoring:\n{metrics}"
+    );
+    wait_until(
+        || p.metrics().contains("skuflow_processor_restoring{partition=\"0\"} 0"),
+        "the restore ends",
+        &p,
+    );
+    let metrics = p.metrics();
+    let want = format!("skuflow_processor_restore_records{{partition=\"0\"}} {}", ROWS + 2);
+    assert!(metrics.contains(&want), "every changelog record was read: {want}\n{metrics}");
+    assert!(metrics.contains("skuflow_processor_restore_remaining{partition=\"0\"} 0"));
+    let reserve = topics::Command::Reserve(topics::Reserve {
+        sku: topics::Sku::new(&here).unwrap(),
+        quantity: topics::Quantity::new(10).unwrap(),
+        warehouse: None,
+        strategy: None,
+        allow_partial: false,
+        ttl_ms: None,
+    });
+    cluster.produce(&[request("after", reserve)]);
+    let replies = cluster.wait_replies(2);
+    let after = replies.values().find(|r| r.command_id.as_str() == "after").unwrap();
+    assert!(
+        matches!(after.outcome, topics::Outcome::Reserved { .. }),
+        "the restored stock is there: {:?}",
+        after.outcome
+    );
+    assert!(
+        !replies.values().any(|r| r.command_id.as_str() == "old"),
+        "the command before the committed offset is not applied again"
+    );
 }

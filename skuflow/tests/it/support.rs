@@ -205,6 +205,11 @@ impl Proc {
     }
 
     fn get(&self, path: &str, must_be_ok: bool) -> String {
+        // A process just started may not have said where its metrics are yet.
+        let started = Instant::now();
+        while !self.log_text().contains("metrics at http://") && started.elapsed() < WAIT {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let log = self.log_text();
         let addr = log
             .rsplit("metrics at http://")
