@@ -168,6 +168,7 @@ impl Processor {
             broker::admin::check_log_append_time(&config.bootstrap, &commands_topic)
                 .map_err(ProcessorError::Settings)?;
         }
+        check_retention(&config)?;
         // The producer first: fencing the earlier producers of this instance aborts
         // whatever a crashed incarnation left open, before we read any committed offset.
         let mut outputs = Outputs::new(&config)?;
@@ -681,6 +682,46 @@ impl Processor {
 /// Restores of one partition before a state that still ends before the committed offset
 /// counts as a gap.
 const MAX_RESTORES: u32 = 3;
+
+/// The idempotency window must fit in the commands topic's retention: the log is the
+/// source of the state (a partition can be rebuilt by replaying it, and `skuflow audit`
+/// does), and a replay that starts after commands were deleted would answer their
+/// retries as new commands. Shorter: refuse to start. The replies topic's retention
+/// bounds how long a client can poll for a reply: shorter only warns (a retry of the
+/// command is still answered from its idempotency record).
+fn check_retention(config: &ProcessorConfig) -> Result<(), ProcessorError> {
+    let window = config.machine.dedup_window_ms;
+    for topic in [Topic::Commands, Topic::Replies] {
+        let name = config.topics.name(topic);
+        let retention = match broker::admin::topic_config(&config.bootstrap, &name, "retention.ms")
+        {
+            Ok(Some(v)) => v.parse::<i64>().ok(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(topic = %name, error = %e, "could not read retention.ms; the idempotency window is not checked against it");
+                continue;
+            }
+        };
+        let Some(ms) = retention.filter(|ms| *ms >= 0 && (*ms as u64) < window) else {
+            if retention.is_none() {
+                tracing::warn!(topic = %name, "retention.ms not reported; the idempotency window ({window} ms) is not checked against it");
+            }
+            continue;
+        };
+        let why = format!(
+            "topic {name} keeps records for retention.ms={ms}, less than the idempotency window \
+             --idempotency-window-ms={window}"
+        );
+        if topic == Topic::Commands {
+            return Err(ProcessorError::Settings(format!(
+                "{why}: a replay of the log would answer retries of deleted commands as new ones. \
+                 Raise the topic's retention.ms or shorten the window"
+            )));
+        }
+        tracing::warn!("{why}: clients cannot poll for replies older than the topic keeps");
+    }
+    Ok(())
+}
 
 /// A consumer-group member on the commands topic: cooperative-sticky, static membership
 /// under the instance name.

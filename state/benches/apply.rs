@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use state::store::{self, Store};
+use state::store::{self, Needs, Store};
 use state::{LogEntry, Machine, MachineConfig, PartitionState};
 use topics::*;
 
@@ -14,6 +14,8 @@ use topics::*;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SPREAD_SKUS: usize = 10_000;
+/// The processor's default cache bound.
+const CACHE_ROWS: usize = 100_000;
 
 #[derive(Clone, Copy)]
 enum Shape {
@@ -96,6 +98,23 @@ fn workload(machine: &Machine, shape: Shape, n: usize) -> Workload {
     Workload { state, log }
 }
 
+/// The store records of a whole state (stock rows and META): what a restore would write.
+fn whole_state(state: &PartitionState) -> Vec<store::Change> {
+    use state::store::keys::{self, Key};
+    use state::store::values;
+    let mut out: Vec<store::Change> = state
+        .stock_rows()
+        .into_iter()
+        .map(|((sku, wh), level)| store::Change {
+            key: keys::encode(&Key::Entity(state::EntityKey::Stock(sku, wh))),
+            value: Some(values::stock(&level)),
+        })
+        .collect();
+    let meta = values::Meta { log_time: state.log_time(), applied: state.applied_offset() };
+    out.push(store::Change { key: keys::encode(&Key::Meta), value: Some(values::meta(&meta)) });
+    out
+}
+
 fn pure(c: &mut Criterion) {
     let machine = Machine::new(MachineConfig::default());
     let mut group = c.benchmark_group("machine");
@@ -141,18 +160,29 @@ fn persisted(c: &mut Criterion) {
                     for _ in 0..iters {
                         let dir = tempfile::tempdir().unwrap();
                         let store = Store::open(dir.path(), false).unwrap();
-                        let Workload { mut state, log } = workload(&machine, shape, N);
+                        let Workload { state, log } = workload(&machine, shape, N);
+                        // The processor's path: the stock is in the store, and every
+                        // batch loads what it touches into a view, applies, writes and
+                        // evicts down to the default cache bound.
+                        store.import(0, whole_state(&state)).unwrap();
+                        let mut view = store.view(0).unwrap();
                         let started = Instant::now();
                         for chunk in log.chunks(size) {
+                            let mut needs = Needs::new();
+                            for (_, at, command) in chunk {
+                                needs.entry(*at, command);
+                            }
+                            store.prefetch(0, &mut view, &needs).unwrap();
                             for (position, at, command) in chunk {
                                 machine
                                     .apply(
-                                        &mut state,
+                                        &mut view,
                                         LogEntry { position: *position, at: *at, command },
                                     )
                                     .unwrap();
                             }
-                            store.write(&store::batch(0, &mut state)).unwrap();
+                            store.write(&store::batch(0, &mut view)).unwrap();
+                            view.evict(CACHE_ROWS);
                         }
                         total += started.elapsed();
                     }

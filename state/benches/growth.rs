@@ -126,7 +126,9 @@ fn main() {
         let mut needs = Needs::new();
         needs.entry(LogTime(1_000_000), &command);
         store.prefetch(0, &mut view, &needs).unwrap();
-        machine.apply(&mut view, LogEntry { position, at: LogTime(1_000_000), command: &command }).unwrap();
+        machine
+            .apply(&mut view, LogEntry { position, at: LogTime(1_000_000), command: &command })
+            .unwrap();
         if i % 1000 == 999 {
             store.write(&store::batch(0, &mut view)).unwrap();
             view.evict(cache_rows);
@@ -139,9 +141,11 @@ fn main() {
         "store {} | cache_rows {cache_rows} | batch {batch} | window {window} commands",
         dir.display()
     );
-    println!("| commands applied | live idempotency records | rate (commands/s) | RSS MiB | peak RSS MiB | store on disk MiB |");
+    println!(
+        "| commands applied | live idempotency records | rate (commands/s) | RSS MiB | peak RSS MiB | store on disk MiB |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|");
-    let mut run = |n: u64, g: &mut Gen, view: &mut state::PartitionState| -> f64 {
+    let run = |n: u64, g: &mut Gen, view: &mut state::PartitionState| -> f64 {
         let started = Instant::now();
         let mut left = n;
         let mut entries = Vec::with_capacity(batch);
@@ -156,7 +160,9 @@ fn main() {
             store.prefetch(0, view, &needs).unwrap();
             for (position, at, command) in &entries {
                 std::hint::black_box(
-                    machine.apply(view, LogEntry { position: *position, at: *at, command }).unwrap(),
+                    machine
+                        .apply(view, LogEntry { position: *position, at: *at, command })
+                        .unwrap(),
                 );
             }
             store.write(&store::batch(0, view)).unwrap();
@@ -168,10 +174,7 @@ fn main() {
     let mut applied = 0u64;
     let report = |applied: u64, rate: f64| {
         let (rss, hwm) = memory();
-        println!(
-            "| {applied} | {applied} | {rate:.0} | {rss} | {hwm} | {} |",
-            disk_mib(&dir)
-        );
+        println!("| {applied} | {applied} | {rate:.0} | {rss} | {hwm} | {} |", disk_mib(&dir));
     };
     let rate = run(window, &mut g, &mut view);
     applied += window;

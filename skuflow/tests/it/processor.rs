@@ -410,3 +410,20 @@ fn a_partition_restoring_a_long_changelog_does_not_hold_up_the_others() {
         "the command before the committed offset is not applied again"
     );
 }
+
+/// An idempotency window longer than the commands topic keeps its records is refused at
+/// start, naming both numbers; one that fits starts (the other tests).
+#[test]
+fn an_idempotency_window_longer_than_the_commands_retention_is_refused() {
+    let cluster = Cluster::start();
+    let week: u64 = 7 * 24 * 3600 * 1000;
+    let window = (week + 1).to_string();
+    let mut p = cluster.processor_with("p-0", "store-0", &["--idempotency-window-ms", &window]);
+    let status = p.wait(WAIT);
+    assert!(!status.success(), "the processor must not start");
+    let log = p.log_text();
+    assert!(
+        log.contains(&format!("retention.ms={week}")) && log.contains(&window),
+        "the refusal names the retention and the window:\n{log}"
+    );
+}

@@ -17,7 +17,8 @@ pub use prefetch::Needs;
 use std::path::Path;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+    BlockBasedIndexType, BlockBasedOptions, Cache, DB, Direction, IteratorMode, Options,
+    WriteBatch, WriteOptions,
 };
 
 use crate::partition::{EntityKey, PartitionState};
@@ -101,10 +102,16 @@ impl Store {
         sync: bool,
         block_cache_bytes: usize,
     ) -> Result<Self, StoreError> {
+        // Index and filters are partitioned and live in the block cache: with hundreds of
+        // millions of keys they would otherwise be held in memory whole, outside any bound.
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&Cache::new_lru_cache(block_cache_bytes));
         table.set_bloom_filter(10.0, false);
+        table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+        table.set_partition_filters(true);
+        table.set_metadata_block_size(4096);
         table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_top_level_index_and_filter(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -112,6 +119,10 @@ impl Store {
         opts.increase_parallelism(2);
         opts.set_block_based_table_factory(&table);
         opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+        // A Bloom filter on the memtable too: a new idempotency key is not searched for in
+        // the skiplist.
+        opts.set_memtable_whole_key_filtering(true);
+        opts.set_memtable_prefix_bloom_ratio(0.05);
         opts.set_max_write_buffer_number(2);
         Ok(Self { db: DB::open(&opts, path)?, sync })
     }
