@@ -133,29 +133,34 @@ impl PartitionState {
         Self { log_time, applied, ..Self::default() }
     }
 
-    /// Rows held in memory: stock rows, reservations, idempotency records and timers.
+    /// Rows held in memory: stock rows (and SKUs known to have none), reservations,
+    /// idempotency records and timers.
     pub fn rows(&self) -> usize {
         self.stock.values().map(BTreeMap::len).sum::<usize>()
+            + self.absent_skus.len()
             + self.reservations.len()
             + self.dedup.len()
             + self.timers.len()
     }
 
-    /// End of a batch in a view (its changes taken and written): timers always leave
-    /// (the next batch scans the ones it needs from the store), and the other rows stay
-    /// as a cache only while there are at most `max_rows` of them. A cache that is full
-    /// is emptied at once rather than one row at a time: simple, and amortised O(1) per
-    /// row; the store's block cache keeps the hot rows a read away.
+    /// End of a batch in a view (its changes taken and written). Timers and idempotency
+    /// records always leave: the next batch scans the due timers from the store, and a
+    /// retry (rare) reads its record through the Bloom filter. Stock rows and
+    /// reservations (read again by the purchase or release that follows a reserve) stay
+    /// as a cache while there are at most `max_rows` of them; past that, reservations go
+    /// first, then, if the stock rows alone are too many, those too. The hot SKUs' rows
+    /// therefore stay between batches; the store's block cache keeps the rest a read
+    /// away. Emptying a full cache at once is simple and amortised O(1) per row.
     pub fn evict(&mut self, max_rows: usize) {
         debug_assert!(self.changed.is_empty(), "evict before the changes are written");
         self.timers.clear();
-        if self.rows() > max_rows {
-            self.stock.clear();
+        self.dedup.clear();
+        let stock_rows = self.stock.values().map(BTreeMap::len).sum::<usize>();
+        if stock_rows + self.absent_skus.len() + self.reservations.len() > max_rows {
             self.reservations.clear();
-            self.dedup.clear();
-            self.absent_skus.clear();
         }
-        if self.absent_skus.len() > max_rows {
+        if stock_rows + self.absent_skus.len() > max_rows {
+            self.stock.clear();
             self.absent_skus.clear();
         }
     }

@@ -72,6 +72,9 @@ impl Store {
         needs: &Needs,
     ) -> Result<(), StoreError> {
         let Some(until) = needs.timers_until else { return Ok(()) };
+        // An entry fires what is due by max(log time, its time): records stamped before
+        // the log time (a broker clock that stepped back) still fire timers due at it.
+        let until = until.max(view.log_time());
         let mut reservations = needs.reservations.clone();
         let mut skus = needs.skus.clone();
         for (key, timer) in self.due_timers(partition, view.log_time(), until)? {
@@ -82,13 +85,14 @@ impl Store {
         }
         reservations.sort_unstable();
         reservations.dedup();
+        // Every reservation touched needs its SKU's rows, cached or not.
+        skus.extend(reservations.iter().map(|id| id.sku.clone()));
         reservations.retain(|id| !view.has_reservation(id));
         let found = self.multi_get(
             partition,
             reservations.iter().map(|id| Key::Entity(EntityKey::Reservation(id.clone()))),
         )?;
-        for (id, value) in reservations.iter().zip(found) {
-            skus.push(id.sku.clone());
+        for value in found {
             if let Some(v) = value {
                 view.load_reservation(values::reservation_from(&v)?);
             }
