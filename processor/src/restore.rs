@@ -61,6 +61,10 @@ pub struct Progress {
 
 /// How often (in records read) a restore reports progress, at the latest.
 pub const PROGRESS_EVERY: u64 = 100_000;
+/// The longest a restore waits for the changelog's watermarks before it fails (and is
+/// tried again).
+const WATERMARKS_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often (in time) a restore reports progress, at the latest.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -79,8 +83,12 @@ pub fn restore_partition(
     let started = Instant::now();
     let consumer: BaseConsumer = broker::client::consumer_config(bootstrap, "skuflow-restore")
         .set("enable.partition.eof", "true")
+        // At most this much fetched ahead of the import (librdkafka's default is 64 MiB
+        // per consumer; several restores may run at once).
+        .set("queued.max.messages.kbytes", "16384")
         .create()?;
-    let (low, high) = consumer.fetch_watermarks(topic, partition, idle_timeout)?;
+    let (low, high) =
+        consumer.fetch_watermarks(topic, partition, idle_timeout.min(WATERMARKS_TIMEOUT))?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
     consumer.assign(&tpl)?;
@@ -107,7 +115,15 @@ pub fn restore_partition(
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) => break,
-            Some(Err(e)) => return Err(e.into()),
+            // Consumer errors (a broker away, a transport failure) are reports: librdkafka
+            // retries underneath, and `idle_timeout` bounds how long that may take. A fatal
+            // one ends the restore.
+            Some(Err(e)) => {
+                if consumer.client().fatal_error().is_some() {
+                    return Err(e.into());
+                }
+                tracing::debug!(partition, error = %e, "while restoring");
+            }
             Some(Ok(m)) => {
                 last_record = Instant::now();
                 position = m.offset() + 1;

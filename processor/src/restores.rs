@@ -5,7 +5,10 @@
 //! partitions and polling the group (so a long restore never overruns
 //! `max.poll.interval`). When the thread is done the loop seeks the partition to the
 //! record after the restored state and resumes it. A failed restore (the broker away) is
-//! tried again after [`RETRY_AFTER`]; a revoked partition's restore is cancelled and
+//! tried again after [`RETRY_AFTER`], and after [`MAX_FAILURES`] failures in a row the
+//! partition is given up (the processor halts it, `/healthz` says why). At most
+//! [`MAX_RUNNING`] restores run at once (each holds a consumer and its fetch buffers);
+//! the others wait their turn, paused. A revoked partition's restore is cancelled and
 //! joined before anything else touches its key range.
 
 use std::collections::BTreeMap;
@@ -21,6 +24,10 @@ use crate::restore::{Progress, RestoreError, Restored, restore_partition};
 
 /// How long a partition whose restore failed waits before it is tried again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Failed restores of one partition in a row before it is given up.
+pub const MAX_FAILURES: u32 = 5;
+/// Restores running at once; the others queue.
+pub const MAX_RUNNING: usize = 2;
 
 /// Where the changelog is and how long a restore may see no record.
 #[derive(Debug, Clone)]
@@ -31,6 +38,7 @@ pub struct Source {
 }
 
 enum Job {
+    Queued,
     Running { cancel: Arc<AtomicBool>, handle: JoinHandle<Result<Restored, RestoreError>> },
     Failed { retry_at: Instant },
 }
@@ -41,13 +49,19 @@ pub enum Ended {
     Restored(Restored),
     /// Failed earlier and waited [`RETRY_AFTER`]: resume, and restore again if needed.
     Retry,
+    /// Failed [`MAX_FAILURES`] times in a row: why.
+    GivenUp(String),
 }
 
-#[derive(Default)]
 pub struct Restores {
     jobs: BTreeMap<i32, Job>,
     /// Completed restores per partition since its state was last loaded.
     completed: BTreeMap<i32, u32>,
+    /// Failed restores in a row per partition.
+    failures: BTreeMap<i32, u32>,
+    source: Source,
+    store: Arc<Store>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Restores {
@@ -57,6 +71,17 @@ impl std::fmt::Debug for Restores {
 }
 
 impl Restores {
+    pub fn new(source: Source, store: Arc<Store>, metrics: Metrics) -> Self {
+        Self {
+            jobs: BTreeMap::new(),
+            completed: BTreeMap::new(),
+            failures: BTreeMap::new(),
+            source,
+            store,
+            metrics,
+        }
+    }
+
     pub fn is_restoring(&self, partition: i32) -> bool {
         self.jobs.contains_key(&partition)
     }
@@ -69,69 +94,85 @@ impl Restores {
     /// The partition's state is loaded: its restores are history.
     pub fn loaded(&mut self, partition: i32) {
         self.completed.remove(&partition);
+        self.failures.remove(&partition);
     }
 
-    /// Start restoring `partition` on a thread of its own.
-    pub fn start(
-        &mut self,
-        partition: i32,
-        source: &Source,
-        store: Arc<Store>,
-        metrics: &Metrics,
-    ) -> std::io::Result<()> {
+    /// Restore `partition`: now if fewer than [`MAX_RUNNING`] run, else when one ends.
+    pub fn start(&mut self, partition: i32) {
+        self.gauge_restoring(partition, 1);
+        self.jobs.insert(partition, Job::Queued);
+        self.start_queued();
+    }
+
+    fn start_queued(&mut self) {
+        let queued: Vec<i32> =
+            self.jobs.iter().filter(|(_, j)| matches!(j, Job::Queued)).map(|(p, _)| *p).collect();
+        for p in queued {
+            let running = self.jobs.values().filter(|j| matches!(j, Job::Running { .. })).count();
+            if running >= MAX_RUNNING {
+                return;
+            }
+            let job = self.spawn(p).unwrap_or_else(|e| {
+                tracing::warn!(partition = p, error = %e, retry_in = ?RETRY_AFTER, "cannot start a restore thread");
+                Job::Failed { retry_at: Instant::now() + RETRY_AFTER }
+            });
+            self.jobs.insert(p, job);
+        }
+    }
+
+    /// A thread restoring `partition`, reporting its progress to the metrics and the log.
+    fn spawn(&self, partition: i32) -> std::io::Result<Job> {
         let label = [partition.to_string()];
+        let m = &self.metrics;
         let gauges = (
-            metrics.restore_records.with_label_values(&label),
-            metrics.restore_bytes.with_label_values(&label),
-            metrics.restore_remaining.with_label_values(&label),
-            metrics.restore_rate.with_label_values(&label),
-            metrics.restoring.with_label_values(&label),
+            m.restore_records.with_label_values(&label),
+            m.restore_bytes.with_label_values(&label),
+            m.restore_remaining.with_label_values(&label),
+            m.restore_rate.with_label_values(&label),
         );
-        gauges.4.set(1);
         let cancel = Arc::new(AtomicBool::new(false));
-        let (source, stop) = (source.clone(), cancel.clone());
-        let handle =
-            std::thread::Builder::new().name(format!("restore-{partition}")).spawn(move || {
-                let (records, bytes, remaining, rate, restoring) = gauges;
-                let mut report = |p: &Progress| {
-                    records.set(p.records as i64);
-                    bytes.set(p.bytes as i64);
-                    remaining.set(p.remaining as i64);
-                    rate.set(p.rate);
-                    tracing::info!(
-                        partition = p.partition,
-                        records = p.records,
-                        bytes = p.bytes,
-                        rate = format!("{:.0}/s", p.rate),
-                        remaining = p.remaining,
-                        done = p.done,
-                        "restoring"
-                    );
-                };
-                let result = restore_partition(
-                    &source.bootstrap,
-                    &source.changelog,
-                    partition,
-                    &store,
-                    source.idle_timeout,
-                    &stop,
-                    &mut report,
+        let (source, store, stop) = (self.source.clone(), self.store.clone(), cancel.clone());
+        let thread = std::thread::Builder::new().name(format!("restore-{partition}"));
+        let handle = thread.spawn(move || {
+            let (records, bytes, remaining, rate) = gauges;
+            let mut report = |p: &Progress| {
+                records.set(p.records as i64);
+                bytes.set(p.bytes as i64);
+                remaining.set(p.remaining as i64);
+                rate.set(p.rate);
+                tracing::info!(
+                    partition = p.partition,
+                    records = p.records,
+                    bytes = p.bytes,
+                    rate = format!("{:.0}/s", p.rate),
+                    remaining = p.remaining,
+                    done = p.done,
+                    "restoring"
                 );
-                restoring.set(0);
-                result
-            })?;
-        self.jobs.insert(partition, Job::Running { cancel, handle });
-        Ok(())
+            };
+            restore_partition(
+                &source.bootstrap,
+                &source.changelog,
+                partition,
+                &store,
+                source.idle_timeout,
+                &stop,
+                &mut report,
+            )
+        })?;
+        Ok(Job::Running { cancel, handle })
     }
 
     /// Restores that are over: finished (successfully or not) or waited out after a
-    /// failure. Failures are logged and turned into a wait.
-    pub fn ended(&mut self, metrics: &Metrics) -> Vec<(i32, Ended)> {
+    /// failure. Failures are logged and turned into a wait, or given up after
+    /// [`MAX_FAILURES`] in a row. Queued restores start as running ones end.
+    pub fn ended(&mut self) -> Vec<(i32, Ended)> {
         let now = Instant::now();
         let over: Vec<i32> = self
             .jobs
             .iter()
             .filter(|(_, job)| match job {
+                Job::Queued => false,
                 Job::Running { handle, .. } => handle.is_finished(),
                 Job::Failed { retry_at } => *retry_at <= now,
             })
@@ -140,43 +181,76 @@ impl Restores {
         let mut out = Vec::new();
         for p in over {
             match self.jobs.remove(&p) {
-                Some(Job::Running { handle, .. }) => match handle.join() {
-                    Ok(Ok(restored)) => {
-                        metrics.restores.inc();
-                        *self.completed.entry(p).or_default() += 1;
-                        out.push((p, Ended::Restored(restored)));
+                Some(Job::Running { handle, .. }) => {
+                    let error = match handle.join() {
+                        Ok(Ok(restored)) => {
+                            self.metrics.restores.inc();
+                            self.failures.remove(&p);
+                            *self.completed.entry(p).or_default() += 1;
+                            self.gauge_restoring(p, 0);
+                            out.push((p, Ended::Restored(restored)));
+                            continue;
+                        }
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "the restore thread panicked".to_owned(),
+                    };
+                    let failures = self.failures.entry(p).or_default();
+                    *failures += 1;
+                    if *failures >= MAX_FAILURES {
+                        self.failures.remove(&p);
+                        self.gauge_restoring(p, 0);
+                        let why =
+                            format!("{MAX_FAILURES} restores failed in a row, the last: {error}");
+                        out.push((p, Ended::GivenUp(why)));
+                        continue;
                     }
-                    Ok(Err(e)) => {
-                        tracing::warn!(partition = p, error = %e, retry_in = ?RETRY_AFTER, "restore failed");
-                        self.jobs.insert(p, Job::Failed { retry_at: now + RETRY_AFTER });
-                    }
-                    Err(_) => {
-                        tracing::error!(partition = p, retry_in = ?RETRY_AFTER, "restore thread panicked");
-                        self.jobs.insert(p, Job::Failed { retry_at: now + RETRY_AFTER });
-                    }
-                },
-                Some(Job::Failed { .. }) => out.push((p, Ended::Retry)),
-                None => {}
+                    tracing::warn!(partition = p, error, retry_in = ?RETRY_AFTER, "restore failed");
+                    self.jobs.insert(p, Job::Failed { retry_at: now + RETRY_AFTER });
+                }
+                Some(Job::Failed { .. }) => {
+                    self.gauge_restoring(p, 0);
+                    out.push((p, Ended::Retry));
+                }
+                Some(Job::Queued) | None => {}
             }
         }
+        self.start_queued();
         out
     }
 
-    /// Stop restoring `partition` (revoked) and wait for its thread: nothing may touch its
-    /// key range while the thread still writes. The partition is left without META.
-    pub fn cancel(&mut self, partition: i32) {
-        self.completed.remove(&partition);
-        if let Some(Job::Running { cancel, handle }) = self.jobs.remove(&partition) {
-            cancel.store(true, Ordering::Relaxed);
+    fn gauge_restoring(&self, partition: i32, value: i64) {
+        self.metrics.restoring.with_label_values(&[partition.to_string()]).set(value);
+    }
+
+    /// Stop restoring `partitions` (revoked, or the processor stopping) and wait for
+    /// their threads: nothing may touch a key range while its thread still writes. Every
+    /// thread is told first, then joined, so they stop together. A cancelled partition is
+    /// left without META, and its restore metrics go.
+    pub fn cancel(&mut self, partitions: &[i32]) {
+        let mut stopping = Vec::new();
+        for p in partitions {
+            self.completed.remove(p);
+            self.failures.remove(p);
+            if let Some(Job::Running { cancel, handle }) = self.jobs.remove(p) {
+                cancel.store(true, Ordering::Relaxed);
+                stopping.push(handle);
+            }
+            let label = [p.to_string()];
+            let m = &self.metrics;
+            for gauge in [&m.restoring, &m.restore_records, &m.restore_bytes, &m.restore_remaining]
+            {
+                let _ = gauge.remove_label_values(&label);
+            }
+            let _ = m.restore_rate.remove_label_values(&label);
+        }
+        for handle in stopping {
             let _ = handle.join();
         }
+        self.start_queued();
     }
 
     pub fn cancel_all(&mut self) {
         let partitions: Vec<i32> = self.jobs.keys().copied().collect();
-        for p in partitions {
-            self.cancel(p);
-        }
-        self.completed.clear();
+        self.cancel(&partitions);
     }
 }

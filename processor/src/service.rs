@@ -27,7 +27,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use state::store::Store;
+use state::store::{Store, StoreError};
 use state::{ApplyError, Machine, PartitionState};
 use topics::{LogTime, Topic};
 
@@ -132,7 +132,6 @@ pub struct Processor {
     halted: BTreeSet<i32>,
     /// Partitions being rebuilt from the changelog (paused meanwhile).
     restores: Restores,
-    restore_source: restores::Source,
 }
 
 impl std::fmt::Debug for Processor {
@@ -203,7 +202,7 @@ impl Processor {
         );
         Ok(Self {
             machine: Machine::new(config.machine),
-            store,
+            store: store.clone(),
             consumer,
             outputs,
             ticker,
@@ -213,12 +212,15 @@ impl Processor {
             watchdog: Watchdog::new(config.stall_timeout, health, metrics.clone()),
             last_watch: Instant::now(),
             halted: BTreeSet::new(),
-            restores: Restores::default(),
-            restore_source: restores::Source {
-                bootstrap: config.bootstrap.clone(),
-                changelog: config.topics.name(Topic::Changelog),
-                idle_timeout: config.timeout,
-            },
+            restores: Restores::new(
+                restores::Source {
+                    bootstrap: config.bootstrap.clone(),
+                    changelog: config.topics.name(Topic::Changelog),
+                    idle_timeout: config.timeout,
+                },
+                store.clone(),
+                metrics.clone(),
+            ),
             metrics,
             config,
         })
@@ -272,8 +274,9 @@ impl Processor {
     /// group and starts every partition from its committed offset. Safe between batches:
     /// the store holds exactly what was committed.
     fn recreate_consumer(&mut self) -> Result<(), ProcessorError> {
+        // Restores go on: a restoring partition is paused again on the new consumer when
+        // its records come, and cancelled if it is revoked.
         self.states.clear();
-        self.restores.cancel_all();
         // Halted partitions meet their record again and halt again; a stall stays
         // reported (and `/healthz` failing) until its partition moves.
         for p in std::mem::take(&mut self.halted) {
@@ -423,10 +426,20 @@ impl Processor {
             n += 1;
         }
         // Records of partitions revoked while we were polling belong to their new owner.
-        for p in self.consumer.context().take_revoked() {
+        let revoked = self.consumer.context().take_revoked();
+        self.restores.cancel(&revoked.iter().copied().collect::<Vec<_>>());
+        let owned: Vec<i32> = match (revoked.is_empty(), self.consumer.assignment()) {
+            (false, Ok(tpl)) => tpl.elements().iter().map(|e| e.partition()).collect(),
+            _ => Vec::new(),
+        };
+        for p in revoked {
             by_partition.remove(&p);
             self.states.remove(&p);
-            self.restores.cancel(p);
+            // Revoked and assigned again within this poll: the consumer is past the records
+            // just dropped. Back to the record after the store's state.
+            if owned.contains(&p) {
+                self.rewind(std::iter::once(p))?;
+            }
             if self.halted.remove(&p) {
                 let _ = self.metrics.halted.remove_label_values(&[&p.to_string()]);
             }
@@ -476,6 +489,10 @@ impl Processor {
                 Ok(a) => applied.push(a),
                 Err(BatchError::Apply(broken @ ApplyError::InvariantBroken { .. })) => {
                     self.halt(*partition, format!("invariant broken: {broken}"));
+                    continue;
+                }
+                Err(BatchError::Store(bad @ (StoreError::BadKey(_) | StoreError::BadValue(_)))) => {
+                    self.halt(*partition, format!("undecodable store data: {bad}"));
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -594,6 +611,8 @@ impl Processor {
             return Ok(true);
         }
         if self.restores.is_restoring(partition) {
+            // Records came: the consumer was recreated since the restore started.
+            self.pause(partition);
             return Ok(false);
         }
         let mut tpl = TopicPartitionList::new();
@@ -634,8 +653,17 @@ impl Processor {
             return Ok(false);
         }
         self.restores.loaded(partition);
-        self.states.insert(partition, self.store.view(partition)?);
-        Ok(true)
+        match self.store.view(partition) {
+            Ok(view) => {
+                self.states.insert(partition, view);
+                Ok(true)
+            }
+            Err(bad @ (StoreError::BadKey(_) | StoreError::BadValue(_))) => {
+                self.halt(partition, format!("undecodable store data: {bad}"));
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Pause `partition` and start rebuilding it from the changelog in the background.
@@ -651,22 +679,34 @@ impl Processor {
             ?next,
             "store does not match the committed offset; restoring from the changelog"
         );
+        self.pause(partition);
+        self.watchdog.forget(partition);
+        self.restores.start(partition);
+        Ok(())
+    }
+
+    fn pause(&self, partition: i32) {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.commands_topic, partition);
-        self.consumer.pause(&tpl)?;
-        self.watchdog.forget(partition);
-        self.restores
-            .start(partition, &self.restore_source, self.store.clone(), &self.metrics)
-            .map_err(|e| ProcessorError::Settings(format!("cannot start a restore thread: {e}")))
+        if let Err(e) = self.consumer.pause(&tpl) {
+            tracing::warn!(partition, error = %e, "could not pause; its records are dropped as they come");
+        }
     }
 
     /// Partitions whose restore is over go on from the record after their state (a
     /// failed restore is tried again when their records come back).
     fn resume_restored(&mut self) -> Result<(), ProcessorError> {
-        for (partition, ended) in self.restores.ended(&self.metrics) {
-            if let Ended::Restored(r) = ended {
-                let applied = self.store.applied_offset(partition)?;
-                tracing::info!(partition, records = r.records, bytes = r.bytes, elapsed = ?r.elapsed, ?applied, "restored");
+        for (partition, ended) in self.restores.ended() {
+            match ended {
+                Ended::Restored(r) => {
+                    let applied = self.store.applied_offset(partition)?;
+                    tracing::info!(partition, records = r.records, bytes = r.bytes, elapsed = ?r.elapsed, ?applied, "restored");
+                }
+                Ended::Retry => {}
+                Ended::GivenUp(why) => {
+                    self.halt(partition, format!("restore: {why}"));
+                    continue;
+                }
             }
             self.rewind(std::iter::once(partition))?;
             let mut tpl = TopicPartitionList::new();

@@ -427,3 +427,38 @@ fn an_idempotency_window_longer_than_the_commands_retention_is_refused() {
         "the refusal names the retention and the window:\n{log}"
     );
 }
+
+/// A changelog that cannot be restored (a record whose key is not skuflow's) is tried a
+/// few times, then the partition is halted with the reason, and the others go on.
+#[test]
+fn a_changelog_that_cannot_be_restored_halts_its_partition_after_retries() {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let cluster = Cluster::start();
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        broker::client::producer_config(&cluster.bootstrap).create().unwrap();
+    let changelog = cluster.topics.name(Topic::Changelog);
+    broker::client::send_waiting(
+        &producer,
+        BaseRecord::to(&changelog).partition(0).key(&b"\xffnot a store key"[..]).payload(&b"x"[..]),
+    )
+    .unwrap();
+    producer.flush(std::time::Duration::from_secs(30)).unwrap();
+    cluster.produce(&[request("old", restock_command(&home_sku(0, 0), 1))]);
+    commit_group_offset(&cluster, &cluster.topics.name(Topic::Commands), 0, 1);
+
+    let p = cluster.processor("p-0", "store-0");
+    cluster.produce(&[request("other", restock_command(&home_sku(1, 0), 1))]);
+    wait_until(
+        || p.healthz().contains("partition 0: halted: restore"),
+        "partition 0 is given up",
+        &p,
+    );
+    let why = p.healthz();
+    assert!(
+        why.contains("5 restores failed in a row") && why.contains("undecodable store key"),
+        "{why}"
+    );
+    assert!(p.metrics().contains("skuflow_processor_halted{partition=\"0\"} 1"));
+    let replies = cluster.wait_replies(1);
+    assert!(replies.values().any(|r| r.command_id.as_str() == "other"), "partition 1 goes on");
+}

@@ -92,10 +92,8 @@ impl Store {
             partition,
             reservations.iter().map(|id| Key::Entity(EntityKey::Reservation(id.clone()))),
         )?;
-        for value in found {
-            if let Some(v) = value {
-                view.load_reservation(values::reservation_from(&v)?);
-            }
+        for v in found.into_iter().flatten() {
+            view.load_reservation(values::reservation_from(&v)?);
         }
         let mut dedup: Vec<&DedupKey> = needs.dedup.iter().filter(|k| !view.has_dedup(k)).collect();
         dedup.sort_unstable();
