@@ -10,7 +10,8 @@
 //!
 //! The records are what a busy partition's changelog holds: per reserve an idempotency
 //! record (JSON, about 400 bytes), its forget timer, a reservation and a stock row; a
-//! tenth of them tombstones of forgotten rows; META now and then.
+//! tenth of them tombstones of forgotten rows; META now and then. Every key is distinct
+//! (the dev broker compacts, and a repeated key could be read fewer times than written).
 
 use std::time::{Duration, Instant};
 
@@ -25,14 +26,18 @@ fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn peak_rss_mib() -> u64 {
+/// `VmHWM` (peak) and `VmRSS` (now) of this process, in MiB.
+fn rss_mib() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb / 1024)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
 }
 
 /// The `i`th changelog record of a busy partition.
@@ -42,8 +47,10 @@ fn record(i: u64) -> Change {
     let tenant = TenantId::new("acme").unwrap();
     let id = ReservationId::new(sku.clone(), n);
     let key = |k: EntityKey| keys::encode(&Key::Entity(k));
+    // Every key is written once, so that the broker's compaction (which the dev broker
+    // does) leaves all of them to read.
     if i % 10 == 9 {
-        let gone = ReservationId::new(sku, n.saturating_sub(1_000));
+        let gone = ReservationId::new(sku, n + (1 << 40));
         return Change { key: key(EntityKey::Reservation(gone)), value: None };
     }
     if i % 100_000 == 99_999 {
@@ -91,7 +98,7 @@ fn record(i: u64) -> Change {
         }
         2 => {
             let level = StockLevel { on_hand: 1_000_000, reserved: n % 1000, sold: 0, version: n };
-            let wh = WarehouseId::new("w1").unwrap();
+            let wh = WarehouseId::new(format!("w{n}")).unwrap();
             Change { key: key(EntityKey::Stock(sku, wh)), value: Some(values::stock(&level)) }
         }
         _ => {
@@ -144,7 +151,7 @@ fn through_the_broker(records: u64) {
     eprintln!("produced {records} changelog records in {:.1} s", started.elapsed().as_secs_f64());
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), false).unwrap();
-    let before = peak_rss_mib();
+    let before = rss_mib().1;
     let restored = processor::restore::restore_partition(
         &bootstrap,
         &changelog,
@@ -159,18 +166,19 @@ fn through_the_broker(records: u64) {
     assert_eq!(restored.records, records);
     assert_eq!(store.applied_offset(0).unwrap(), Some(records as i64));
     println!(
-        "| restore through the dev broker | {records} | {:.1} | {:.0} | {:.1} | {} (before: {before}) |",
+        "| restore through the dev broker | {records} | {:.1} | {:.0} | {:.1} | {before} | {} | {} |",
         secs,
         records as f64 / secs,
         restored.bytes as f64 / secs / 1e6,
-        peak_rss_mib()
+        rss_mib().0,
+        rss_mib().1
     );
 }
 
 fn import_alone(records: u64) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), false).unwrap();
-    let before = peak_rss_mib();
+    let before = rss_mib().1;
     let started = Instant::now();
     let mut bytes = 0u64;
     let mut import = store.begin_import(0).unwrap();
@@ -183,16 +191,20 @@ fn import_alone(records: u64) {
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(store.applied_offset(0).unwrap(), Some(records as i64));
     println!(
-        "| import alone (records generated on the fly) | {records} | {secs:.1} | {:.0} | {:.1} | {} (before: {before}) |",
+        "| import alone (records generated on the fly) | {records} | {secs:.1} | {:.0} | {:.1} | {before} | {} | {} |",
         records as f64 / secs,
         bytes as f64 / secs / 1e6,
-        peak_rss_mib()
+        rss_mib().0,
+        rss_mib().1
     );
 }
 
 fn main() {
-    println!("| path | records | wall s | records/s | MB/s | peak RSS MiB |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    through_the_broker(env("SKUFLOW_RESTORE_RECORDS", 2_000_000));
+    println!(
+        "| path | records | wall s | records/s | MB/s | RSS before MiB | peak RSS so far MiB | RSS after MiB |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    // The import first, so that its peak is its own.
     import_alone(env("SKUFLOW_IMPORT_RECORDS", 10_000_000));
+    through_the_broker(env("SKUFLOW_RESTORE_RECORDS", 2_000_000));
 }

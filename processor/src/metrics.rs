@@ -26,6 +26,10 @@ pub struct Metrics {
     pub restore_remaining: IntGaugeVec,
     /// Records per second of the running (or last) restore.
     pub restore_rate: GaugeVec,
+    /// The store's memory by kind (block cache, memtables, table readers), and the rows
+    /// cached in the partitions' views.
+    pub store_memory: IntGaugeVec,
+    pub cached_rows: IntGauge,
     /// 1 while the partition is being restored.
     pub restoring: IntGaugeVec,
     pub restores: IntCounter,
@@ -100,6 +104,17 @@ impl Metrics {
                 ),
                 &["partition"],
             )?,
+            store_memory: IntGaugeVec::new(
+                Opts::new(
+                    "skuflow_processor_store_memory_bytes",
+                    "RocksDB memory by kind: block_cache, memtables, table_readers",
+                ),
+                &["kind"],
+            )?,
+            cached_rows: IntGauge::new(
+                "skuflow_processor_cached_rows",
+                "Rows held between batches in the owned partitions' views",
+            )?,
             restoring: IntGaugeVec::new(
                 Opts::new("skuflow_processor_restoring", "1 while a partition is being restored"),
                 &["partition"],
@@ -162,6 +177,8 @@ impl Metrics {
         registry.register(Box::new(m.restore_bytes.clone()))?;
         registry.register(Box::new(m.restore_remaining.clone()))?;
         registry.register(Box::new(m.restore_rate.clone()))?;
+        registry.register(Box::new(m.store_memory.clone()))?;
+        registry.register(Box::new(m.cached_rows.clone()))?;
         registry.register(Box::new(m.restoring.clone()))?;
         registry.register(Box::new(m.restores.clone()))?;
         registry.register(Box::new(m.dead_letters.clone()))?;

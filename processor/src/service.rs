@@ -308,6 +308,16 @@ impl Processor {
             }
         };
         self.metrics.assigned_partitions.set(assigned.len() as i64);
+        if let Ok(m) = self.store.memory() {
+            for (kind, bytes) in [
+                ("block_cache", m.block_cache),
+                ("memtables", m.memtables),
+                ("table_readers", m.table_readers),
+            ] {
+                self.metrics.store_memory.with_label_values(&[kind]).set(bytes as i64);
+            }
+        }
+        self.metrics.cached_rows.set(self.states.values().map(|v| v.rows()).sum::<usize>() as i64);
         if assigned.is_empty() {
             // A recreated consumer has no assignment until it rejoins: keep what is known
             // (a stall stays reported); revoked partitions are forgotten on revocation.

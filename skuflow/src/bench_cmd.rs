@@ -65,18 +65,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "processor drain: {} commands, {} SKUs, {} partitions, batches of up to {}",
         bench.commands, bench.skus, bench.partitions, bench.batch_max
     );
-    println!("| mode | commands/s | commands per transaction | commit p50 | commit p99 |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| mode | commands/s | commands per transaction | commit p50 | commit p99 | RSS at start → after the drain |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (name, delivery) in
         [("exactly-once", Delivery::ExactlyOnce), ("at-least-once", Delivery::AtLeastOnce)]
     {
         let r = drain(&bootstrap, &bench, name, delivery)?;
         println!(
-            "| {name} | {:.0} | {:.0} | {:.1} ms | {:.1} ms |",
+            "| {name} | {:.0} | {:.0} | {:.1} ms | {:.1} ms | {} → {} MiB |",
             r.rate,
             r.per_batch,
             r.p50 * 1e3,
-            r.p99 * 1e3
+            r.p99 * 1e3,
+            r.rss.0,
+            r.rss.1
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -87,6 +91,20 @@ struct Result {
     per_batch: f64,
     p50: f64,
     p99: f64,
+    /// Resident memory of this process (MiB) when the processor started, and when it had
+    /// applied the backlog.
+    rss: (u64, u64),
+}
+
+/// `VmRSS` of this process, in MiB.
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
 }
 
 fn drain(
@@ -107,6 +125,7 @@ fn drain(
     config.batch_max = bench.batch_max;
     let registry = Registry::new();
     let shutdown = Arc::new(AtomicBool::new(false));
+    let rss_before = rss_mib();
     let worker = crate::processor_cmd::spawn(
         config,
         registry.clone(),
@@ -130,6 +149,7 @@ fn drain(
         );
         std::thread::sleep(Duration::from_millis(5));
     };
+    let rss_after = rss_mib();
     shutdown.store(true, Ordering::Relaxed);
     worker.join().map_err(|_| anyhow::anyhow!("processor panicked"))??;
     let (t0, applied0) = first.unwrap_or((started, 0));
@@ -140,6 +160,7 @@ fn drain(
         per_batch: sum / count.max(1) as f64,
         p50: quantile(&registry, "skuflow_processor_commit_seconds", 0.5),
         p99: quantile(&registry, "skuflow_processor_commit_seconds", 0.99),
+        rss: (rss_before, rss_after),
     })
 }
 

@@ -142,9 +142,11 @@ fn main() {
         dir.display()
     );
     println!(
-        "| commands applied | live idempotency records | rate (commands/s) | RSS MiB | peak RSS MiB | store on disk MiB |"
+        "| commands applied | live idempotency records | rate (commands/s) | RSS MiB | peak RSS MiB | store on disk MiB | live rows (estimate) | changelog records written | changelog MB written |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    // What the changelog receives: the store batches' records (tombstones included).
+    let written = std::cell::Cell::new((0u64, 0u64));
     let run = |n: u64, g: &mut Gen, view: &mut state::PartitionState| -> f64 {
         let started = Instant::now();
         let mut left = n;
@@ -165,7 +167,12 @@ fn main() {
                         .unwrap(),
                 );
             }
-            store.write(&store::batch(0, view)).unwrap();
+            let b = store::batch(0, view);
+            let (records, bytes) = written.get();
+            let size: usize =
+                b.changes.iter().map(|c| c.key.len() + c.value.as_ref().map_or(0, Vec::len)).sum();
+            written.set((records + b.changes.len() as u64, bytes + size as u64));
+            store.write(&b).unwrap();
             view.evict(cache_rows);
             left -= k;
         }
@@ -174,7 +181,21 @@ fn main() {
     let mut applied = 0u64;
     let report = |applied: u64, rate: f64| {
         let (rss, hwm) = memory();
-        println!("| {applied} | {applied} | {rate:.0} | {rss} | {hwm} | {} |", disk_mib(&dir));
+        let (records, bytes) = written.get();
+        println!(
+            "| {applied} | {applied} | {rate:.0} | {rss} | {hwm} | {} | {} | {records} | {} |",
+            disk_mib(&dir),
+            store.estimate_keys().unwrap_or(0),
+            bytes >> 20
+        );
+        if let Ok(m) = store.memory() {
+            eprintln!(
+                "  store memory: block cache {} MiB, memtables {} MiB, table readers {} MiB",
+                m.block_cache >> 20,
+                m.memtables >> 20,
+                m.table_readers >> 20
+            );
+        }
     };
     let rate = run(window, &mut g, &mut view);
     applied += window;

@@ -48,7 +48,12 @@ impl Topic {
             }
             Topic::Replies => &[("retention.ms", "86400000")],
             Topic::Events => &[("retention.ms", WEEK)],
-            Topic::Changelog | Topic::Availability => &[("cleanup.policy", "compact")],
+            // Compaction only cleans closed segments: 128 MiB segments (Kafka's default is
+            // 1 GiB) keep a changelog partition near its live rows, so a restore reads
+            // about what the store holds, not its history.
+            Topic::Changelog | Topic::Availability => {
+                &[("cleanup.policy", "compact"), ("segment.bytes", "134217728")]
+            }
             Topic::DeadLetter => &[("retention.ms", "2592000000")],
         }
     }

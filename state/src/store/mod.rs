@@ -74,6 +74,14 @@ fn entity_value(state: &PartitionState, key: &EntityKey) -> Option<Vec<u8>> {
     }
 }
 
+/// The store's memory by where it is, in bytes ([`Store::memory`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreMemory {
+    pub block_cache: u64,
+    pub memtables: u64,
+    pub table_readers: u64,
+}
+
 /// The default block cache: hot rows a read away, and a bounded part of the memory.
 pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 << 20;
 /// Size of one memtable; at most two exist, so writes hold at most 64 MiB.
@@ -216,6 +224,26 @@ impl Store {
             }
         }
         Ok(state)
+    }
+
+    /// RocksDB's estimate of the keys it holds (all partitions): the live rows, which is
+    /// what the compacted changelog converges to.
+    pub fn estimate_keys(&self) -> Result<u64, StoreError> {
+        self.property("rocksdb.estimate-num-keys")
+    }
+
+    /// Where the store's memory is, in bytes: block cache in use (data, index and filter
+    /// blocks), memtables, and table readers outside the cache.
+    pub fn memory(&self) -> Result<StoreMemory, StoreError> {
+        Ok(StoreMemory {
+            block_cache: self.property("rocksdb.block-cache-usage")?,
+            memtables: self.property("rocksdb.cur-size-all-mem-tables")?,
+            table_readers: self.property("rocksdb.estimate-table-readers-mem")?,
+        })
+    }
+
+    fn property(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(self.db.property_int_value(name)?.unwrap_or(0))
     }
 
     /// Remove everything of `partition`.
