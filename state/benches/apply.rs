@@ -194,6 +194,39 @@ fn persisted(c: &mut Criterion) {
     group.finish();
 }
 
+/// For comparison: the path before issue 12, the whole state in memory (nothing read
+/// from the store), each batch's changes written; memory grows with the state.
+fn persisted_whole(c: &mut Criterion) {
+    let machine = Machine::new(MachineConfig::default());
+    let mut group = c.benchmark_group("machine+rocksdb-whole-state");
+    const N: usize = 20_000;
+    group.throughput(Throughput::Elements(N as u64));
+    group.sample_size(10);
+    for (name, shape) in [("spread", Shape::Spread), ("hot", Shape::Hot)] {
+        group.bench_function(BenchmarkId::new(name, 1000), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = Store::open(dir.path(), false).unwrap();
+                    let Workload { mut state, log } = workload(&machine, shape, N);
+                    let started = Instant::now();
+                    for chunk in log.chunks(1000) {
+                        for (position, at, command) in chunk {
+                            let entry = LogEntry { position: *position, at: *at, command };
+                            machine.apply(&mut state, entry).unwrap();
+                        }
+                        store.write(&store::batch(0, &mut state)).unwrap();
+                    }
+                    total += started.elapsed();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
 /// Rebuild a partition from its changelog: the store changes of applying 50,000
 /// commands (spread SKUs, batches of 1,000), imported into an empty store.
 fn restore(c: &mut Criterion) {
@@ -226,5 +259,5 @@ fn restore(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pure, persisted, restore);
+criterion_group!(benches, pure, persisted, persisted_whole, restore);
 criterion_main!(benches);
