@@ -549,11 +549,7 @@ impl Processor {
         self.halted.insert(partition);
         self.metrics.halted.with_label_values(&[partition.to_string()]).set(1);
         self.watchdog.halted(partition, reason);
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.commands_topic, partition);
-        if let Err(e) = self.consumer.pause(&tpl) {
-            tracing::error!(partition, error = %e, "could not pause the halted partition; its records are dropped as they arrive");
-        }
+        self.pause(partition);
     }
 
     fn record_batch(&self, commands: usize, applied: &[Applied]) {
@@ -625,8 +621,7 @@ impl Processor {
             self.pause(partition);
             return Ok(false);
         }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.commands_topic, partition);
+        let tpl = self.one_partition(partition);
         let mut committed = self.consumer.committed_offsets(tpl.clone(), self.config.timeout)?;
         // A predecessor of this instance that committed here since we started is fenced
         // first; then the committed offset cannot move under us any more.
@@ -695,12 +690,18 @@ impl Processor {
         Ok(())
     }
 
+    /// Stop fetching `partition` (halted, or restoring). Records already polled are
+    /// dropped by the caller; a failed pause only costs fetches.
     fn pause(&self, partition: i32) {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.commands_topic, partition);
-        if let Err(e) = self.consumer.pause(&tpl) {
+        if let Err(e) = self.consumer.pause(&self.one_partition(partition)) {
             tracing::warn!(partition, error = %e, "could not pause; its records are dropped as they come");
         }
+    }
+
+    fn one_partition(&self, partition: i32) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.commands_topic, partition);
+        tpl
     }
 
     /// Partitions whose restore is over go on from the record after their state (a
@@ -719,9 +720,7 @@ impl Processor {
                 }
             }
             self.rewind(std::iter::once(partition))?;
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(&self.commands_topic, partition);
-            if let Err(e) = self.consumer.resume(&tpl) {
+            if let Err(e) = self.consumer.resume(&self.one_partition(partition)) {
                 tracing::warn!(partition, error = %e, "could not resume after the restore");
             }
         }
