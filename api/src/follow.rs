@@ -1,6 +1,8 @@
 //! Following a topic from its beginning (read_committed) on a thread of its own, feeding
 //! every record to a view and publishing how far each partition has been read, so a
-//! request can wait for the view to reach a position.
+//! request can wait for the view to reach a position, and whether every partition has
+//! been read to an end at least once (the view has caught up with what existed when the
+//! instance started: readiness).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +25,8 @@ pub type Progress = watch::Receiver<Vec<i64>>;
 
 pub struct Follower {
     stop: Arc<AtomicBool>,
+    /// Per partition: its end has been reached at least once.
+    reached_end: Arc<Vec<AtomicBool>>,
     thread: Option<JoinHandle<()>>,
     progress: Progress,
     /// For high-watermark queries (what "caught up" means right now).
@@ -39,7 +43,9 @@ impl std::fmt::Debug for Follower {
 impl Follower {
     pub fn start(bootstrap: &str, topic: &str, view: Arc<dyn View>) -> Result<Self, KafkaError> {
         let consumer: BaseConsumer =
-            broker::client::consumer_config(bootstrap, "skuflow-api-follower").create()?;
+            broker::client::consumer_config(bootstrap, "skuflow-api-follower")
+                .set("enable.partition.eof", "true")
+                .create()?;
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
         let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
         let mut tpl = TopicPartitionList::new();
@@ -49,14 +55,37 @@ impl Follower {
         consumer.assign(&tpl)?;
         let (tx, progress) = watch::channel(vec![0; partitions]);
         let stop = Arc::new(AtomicBool::new(false));
+        let reached_end: Arc<Vec<AtomicBool>> =
+            Arc::new((0..partitions).map(|_| AtomicBool::new(false)).collect());
+        let ends = Ends { flags: reached_end.clone() };
         let flag = stop.clone();
         let name = topic.to_owned();
         let thread = std::thread::Builder::new()
             .name(format!("follow-{topic}"))
-            .spawn(move || follow(consumer, view, tx, flag, name))
+            .spawn(move || follow(consumer, view, tx, ends, flag, name))
             .map_err(|_| KafkaError::Canceled)?;
         let probe = broker::client::consumer_config(bootstrap, "skuflow-api-probe").create()?;
-        Ok(Self { stop, thread: Some(thread), progress, probe, topic: topic.to_owned() })
+        Ok(Self {
+            stop,
+            reached_end,
+            thread: Some(thread),
+            progress,
+            probe,
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// Partitions of the followed topic (0: it did not exist when the follower started).
+    pub fn partitions(&self) -> usize {
+        self.reached_end.len()
+    }
+
+    /// Partitions whose end has not been reached yet.
+    pub fn behind(&self) -> Vec<i32> {
+        (0..self.reached_end.len())
+            .filter(|&p| !self.reached_end[p].load(Ordering::Relaxed))
+            .map(|p| p as i32)
+            .collect()
     }
 
     pub fn progress(&self) -> Progress {
@@ -75,10 +104,16 @@ impl Follower {
     }
 }
 
+/// Where the follower thread marks the partitions whose end it has reached.
+struct Ends {
+    flags: Arc<Vec<AtomicBool>>,
+}
+
 fn follow(
     consumer: BaseConsumer,
     view: Arc<dyn View>,
     progress: watch::Sender<Vec<i64>>,
+    ends: Ends,
     stop: Arc<AtomicBool>,
     topic: String,
 ) {
@@ -92,6 +127,11 @@ fn follow(
                     view.apply(m.partition(), m.payload());
                     read.push((m.partition(), m.offset() + 1));
                     wait = Duration::ZERO;
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    if let Some(flag) = ends.flags.get(p as usize) {
+                        flag.store(true, Ordering::Relaxed);
+                    }
                 }
                 Some(Err(e)) => {
                     tracing::warn!(%topic, error = %e, "follower");

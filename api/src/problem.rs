@@ -31,6 +31,9 @@ pub enum ApiError {
     NotYetVisible,
     #[error("broker unavailable: {0}")]
     Unavailable(String),
+    /// This instance's views have not caught up since it started (or a topic is off).
+    #[error("not ready: {0}")]
+    NotReady(String),
     /// The command was applied and rejected (insufficient stock, expired, ...); the
     /// reply travels as an extension member.
     #[error("{reason}")]
@@ -62,6 +65,7 @@ impl ApiError {
             ApiError::Overloaded => "overloaded",
             ApiError::NotYetVisible => "not-yet-visible",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::NotReady(_) => "not-ready",
             ApiError::Rejected { reason, .. } => reason,
         }
     }
@@ -75,6 +79,7 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::MissingIdempotencyKey => "bad request",
             ApiError::RateLimited { .. } | ApiError::TooManyInFlight => "too many requests",
             ApiError::Overloaded | ApiError::Unavailable(_) => "service unavailable",
+            ApiError::NotReady(_) => "not ready",
             ApiError::NotYetVisible => "not yet visible",
         }
     }
@@ -90,7 +95,9 @@ impl ResponseError for ApiError {
             ApiError::RateLimited { .. } | ApiError::TooManyInFlight => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::Overloaded | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded | ApiError::Unavailable(_) | ApiError::NotReady(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             // The request is fine; its precondition (min_position) is not met yet.
             ApiError::NotYetVisible => StatusCode::PRECONDITION_FAILED,
             ApiError::Rejected { .. } => StatusCode::CONFLICT,
@@ -114,7 +121,10 @@ impl ResponseError for ApiError {
         response.content_type("application/problem+json");
         let retry_after = match self {
             ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            ApiError::TooManyInFlight | ApiError::Overloaded | ApiError::NotYetVisible => Some(1),
+            ApiError::TooManyInFlight
+            | ApiError::Overloaded
+            | ApiError::NotYetVisible
+            | ApiError::NotReady(_) => Some(1),
             ApiError::Unavailable(_) => Some(5),
             _ => None,
         };
@@ -145,6 +155,7 @@ mod tests {
             (ApiError::TooManyInFlight, 429, "too-many-in-flight", Some("1")),
             (ApiError::RateLimited { retry_after_secs: 3 }, 429, "rate-limited", Some("3")),
             (ApiError::NotYetVisible, 412, "not-yet-visible", Some("1")),
+            (ApiError::NotReady("catching up".into()), 503, "not-ready", Some("1")),
             (ApiError::Unauthenticated, 401, "unauthenticated", None),
             (ApiError::MissingIdempotencyKey, 400, "missing-idempotency-key", None),
         ];

@@ -43,7 +43,8 @@ impl Api {
     /// followers of the availability and events topics.
     pub fn new(config: ApiConfig, registry: Registry) -> Result<Self, ApiStartError> {
         let commands = config.topics.name(Topic::Commands);
-        if broker::admin::partition_count(&config.bootstrap, &commands)? == 0 {
+        let commands_partitions = broker::admin::partition_count(&config.bootstrap, &commands)?;
+        if commands_partitions == 0 {
             return Err(ApiStartError::NoTopic(commands));
         }
         let mut ingest_config = IngestConfig::new(&config.bootstrap);
@@ -72,6 +73,7 @@ impl Api {
             availability_follower,
             reservations,
             _reservations_follower: reservations_follower,
+            commands_partitions,
             limits,
             registry,
             metrics,

@@ -19,6 +19,8 @@ pub struct AppState {
     pub availability_follower: Follower,
     pub reservations: Arc<ReservationsView>,
     pub _reservations_follower: Follower,
+    /// Partitions of the commands topic when the instance started.
+    pub commands_partitions: usize,
     pub limits: Arc<Limits>,
     pub registry: Registry,
     pub metrics: Metrics,
@@ -28,6 +30,32 @@ impl AppState {
     /// Partitions of skuflow's topics (they all have the commands topic's count).
     pub fn partitions(&self) -> i32 {
         self.availability_follower.progress().borrow().len() as i32
+    }
+
+    /// Why this instance cannot serve reads yet, if it cannot: a followed topic is
+    /// missing or has another partition count than the commands topic, or a view has not
+    /// read every partition to its end once since the instance started (a restarted
+    /// instance would answer 404 for SKUs and reservations that exist).
+    pub fn not_ready(&self) -> Option<String> {
+        let topics = &self.config.topics;
+        let want = self.commands_partitions;
+        for (topic, f) in [
+            (topics::Topic::Availability, &self.availability_follower),
+            (topics::Topic::Events, &self._reservations_follower),
+        ] {
+            let name = topics.name(topic);
+            if f.partitions() != want {
+                return Some(format!(
+                    "topic {name} has {} partitions, the commands topic {want}",
+                    f.partitions()
+                ));
+            }
+            let behind = f.behind();
+            if !behind.is_empty() {
+                return Some(format!("catching up with topic {name}: partitions {behind:?}"));
+            }
+        }
+        None
     }
 }
 

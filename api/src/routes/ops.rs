@@ -11,9 +11,17 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// Ready once the read models have read what was in their topics at start.
+/// 200 once the views have read every partition to its end (reads are then answered),
+/// 503 with the reason before.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let read: i64 = state.availability_follower.progress().borrow().iter().sum();
-    HttpResponse::Ok().json(serde_json::json!({ "ready": true, "availability_records_read": read }))
+    match state.not_ready() {
+        None => HttpResponse::Ok()
+            .json(serde_json::json!({ "ready": true, "availability_records_read": read })),
+        Some(reason) => HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "1"))
+            .json(serde_json::json!({ "ready": false, "reason": reason, "availability_records_read": read })),
+    }
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

@@ -59,7 +59,8 @@ pub async fn command(
 
 /// A reservation and its state.
 #[utoipa::path(get, path = "/v1/reservations/{id}", params(("id" = String, Path)),
-    responses((status = 200), (status = 404), (status = 400), (status = 401), (status = 429)),
+    responses((status = 200), (status = 404), (status = 400), (status = 401), (status = 429),
+        (status = 503, description = "not-ready: the instance's views are catching up")),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn reservation(
     req: HttpRequest,
@@ -67,6 +68,7 @@ pub async fn reservation(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authorize(&req, &state)?;
+    ready(&state)?;
     let id = path
         .parse::<ReservationId>()
         .map_err(|e| ApiError::BadRequest(format!("reservation id: {e}")))?;
@@ -80,7 +82,8 @@ pub async fn reservation(
 /// and the log position the answer reflects.
 #[utoipa::path(get, path = "/v1/availability/{sku}", params(("sku" = String, Path), AvailabilityQuery),
     responses((status = 200), (status = 404), (status = 400), (status = 401), (status = 429),
-        (status = 412, description = "min_position not reached within the wait")),
+        (status = 412, description = "min_position not reached within the wait"),
+        (status = 503, description = "not-ready: the instance's views are catching up")),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn availability(
     req: HttpRequest,
@@ -89,6 +92,7 @@ pub async fn availability(
     query: web::Query<AvailabilityQuery>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
+    ready(&state)?;
     let sku = Sku::new(path.as_str()).map_err(|e| ApiError::BadRequest(format!("sku: {e}")))?;
     if let Some(min) = query.min_position.as_deref().map(parse_position).transpose()? {
         if min.partition >= state.partitions() {
@@ -106,6 +110,15 @@ pub async fn availability(
         .insert_header(("Skuflow-Position", format_position(a.availability.position)))
         .content_type("application/json")
         .body(a.json.clone()))
+}
+
+/// Reads from the views wait for readiness: before it, a SKU or reservation that exists
+/// could be answered 404.
+fn ready(state: &AppState) -> Result<(), ApiError> {
+    match state.not_ready() {
+        None => Ok(()),
+        Some(reason) => Err(ApiError::NotReady(reason)),
+    }
 }
 
 /// Wait until the availability view reflects every command up to `min`: either the SKU's

@@ -502,3 +502,50 @@ fn polls_answer_by_position_and_pending_polls_cost_no_lookup() {
     }
     assert_eq!(lookups(), before, "pending polls asked Kafka");
 }
+
+/// `/readyz` tells the truth. An API whose availability topic has another partition count
+/// than the commands topic is not ready, says why, and answers reads 503 `not-ready`
+/// (never a 404 for a SKU it cannot know); a new instance on a healthy cluster becomes
+/// ready once its views have read every partition to its end, and then finds the SKUs
+/// that existed before it started.
+#[test]
+fn readyz_tells_the_truth_and_reads_wait_for_it() {
+    let mut stack = Stack::start(&[]);
+    stack.restock("ready-sku", "main", 5);
+    let second = stack.second_api();
+    let started = Instant::now();
+    loop {
+        let r = stack.client.get(format!("{second}/readyz")).send().unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert_eq!(r.status(), 503);
+        assert!(started.elapsed() < Duration::from_secs(60), "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body, _) = stack.get_from(&second, "/v1/availability/ready-sku", ACME);
+    assert_eq!((status, body["available"].as_u64()), (200, Some(5)), "{body}");
+
+    let skewed = crate::support::Cluster::start_with(|specs| {
+        for s in specs.iter_mut().filter(|s| s.name.ends_with(".availability")) {
+            s.partitions = 2;
+        }
+    });
+    let mut args: Vec<String> = ["api", "--brokers", &skewed.bootstrap, "--bind", "127.0.0.1:0"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    args.extend(crate::http::key_args());
+    let url = stack.spawn(&args, "api listening on http://", "api-skewed");
+    let r = stack.client.get(format!("{url}/readyz")).send().unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().unwrap();
+    assert!(
+        body["reason"].as_str().unwrap().contains("has 2 partitions, the commands topic 4"),
+        "{body}"
+    );
+    let (status, body, headers) = stack.get_from(&url, "/v1/availability/ready-sku", ACME);
+    assert_eq!(status, 503, "{body}");
+    assert!(body["type"].as_str().unwrap().ends_with("/not-ready"), "{body}");
+    assert_eq!(headers["retry-after"], "1");
+}

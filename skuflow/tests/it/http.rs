@@ -85,7 +85,9 @@ impl Stack {
         self.spawn(&args, "api listening on http://", "api-2")
     }
 
-    fn spawn(&mut self, args: &[String], marker: &str, name: &str) -> String {
+    /// Start `skuflow` with `args` as a child of this stack (stopped with it); returns
+    /// the address after `marker` in its log.
+    pub fn spawn(&mut self, args: &[String], marker: &str, name: &str) -> String {
         let log = self.cluster.dir.path().join(format!("{name}.log"));
         let stderr = std::fs::File::create(&log).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_skuflow"))
