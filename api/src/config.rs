@@ -64,6 +64,10 @@ pub struct ApiConfig {
     pub wait_max: Duration,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// How long an authenticated request's body may take to arrive whole.
+    pub body_timeout: Duration,
+    /// Open connections per HTTP worker; beyond it, new ones wait to be accepted.
+    pub max_connections: usize,
     /// Requests per second per credential (token bucket refill) and the bucket size.
     pub rate_per_sec: f64,
     pub rate_burst: f64,
@@ -94,6 +98,8 @@ impl ApiConfig {
             wait_default: Duration::from_secs(5),
             wait_max: Duration::from_secs(30),
             body_limit: 16 * 1024,
+            body_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
             rate_per_sec: 1000.0,
             rate_burst: 2000.0,
             max_in_flight: 1000,

@@ -8,6 +8,7 @@ pub mod config;
 mod count;
 pub mod dto;
 pub mod follow;
+mod gate;
 pub mod limits;
 pub mod openapi;
 pub mod problem;

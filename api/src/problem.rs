@@ -21,6 +21,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("the Idempotency-Key header is required")]
     MissingIdempotencyKey,
+    #[error("request body larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("request body not received within {0:?}")]
+    BodyTimeout(std::time::Duration),
     #[error("too many requests for this credential")]
     RateLimited { retry_after_secs: u64 },
     #[error("too many commands in flight for this credential")]
@@ -60,6 +64,8 @@ impl ApiError {
             ApiError::NotFound => "not-found",
             ApiError::BadRequest(_) => "bad-request",
             ApiError::MissingIdempotencyKey => "missing-idempotency-key",
+            ApiError::TooLarge { .. } => "too-large",
+            ApiError::BodyTimeout(_) => "body-timeout",
             ApiError::RateLimited { .. } => "rate-limited",
             ApiError::TooManyInFlight => "too-many-in-flight",
             ApiError::Overloaded => "overloaded",
@@ -77,6 +83,8 @@ impl ApiError {
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound => "not found",
             ApiError::BadRequest(_) | ApiError::MissingIdempotencyKey => "bad request",
+            ApiError::TooLarge { .. } => "payload too large",
+            ApiError::BodyTimeout(_) => "request timeout",
             ApiError::RateLimited { .. } | ApiError::TooManyInFlight => "too many requests",
             ApiError::Overloaded | ApiError::Unavailable(_) => "service unavailable",
             ApiError::NotReady(_) => "not ready",
@@ -92,6 +100,8 @@ impl ResponseError for ApiError {
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) | ApiError::MissingIdempotencyKey => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited { .. } | ApiError::TooManyInFlight => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -144,6 +154,28 @@ pub fn bad_request(e: impl std::fmt::Display) -> actix_web::Error {
     ApiError::BadRequest(e.to_string()).into()
 }
 
+/// A JSON body that could not be read: too large (413), too slow (408, see
+/// [`crate::gate`]) or not the JSON asked for (400).
+pub fn body_error(
+    e: actix_web::error::JsonPayloadError,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> actix_web::Error {
+    use actix_web::error::{JsonPayloadError, PayloadError};
+    match e {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::TooLarge { limit }.into()
+        }
+        JsonPayloadError::Payload(PayloadError::Overflow) => ApiError::TooLarge { limit }.into(),
+        JsonPayloadError::Payload(PayloadError::Io(io))
+            if io.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            ApiError::BodyTimeout(timeout).into()
+        }
+        e => bad_request(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +188,8 @@ mod tests {
             (ApiError::RateLimited { retry_after_secs: 3 }, 429, "rate-limited", Some("3")),
             (ApiError::NotYetVisible, 412, "not-yet-visible", Some("1")),
             (ApiError::NotReady("catching up".into()), 503, "not-ready", Some("1")),
+            (ApiError::TooLarge { limit: 16 }, 413, "too-large", None),
+            (ApiError::BodyTimeout(std::time::Duration::from_secs(1)), 408, "body-timeout", None),
             (ApiError::Unauthenticated, 401, "unauthenticated", None),
             (ApiError::MissingIdempotencyKey, 400, "missing-idempotency-key", None),
         ];

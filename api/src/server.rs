@@ -11,7 +11,7 @@ use topics::Topic;
 use crate::config::ApiConfig;
 use crate::follow::Follower;
 use crate::limits::Limits;
-use crate::problem::bad_request;
+use crate::problem::{bad_request, body_error};
 use crate::routes::{admin, commands, ops, reads};
 use crate::state::{AppState, Metrics};
 use crate::views::{AvailabilityView, ReservationsView};
@@ -86,18 +86,21 @@ impl Api {
         let state = self.state.clone();
         let bind = state.config.bind;
         let body_limit = state.config.body_limit;
+        let body_timeout = state.config.body_timeout;
         let workers = state.config.workers;
+        let max_connections = state.config.max_connections;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(
                     web::JsonConfig::default()
                         .limit(body_limit)
-                        .error_handler(|e, _| bad_request(e)),
+                        .error_handler(move |e, _| body_error(e, body_limit, body_timeout)),
                 )
                 .app_data(web::PayloadConfig::new(body_limit))
                 .app_data(web::PathConfig::default().error_handler(|e, _| bad_request(e)))
                 .app_data(web::QueryConfig::default().error_handler(|e, _| bad_request(e)))
+                .wrap(crate::gate::Gate)
                 .wrap(crate::count::CountResponses)
                 .route("/v1/reservations", web::post().to(commands::reserve))
                 .route("/v1/reservations/{id}", web::get().to(reads::reservation))
@@ -118,6 +121,10 @@ impl Api {
                 }))
         })
         .workers(workers)
+        // Request heads must arrive within 5 s (actix's default, stated); bodies within
+        // `body_timeout` (the gate); at most this many connections per worker.
+        .client_request_timeout(std::time::Duration::from_secs(5))
+        .max_connections(max_connections)
         .disable_signals()
         .bind(bind)
         .map_err(|e| ApiStartError::Bind(bind, e))?;

@@ -52,6 +52,12 @@ pub struct ApiArgs {
     /// HTTP worker threads.
     #[arg(long, env = "SKUFLOW_API_WORKERS", default_value_t = 2)]
     pub workers: usize,
+    /// Milliseconds an authenticated request's body may take to arrive whole (408 after).
+    #[arg(long, env = "SKUFLOW_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_timeout_ms: u64,
+    /// Open connections per HTTP worker; beyond it, new ones wait to be accepted.
+    #[arg(long, env = "SKUFLOW_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
 }
 
 impl ApiArgs {
@@ -74,6 +80,8 @@ impl ApiArgs {
         c.max_in_flight = self.max_in_flight;
         c.workers = self.workers.max(1);
         c.reply_cache = self.reply_cache.max(1);
+        c.body_timeout = Duration::from_millis(self.body_timeout_ms.max(1));
+        c.max_connections = self.max_connections.max(1);
         Ok(c)
     }
 }

@@ -34,6 +34,8 @@ struct Cli {
     command: Command,
 }
 
+// `Up` carries every flag of the processor and the API; the enum is built once at start.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the local development broker in the foreground.

@@ -243,8 +243,9 @@ fn bad_input_is_a_problem_and_a_burst_over_the_limit_is_429() {
     );
     assert_eq!(status, 400, "{p}");
     let big = json!({ "sku": "x".repeat(20_000), "quantity": 1 });
-    let (status, _, _) = stack.post("/v1/reservations", ACME, "bad-4", big);
-    assert_eq!(status, 400, "a body over the limit");
+    let (status, p, _) = stack.post("/v1/reservations", ACME, "bad-4", big);
+    assert_eq!(status, 413, "a body over the limit: {p}");
+    assert!(p["type"].as_str().unwrap().ends_with("/too-large"), "{p}");
     let (status, p, _) = stack.get("/v1/nothing-here", ACME);
     assert_eq!(
         (status, p["type"].as_str().unwrap()),
@@ -548,4 +549,50 @@ fn readyz_tells_the_truth_and_reads_wait_for_it() {
     assert_eq!(status, 503, "{body}");
     assert!(body["type"].as_str().unwrap().ends_with("/not-ready"), "{body}");
     assert_eq!(headers["retry-after"], "1");
+}
+
+/// Connection hygiene: a request without credentials is refused from its headers, before
+/// its body is read (a client that never sends the body it announced gets 401 at once);
+/// an authenticated body that does not arrive within `--body-timeout-ms` is 408
+/// `body-timeout`. Both problem+json. (A body over the limit is 413 `too-large`: see
+/// `bad_input_is_a_problem_and_a_burst_over_the_limit_is_429`.)
+#[test]
+fn slow_unauthenticated_or_oversized_bodies_are_refused() {
+    use std::io::{Read, Write};
+    let stack = Stack::start(&["--body-timeout-ms", "500"]);
+    let addr = stack.url.trim_start_matches("http://").to_owned();
+    let exchange = |head: String, body: &[u8]| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let started = Instant::now();
+        let mut response = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Read until the head and the problem document are in (or the server closes).
+        while !String::from_utf8_lossy(&response).contains("\"status\"") {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => response.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("no response within 5 s: {e}"),
+            }
+        }
+        (String::from_utf8_lossy(&response).into_owned(), started.elapsed())
+    };
+    let head = |key: Option<&str>, length: usize| {
+        let auth = key.map(|k| format!("X-Api-Key: {k}\r\n")).unwrap_or_default();
+        format!(
+            "POST /v1/reservations HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Idempotency-Key: slow-1\r\n{auth}Content-Length: {length}\r\n\r\n"
+        )
+    };
+    // No credentials, a body announced and never sent: answered from the headers.
+    let (response, _) = exchange(head(None, 1000), b"");
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    assert!(response.contains("application/problem+json"), "{response}");
+    // Credentials, and a body that stops after 5 of 50 bytes: 408 after the timeout.
+    let (response, took) = exchange(head(Some(ACME), 50), b"{\"sku");
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("/body-timeout"), "{response}");
+    assert!(took >= Duration::from_millis(400), "not before the timeout: {took:?}");
 }
