@@ -5,12 +5,17 @@ use std::time::Duration;
 
 use topics::{TenantId, Topics};
 
-/// What a credential may do.
+/// What a credential may do. Tenancy: reservations and idempotency keys belong to a
+/// tenant (another tenant's are `not_found`); stock is one catalog for the whole
+/// deployment, which every tenant reserves from and reads. So there is no tenant admin:
+/// `Admin` is the catalog's operator, whose stock commands change a SKU for every tenant
+/// (the tenant of an admin credential only scopes its idempotency keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Reserve, release, purchase, extend; read.
+    /// Reserve, release, purchase, extend its tenant's reservations; read availability.
     Client,
-    /// Everything a client may, and stock administration.
+    /// Everything a client may, and stock-keeping (restock, adjust, set) of any SKU: the
+    /// deployment's catalog operator. Issue it to the operator, never to a tenant.
     Admin,
 }
 

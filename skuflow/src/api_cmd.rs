@@ -150,8 +150,9 @@ pub struct KeyArgs {
     /// Tenant the key acts for.
     #[arg(long)]
     pub tenant: String,
-    /// client or admin.
-    #[arg(long, default_value = "client")]
+    /// client (a tenant's checkout) or admin (the deployment's catalog operator: stock of
+    /// every SKU, for every tenant).
+    #[arg(long, default_value = "client", value_parser = ["client", "admin"])]
     pub role: String,
 }
 

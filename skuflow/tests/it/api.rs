@@ -204,6 +204,23 @@ fn authentication_and_tenant_isolation() {
     );
     assert_eq!(status, 403);
     assert!(problem["type"].as_str().unwrap().ends_with("/forbidden"));
+
+    // Tenancy of stock: one catalog per deployment. No client of any tenant changes it;
+    // the operator's (admin) stock is what every tenant reserves from and reads.
+    let (status, _, _) = stack.post(
+        "/v1/admin/stock/sku-a/main/restock",
+        OTHER,
+        "other-not-an-admin",
+        json!({ "quantity": 1 }),
+    );
+    assert_eq!(status, 403, "another tenant's client cannot change stock either");
+    let (status, other_hold, _) =
+        stack.post("/v1/reservations", OTHER, "other-hold", reserve("sku-a", 9));
+    assert_eq!(status, 200, "another tenant reserves from the same catalog: {other_hold}");
+    let (status, _, _) = stack.post("/v1/reservations", ACME, "acme-hold-2", reserve("sku-a", 1));
+    assert_eq!(status, 409, "the catalog's 10 units are held (1 by acme, 9 by other)");
+    let (_, availability, _) = stack.get("/v1/availability/sku-a", OTHER);
+    assert_eq!(availability["available"], 0, "{availability}");
 }
 
 fn base64url(bytes: &[u8]) -> String {
