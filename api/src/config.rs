@@ -90,6 +90,9 @@ pub struct ApiConfig {
     /// Replies each instance keeps in memory for waiters and polls by key (~0.5 KB each);
     /// older ones are found in Kafka with the poll URL's `at`.
     pub reply_cache: usize,
+    /// Searches for old replies (polls of commands older than the reply cache) queued at
+    /// once; one searcher per instance works through them.
+    pub lookup_queue: usize,
 }
 
 impl ApiConfig {
@@ -114,6 +117,7 @@ impl ApiConfig {
             max_warehouses: topics::DEFAULT_MAX_WAREHOUSES,
             workers: 2,
             reply_cache: 200_000,
+            lookup_queue: 64,
         }
     }
 }

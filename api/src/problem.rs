@@ -29,7 +29,9 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("too many commands in flight for this credential")]
     TooManyInFlight,
-    #[error("the command queue is full; retry shortly")]
+    #[error(
+        "a queue of this instance is full (commands, or searches for old replies); retry shortly"
+    )]
     Overloaded,
     #[error("the read model has not reached the requested position yet")]
     NotYetVisible,

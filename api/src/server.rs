@@ -50,6 +50,7 @@ impl Api {
         let mut ingest_config = IngestConfig::new(&config.bootstrap);
         ingest_config.topics = config.topics.clone();
         ingest_config.cache_capacity = config.reply_cache;
+        ingest_config.lookup_queue = config.lookup_queue;
         let ingest = Ingest::new(ingest_config)?;
         let availability = Arc::new(AvailabilityView::default());
         let availability_follower = Follower::start(

@@ -35,6 +35,9 @@ pub enum IngestError {
     Kafka(#[from] KafkaError),
     #[error("encode: {0}")]
     Encode(#[from] topics::codec::EncodeError),
+    /// The queue of reply searches is full: retry later.
+    #[error("too many reply lookups queued")]
+    Busy,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +50,9 @@ pub struct IngestConfig {
     pub queue_capacity: usize,
     /// How long the broker may take to acknowledge a command.
     pub delivery_timeout: Duration,
+    /// Searches for old replies queued at once (one searcher per instance); beyond it
+    /// [`Ingest::lookup`] answers [`IngestError::Busy`].
+    pub lookup_queue: usize,
 }
 
 impl IngestConfig {
@@ -57,6 +63,7 @@ impl IngestConfig {
             cache_capacity: 1_000_000,
             queue_capacity: 100_000,
             delivery_timeout: Duration::from_secs(30),
+            lookup_queue: 64,
         }
     }
 }
@@ -74,6 +81,7 @@ pub struct Ingest {
     replies: Arc<Replies>,
     config: Arc<IngestConfig>,
     _tail: Arc<tail::Tail>,
+    lookups: Arc<lookup::Lookups>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -96,12 +104,18 @@ impl Ingest {
             &config.topics.name(Topic::Replies),
             replies.clone(),
         )?;
+        let lookups = lookup::Lookups::start(
+            &config.bootstrap,
+            &config.topics.name(Topic::Replies),
+            config.lookup_queue,
+        )?;
         Ok(Self {
             producer,
             commands_topic: config.topics.name(Topic::Commands).into(),
             replies,
             config: Arc::new(config),
             _tail: Arc::new(tail),
+            lookups: Arc::new(lookups),
         })
     }
 
@@ -150,11 +164,8 @@ impl Ingest {
         if let Some(reply) = self.replies.get(at) {
             return Ok(Some(reply));
         }
-        let (bootstrap, topic) =
-            (self.config.bootstrap.clone(), self.config.topics.name(Topic::Replies));
-        let found = tokio::task::spawn_blocking(move || lookup::find(&bootstrap, &topic, at))
-            .await
-            .map_err(|_| IngestError::Kafka(KafkaError::Canceled))??;
+        let answer = self.lookups.submit(at).ok_or(IngestError::Busy)?;
+        let found = answer.await.map_err(|_| IngestError::Kafka(KafkaError::Canceled))??;
         Ok(found.map(Arc::new))
     }
 

@@ -2,7 +2,14 @@
 //! partition p in command order (the processor publishes batches in log order and
 //! read_committed hides aborted copies), so a binary search over its offsets by the
 //! reply's source offset finds it in O(log n) single-record fetches.
+//!
+//! One [`Lookups`] per instance does every search, on one thread with one consumer,
+//! taking requests from a bounded queue: a burst of polls for old commands costs one
+//! Kafka client and waits its turn, and a full queue is refused at once
+//! ([`crate::IngestError::Busy`]) instead of growing.
 
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -13,17 +20,77 @@ use topics::{Position, Reply};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+type Answer = Result<Option<Reply>, KafkaError>;
+
+struct Job {
+    at: Position,
+    done: tokio::sync::oneshot::Sender<Answer>,
+}
+
+/// The instance's reply searcher: one thread, one consumer, a bounded queue.
+pub struct Lookups {
+    queue: Option<SyncSender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Lookups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lookups").finish_non_exhaustive()
+    }
+}
+
+impl Lookups {
+    /// Start the searcher of `topic`, queueing at most `capacity` searches.
+    pub fn start(bootstrap: &str, topic: &str, capacity: usize) -> Result<Self, KafkaError> {
+        let consumer: BaseConsumer =
+            broker::client::consumer_config(bootstrap, "skuflow-replies-lookup").create()?;
+        let (queue, jobs) = sync_channel::<Job>(capacity.max(1));
+        let topic = topic.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("reply-lookups".into())
+            .spawn(move || {
+                for job in jobs {
+                    // A caller that gave up is not searched for.
+                    if job.done.is_closed() {
+                        continue;
+                    }
+                    let _ = job.done.send(find(&consumer, &topic, job.at));
+                }
+            })
+            .map_err(|_| KafkaError::Canceled)?;
+        Ok(Self { queue: Some(queue), thread: Some(thread) })
+    }
+
+    /// Queue a search for the reply at `at`; `None` when the queue is full.
+    pub fn submit(&self, at: Position) -> Option<tokio::sync::oneshot::Receiver<Answer>> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let queue = self.queue.as_ref()?;
+        match queue.try_send(Job { at, done }) {
+            Ok(()) => Some(answer),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => None,
+        }
+    }
+}
+
+impl Drop for Lookups {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread after the search in progress.
+        self.queue.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The reply to the command at `at`, if the replies topic still holds it.
-pub fn find(bootstrap: &str, topic: &str, at: Position) -> Result<Option<Reply>, KafkaError> {
-    let consumer: BaseConsumer =
-        broker::client::consumer_config(bootstrap, "skuflow-replies-lookup").create()?;
+fn find(consumer: &BaseConsumer, topic: &str, at: Position) -> Answer {
     let (low, high) = consumer.fetch_watermarks(topic, at.partition, TIMEOUT)?;
     // Invariant: every reply before `lo` answers a command before `at`; none at or after
     // `hi` can be the one (it is past the end or answers a later command).
     let (mut lo, mut hi) = (low, high);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        match first_from(&consumer, topic, at.partition, mid, hi)? {
+        match first_from(consumer, topic, at.partition, mid, hi)? {
             None => hi = mid,
             Some((_, found, reply)) if found == at => return Ok(Some(reply)),
             Some((offset, found, _)) if found.offset < at.offset => lo = offset + 1,

@@ -55,6 +55,10 @@ pub struct ApiArgs {
     /// Milliseconds an authenticated request's body may take to arrive whole (408 after).
     #[arg(long, env = "SKUFLOW_BODY_TIMEOUT_MS", default_value_t = 10_000)]
     pub body_timeout_ms: u64,
+    /// Searches for old replies queued at once (polls older than the reply cache); beyond
+    /// it such a poll gets 503 overloaded.
+    #[arg(long, env = "SKUFLOW_LOOKUP_QUEUE", default_value_t = 64)]
+    pub lookup_queue: usize,
     /// Open connections per HTTP worker; beyond it, new ones wait to be accepted.
     #[arg(long, env = "SKUFLOW_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
@@ -82,6 +86,7 @@ impl ApiArgs {
         c.reply_cache = self.reply_cache.max(1);
         c.body_timeout = Duration::from_millis(self.body_timeout_ms.max(1));
         c.max_connections = self.max_connections.max(1);
+        c.lookup_queue = self.lookup_queue.max(1);
         Ok(c)
     }
 }

@@ -46,8 +46,14 @@ pub async fn command(
     let reply = match cached {
         Some(r) => Some(r),
         None => {
+            // A search of the replies topic: counted in flight for the caller, queued for
+            // the instance's one searcher (full queue: 503 overloaded, retry).
+            let _in_flight = state.limits.start(&caller.credential)?;
             state.metrics.lookups.inc();
-            state.ingest.lookup(at).await.map_err(|e| ApiError::Unavailable(e.to_string()))?
+            state.ingest.lookup(at).await.map_err(|e| match e {
+                ingest::IngestError::Busy => ApiError::Overloaded,
+                e => ApiError::Unavailable(e.to_string()),
+            })?
         }
     };
     match reply {

@@ -613,3 +613,48 @@ fn slow_unauthenticated_or_oversized_bodies_are_refused() {
     assert!(response.contains("/body-timeout"), "{response}");
     assert!(took >= Duration::from_millis(400), "not before the timeout: {took:?}");
 }
+
+/// Polls of commands older than an instance's reply cache are searched for in Kafka by
+/// one searcher per instance behind a bounded queue: a burst beyond the queue is refused
+/// at once with 503 `overloaded` (and `Retry-After`), never queued without bound; what
+/// is searched for is found, and once the burst is over every poll is answered.
+#[test]
+fn old_reply_lookups_share_one_bounded_queue() {
+    let mut stack = Stack::start(&[]);
+    stack.restock("sku-l", "main", 100);
+    let locations: Vec<String> = (0..20)
+        .map(|i| {
+            let (status, body, _) =
+                stack.post("/v1/reservations", ACME, &format!("old-{i}"), reserve("sku-l", 1));
+            assert_eq!(status, 200, "{body}");
+            format!("/v1/commands/old-{i}?at={}", position_of(&body))
+        })
+        .collect();
+    // A new instance's replies tail starts at the end: every one of these is a search.
+    let second = stack.second_api_with(&["--lookup-queue", "1"]);
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..60)
+            .map(|i| {
+                let (stack, second, location) = (&stack, &second, &locations[i % 20]);
+                scope.spawn(move || {
+                    let (status, body, _) = stack.get_from(second, location, ACME);
+                    (status, body)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for (status, body) in &answers {
+        match status {
+            200 => assert!(body["command_id"].as_str().unwrap().starts_with("old-"), "{body}"),
+            503 => assert!(body["type"].as_str().unwrap().ends_with("/overloaded"), "{body}"),
+            _ => panic!("{status}: {body}"),
+        }
+    }
+    assert!(answers.iter().any(|(s, _)| *s == 200), "searches are answered");
+    assert!(answers.iter().any(|(s, _)| *s == 503), "a burst beyond the queue is refused");
+    for location in &locations {
+        let (status, body, _) = stack.get_from(&second, location, ACME);
+        assert_eq!(status, 200, "after the burst every poll is answered: {body}");
+    }
+}

@@ -76,9 +76,15 @@ impl Stack {
 
     /// Another API instance on the same cluster; returns its base URL.
     pub fn second_api(&mut self) -> String {
+        self.second_api_with(&[])
+    }
+
+    /// [`Stack::second_api`] with `extra` flags.
+    pub fn second_api_with(&mut self, extra: &[&str]) -> String {
         let mut args: Vec<String> =
             ["api", "--brokers", &self.cluster.bootstrap, "--bind", "127.0.0.1:0"]
                 .iter()
+                .chain(extra)
                 .map(|s| (*s).to_owned())
                 .collect();
         args.extend(key_args());
