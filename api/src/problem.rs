@@ -35,7 +35,12 @@ pub enum ApiError {
     Overloaded,
     #[error("the read model has not reached the requested position yet")]
     NotYetVisible,
-    #[error("broker unavailable: {0}")]
+    /// Kafka could not be reached or answered with an error. The command may or may not
+    /// have been enqueued: the same request with the same Idempotency-Key is safe to send
+    /// again (it is applied at most once) and is the way to find out.
+    #[error(
+        "the broker is unavailable; retry the same request with the same Idempotency-Key (it is applied at most once) ({0})"
+    )]
     Unavailable(String),
     /// This instance's views have not caught up since it started (or a topic is off).
     #[error("not ready: {0}")]
@@ -190,11 +195,16 @@ mod tests {
             (ApiError::RateLimited { retry_after_secs: 3 }, 429, "rate-limited", Some("3")),
             (ApiError::NotYetVisible, 412, "not-yet-visible", Some("1")),
             (ApiError::NotReady("catching up".into()), 503, "not-ready", Some("1")),
+            (ApiError::Unavailable("timed out".into()), 503, "unavailable", Some("5")),
             (ApiError::TooLarge { limit: 16 }, 413, "too-large", None),
             (ApiError::BodyTimeout(std::time::Duration::from_secs(1)), 408, "body-timeout", None),
             (ApiError::Unauthenticated, 401, "unauthenticated", None),
             (ApiError::MissingIdempotencyKey, 400, "missing-idempotency-key", None),
         ];
+        assert!(
+            ApiError::Unavailable("x".into()).to_string().contains("same Idempotency-Key"),
+            "a broker outage tells the client how to retry"
+        );
         for (error, status, slug, retry_after) in cases {
             let response = error.error_response();
             assert_eq!(response.status().as_u16(), status, "{slug}");

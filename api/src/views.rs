@@ -127,8 +127,10 @@ impl View for ReservationsView {
                 });
             }
             Event::ReservationExtended { reservation, expires_at } => {
+                // The latest extend wins, also one that shortens the hold (events of a
+                // partition arrive in log order).
                 if let Some(r) = map.get_mut(&reservation).filter(|r| !r.state.is_final()) {
-                    r.expires_at = r.expires_at.max(expires_at);
+                    r.expires_at = expires_at;
                 }
             }
             Event::ReservationReleased { reservation, returned } => {
@@ -224,5 +226,18 @@ mod tests {
         assert!(view.get(&ids[0]).is_none(), "the oldest finished one is forgotten");
         assert_eq!(view.get(&ids[3]).unwrap().state, ReservationState::Active, "active ones stay");
         assert_eq!(view.len(), 3);
+    }
+
+    #[test]
+    fn an_extend_that_shortens_a_hold_shows_the_new_expiry() {
+        let view = ReservationsView::new(2);
+        let (id, bytes) = created(1);
+        view.apply(0, Some(&bytes));
+        for at in [50, 5] {
+            let extended =
+                Event::ReservationExtended { reservation: id.clone(), expires_at: LogTime(at) };
+            view.apply(0, Some(&event(extended)));
+            assert_eq!(view.get(&id).unwrap().expires_at, LogTime(at));
+        }
     }
 }
