@@ -8,7 +8,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use topics::TenantId;
 
-use crate::config::{ApiConfig, Role};
+use crate::config::{ApiConfig, JWT_LEEWAY_SECS, JwtKeys, Role};
 use crate::problem::ApiError;
 
 /// An authenticated caller.
@@ -65,14 +65,38 @@ fn api_key(key: &str, config: &ApiConfig) -> Result<Caller, ApiError> {
 
 fn jwt(token: &str, config: &ApiConfig) -> Result<Caller, ApiError> {
     let jwt = config.jwt.as_ref().ok_or(ApiError::Unauthenticated)?;
-    let mut validation = Validation::new(Algorithm::HS256);
+    let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::Unauthenticated)?;
+    // The key decides the algorithm: a token naming another is refused (no `none`, no
+    // HS256 signed with a public key).
+    let (algorithm, key) = match &jwt.keys {
+        JwtKeys::Hs256(secret) => (Algorithm::HS256, DecodingKey::from_secret(secret)),
+        JwtKeys::Jwks(keys) => {
+            let mut usable = keys.iter().filter(|(kid, alg, _)| {
+                *alg == header.alg && (header.kid.is_none() || *kid == header.kid)
+            });
+            let (_, alg, key) = usable.next().ok_or(ApiError::Unauthenticated)?;
+            // Without a `kid`, the key must be the only one of its algorithm.
+            if header.kid.is_none() && usable.next().is_some() {
+                return Err(ApiError::Unauthenticated);
+            }
+            (*alg, key.clone())
+        }
+    };
+    if header.alg != algorithm {
+        return Err(ApiError::Unauthenticated);
+    }
+    let mut validation = Validation::new(algorithm);
     validation.set_audience(&[&jwt.audience]);
-    validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+    let mut required = vec!["exp", "aud", "sub"];
+    if let Some(issuer) = &jwt.issuer {
+        validation.set_issuer(&[issuer]);
+        required.push("iss");
+    }
+    validation.set_required_spec_claims(&required);
     validation.validate_nbf = true;
-    validation.leeway = 60;
-    let data =
-        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(jwt.secret()), &validation)
-            .map_err(|_| ApiError::Unauthenticated)?;
+    validation.leeway = JWT_LEEWAY_SECS;
+    let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        .map_err(|_| ApiError::Unauthenticated)?;
     let tenant = TenantId::new(&data.claims.tenant).map_err(|_| ApiError::Unauthenticated)?;
     let role = match data.claims.role.as_deref() {
         None | Some("client") => Role::Client,

@@ -27,13 +27,41 @@ pub struct ApiKey {
     pub sha256: [u8; 32],
 }
 
-/// JWT verification: HS256 only (the algorithm is pinned, never taken from the token),
-/// `exp`, `aud` and `sub` required, `nbf` checked when present, 60 s of leeway for clock
-/// skew on `exp` and `nbf`; the tenant is the `tenant` claim, the role the `role` claim.
-#[derive(Debug, Clone)]
+/// JWT verification. Keys: an HS256 secret, or a JWKS (RS256 and ES256 public keys, the
+/// production option: the API holds no key that can mint tokens). The algorithm is pinned
+/// by the key, never taken from the token alone. `exp`, `aud` and `sub` are required,
+/// `iss` when configured, `nbf` checked when present; 60 s of leeway for clock skew on
+/// `exp` and `nbf` ([`JWT_LEEWAY_SECS`]). The tenant is the `tenant` claim, the role the
+/// `role` claim.
+#[derive(Clone)]
 pub struct JwtConfig {
-    secret: Vec<u8>,
+    pub(crate) keys: JwtKeys,
     pub audience: String,
+    pub issuer: Option<String>,
+}
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+pub const JWT_LEEWAY_SECS: u64 = 60;
+
+#[derive(Clone)]
+pub(crate) enum JwtKeys {
+    Hs256(Vec<u8>),
+    /// (kid, algorithm, key) of every usable key of the set.
+    Jwks(Vec<(Option<String>, jsonwebtoken::Algorithm, jsonwebtoken::DecodingKey)>),
+}
+
+impl std::fmt::Debug for JwtConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = match &self.keys {
+            JwtKeys::Hs256(_) => "HS256 secret".to_owned(),
+            JwtKeys::Jwks(k) => format!("JWKS of {} keys", k.len()),
+        };
+        f.debug_struct("JwtConfig")
+            .field("keys", &keys)
+            .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
+            .finish()
+    }
 }
 
 /// The shortest HS256 secret accepted: 32 bytes, the hash's own size (RFC 7518 §3.2).
@@ -41,6 +69,7 @@ pub struct JwtConfig {
 pub const MIN_JWT_SECRET: usize = 32;
 
 impl JwtConfig {
+    /// HS256 with `secret` (at least [`MIN_JWT_SECRET`] bytes).
     pub fn new(secret: &[u8], audience: impl Into<String>) -> Result<Self, String> {
         if secret.len() < MIN_JWT_SECRET {
             return Err(format!(
@@ -48,11 +77,48 @@ impl JwtConfig {
                 secret.len()
             ));
         }
-        Ok(Self { secret: secret.to_vec(), audience: audience.into() })
+        let keys = JwtKeys::Hs256(secret.to_vec());
+        Ok(Self { keys, audience: audience.into(), issuer: None })
     }
 
-    pub fn secret(&self) -> &[u8] {
-        &self.secret
+    /// The public keys of a JWKS document (RFC 7517): RSA keys verify RS256, P-256 keys
+    /// ES256; a key whose `alg` says otherwise, or of another type, is refused, and a set
+    /// without a usable key is an error.
+    pub fn jwks(json: &str, audience: impl Into<String>) -> Result<Self, String> {
+        use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
+        let set: JwkSet = serde_json::from_str(json).map_err(|e| format!("JWKS: {e}"))?;
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            let kid = jwk.common.key_id.clone();
+            let alg = match (&jwk.algorithm, jwk.common.key_algorithm) {
+                (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => {
+                    jsonwebtoken::Algorithm::RS256
+                }
+                (AlgorithmParameters::EllipticCurve(ec), None | Some(KeyAlgorithm::ES256))
+                    if ec.curve == EllipticCurve::P256 =>
+                {
+                    jsonwebtoken::Algorithm::ES256
+                }
+                (_, alg) => {
+                    return Err(format!(
+                        "JWKS key {kid:?}: only RSA keys for RS256 and P-256 keys for ES256 are accepted (alg {alg:?})"
+                    ));
+                }
+            };
+            let key = jsonwebtoken::DecodingKey::from_jwk(jwk)
+                .map_err(|e| format!("JWKS key {kid:?}: {e}"))?;
+            keys.push((kid, alg, key));
+        }
+        if keys.is_empty() {
+            return Err("the JWKS holds no key".into());
+        }
+        Ok(Self { keys: JwtKeys::Jwks(keys), audience: audience.into(), issuer: None })
+    }
+
+    /// Require `iss` to be `issuer`.
+    pub fn with_issuer(mut self, issuer: Option<String>) -> Self {
+        self.issuer = issuer;
+        self
     }
 }
 

@@ -28,9 +28,16 @@ pub struct ApiArgs {
     /// HS256 secret for JWT bearer tokens; without it, JWTs are refused.
     #[arg(long, env = "SKUFLOW_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// A JWKS file (RFC 7517) of the identity provider's public keys: JWTs signed RS256 or
+    /// ES256 by them are accepted (the production option; instead of --jwt-secret).
+    #[arg(long, env = "SKUFLOW_JWKS_FILE", conflicts_with = "jwt_secret")]
+    pub jwks_file: Option<std::path::PathBuf>,
     /// Required `aud` of JWTs.
     #[arg(long, env = "SKUFLOW_JWT_AUDIENCE", default_value = "skuflow")]
     pub jwt_audience: String,
+    /// Required `iss` of JWTs (not checked when not given).
+    #[arg(long, env = "SKUFLOW_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
     /// Default wait for a command's reply, in milliseconds.
     #[arg(long, env = "SKUFLOW_WAIT_DEFAULT_MS", default_value_t = 5000)]
     pub wait_default_ms: u64,
@@ -70,13 +77,23 @@ impl ApiArgs {
         let mut c = ApiConfig::new(self.bind, brokers);
         c.topics = topics;
         c.keys = self.api_keys.clone();
-        c.jwt = match &self.jwt_secret {
-            Some(s) => Some(
-                JwtConfig::new(s.as_bytes(), self.jwt_audience.clone())
+        let audience = self.jwt_audience.clone();
+        c.jwt = match (&self.jwt_secret, &self.jwks_file) {
+            (Some(s), _) => Some(
+                JwtConfig::new(s.as_bytes(), audience)
                     .map_err(|e| anyhow::anyhow!("--jwt-secret / SKUFLOW_JWT_SECRET: {e}"))?,
             ),
-            None => None,
-        };
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("--jwks-file {}: {e}", path.display()))?;
+                Some(
+                    JwtConfig::jwks(&text, audience)
+                        .map_err(|e| anyhow::anyhow!("--jwks-file {}: {e}", path.display()))?,
+                )
+            }
+            (None, None) => None,
+        }
+        .map(|j| j.with_issuer(self.jwt_issuer.clone()));
         c.wait_default = Duration::from_millis(self.wait_default_ms);
         c.wait_max = Duration::from_millis(self.wait_max_ms);
         c.rate_per_sec = self.rate;

@@ -658,3 +658,60 @@ fn old_reply_lookups_share_one_bounded_queue() {
         assert_eq!(status, 200, "after the burst every poll is answered: {body}");
     }
 }
+
+/// JWTs from an identity provider: RS256 and ES256 tokens verified with a JWKS, the key
+/// chosen by `kid`, `iss` required when configured; a token whose algorithm is not its
+/// key's (HS256, or RS256 naming the EC key), or with another issuer, is 401.
+#[test]
+fn jwts_signed_by_a_jwks_key_with_the_configured_issuer_are_accepted() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let jwks = format!("{fixtures}/jwks.json");
+    let stack = Stack::start(&["--jwks-file", &jwks, "--jwt-issuer", "https://idp.example"]);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let claims = |iss: &str| json!({ "sub": "svc", "tenant": "acme", "aud": "skuflow", "iss": iss, "exp": now + 600 });
+    let sign = |alg: Algorithm, kid: &str, der: &str, claims: Value| {
+        let der = std::fs::read(format!("{fixtures}/{der}")).unwrap();
+        let key = match alg {
+            Algorithm::RS256 => EncodingKey::from_rsa_der(&der),
+            _ => EncodingKey::from_ec_der(&der),
+        };
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.to_owned());
+        encode(&header, &claims, &key).unwrap()
+    };
+    let status = |token: String| {
+        stack
+            .client
+            .get(format!("{}/v1/commands/nothing-here", stack.url))
+            .header("Authorization", format!("Bearer {token}"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let idp = "https://idp.example";
+    // Authenticated: the poll of an unknown command is 404, not 401.
+    assert_eq!(status(sign(Algorithm::RS256, "rsa-1", "jwt-rs256.der", claims(idp))), 404);
+    assert_eq!(status(sign(Algorithm::ES256, "ec-1", "jwt-es256.der", claims(idp))), 404);
+    assert_eq!(
+        status(sign(Algorithm::RS256, "rsa-1", "jwt-rs256.der", claims("https://evil.example"))),
+        401,
+        "another issuer"
+    );
+    let mut no_iss = claims(idp);
+    no_iss.as_object_mut().unwrap().remove("iss");
+    assert_eq!(status(sign(Algorithm::RS256, "rsa-1", "jwt-rs256.der", no_iss)), 401, "no iss");
+    assert_eq!(
+        status(sign(Algorithm::RS256, "ec-1", "jwt-rs256.der", claims(idp))),
+        401,
+        "RS256 naming the EC key"
+    );
+    let hs = encode(
+        &Header::new(Algorithm::HS256),
+        &claims(idp),
+        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(status(hs), 401, "HS256 is not accepted when a JWKS is configured");
+}

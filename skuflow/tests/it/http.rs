@@ -60,12 +60,14 @@ impl Stack {
                 "200",
                 "--session-timeout-ms",
                 "6000",
-                "--jwt-secret",
-                JWT_SECRET,
             ]
             .iter()
             .map(|s| (*s).to_owned()),
         );
+        // HS256 unless the test configures a JWKS (the two exclude each other).
+        if !extra.contains(&"--jwks-file") {
+            args.extend(["--jwt-secret".to_owned(), JWT_SECRET.to_owned()]);
+        }
         args.push("--data-dir".into());
         args.push(data.display().to_string());
         args.extend(key_args());
