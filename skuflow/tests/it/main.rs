@@ -1,6 +1,7 @@
 //! `skuflow` run as child processes against the real dev broker, so that they can really
 //! be killed, frozen and fenced; every test ends with the auditor (I1-I7).
 
+mod abuse;
 mod api;
 mod http;
 mod kill_cycles;
