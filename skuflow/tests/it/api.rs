@@ -279,14 +279,19 @@ fn bad_input_is_a_problem_and_a_burst_over_the_limit_is_429() {
 }
 
 #[test]
-fn schemathesis_finds_no_server_error_in_the_served_openapi() {
+fn schemathesis_finds_no_server_error_and_only_documented_statuses_and_types() {
     // Short waits: fuzzed positions that never become visible answer quickly (412).
     let stack = Stack::start(&["--wait-max-ms", "200"]);
     stack.restock("sku-1", "main", 100);
     let bin = broker::dev::install_root().join("bin/schemathesis");
     assert!(bin.exists(), "schemathesis missing at {}: run scripts/setup", bin.display());
     let out = std::process::Command::new(bin)
-        .args(["run", &format!("{}/openapi.json", stack.url), "--checks", "not_a_server_error"])
+        .args([
+            "run",
+            &format!("{}/openapi.json", stack.url),
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance",
+        ])
         .args(["-H", &format!("X-Api-Key: {ACME_ADMIN}"), "--max-examples", "30", "--seed", "1"])
         .env("NO_COLOR", "1")
         .output()
