@@ -132,6 +132,13 @@ fn follow(
                     if let Some(flag) = ends.flags.get(p as usize) {
                         flag.store(true, Ordering::Relaxed);
                     }
+                    // At the end the consumer's position is the partition's end, past any
+                    // commit or abort markers and aborted records it skipped: the view has
+                    // read everything up to there (a trailing aborted transaction must
+                    // not keep `min_position` waiting for records it will never see).
+                    if let Some(end) = position(&consumer, &topic, p) {
+                        read.push((p, end));
+                    }
                 }
                 Some(Err(e)) => {
                     tracing::warn!(%topic, error = %e, "follower");
@@ -149,6 +156,15 @@ fn follow(
                 }
             });
         }
+    }
+}
+
+/// The consumer's position in `partition`, if it has one.
+fn position(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
+    let tpl = consumer.position().ok()?;
+    match tpl.find_partition(topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
     }
 }
 
