@@ -84,7 +84,7 @@ fn record(i: u64) -> Change {
                 },
             };
             let dedup = DedupKey { tenant, sku, command_id };
-            let value = values::dedup(&DedupRecord { command, reply });
+            let value = values::dedup(&DedupRecord { command, reply }).unwrap();
             Change { key: key(EntityKey::Dedup(dedup)), value: Some(value) }
         }
         1 => {
@@ -94,7 +94,10 @@ fn record(i: u64) -> Change {
                 sku,
                 command_id: CommandId::new(format!("order-{n:012}")).unwrap(),
             };
-            Change { key: key(EntityKey::Timer(timer_key)), value: Some(values::timer(&timer)) }
+            Change {
+                key: key(EntityKey::Timer(timer_key)),
+                value: Some(values::timer(&timer).unwrap()),
+            }
         }
         2 => {
             let level = StockLevel { on_hand: 1_000_000, reserved: n % 1000, sold: 0, version: n };
@@ -118,7 +121,7 @@ fn record(i: u64) -> Change {
             };
             Change {
                 key: key(EntityKey::Reservation(id)),
-                value: Some(values::reservation(&reservation)),
+                value: Some(values::reservation(&reservation).unwrap()),
             }
         }
     }

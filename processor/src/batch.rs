@@ -176,7 +176,7 @@ pub fn apply_routed(
             codec::to_json(&Envelope::output(rid, &availability))?,
         ));
     }
-    let batch = store::batch(partition, state);
+    let batch = store::batch(partition, state).map_err(StoreError::from)?;
     for (i, change) in batch.changes.iter().enumerate() {
         let rid = RecordId { partition, offset: last, index: i as u32 };
         out.push(OutRecord {

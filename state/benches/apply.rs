@@ -181,7 +181,7 @@ fn persisted(c: &mut Criterion) {
                                     )
                                     .unwrap();
                             }
-                            store.write(&store::batch(0, &mut view)).unwrap();
+                            store.write(&store::batch(0, &mut view).unwrap()).unwrap();
                             view.evict(CACHE_ROWS);
                         }
                         total += started.elapsed();
@@ -216,7 +216,7 @@ fn persisted_whole(c: &mut Criterion) {
                             let entry = LogEntry { position: *position, at: *at, command };
                             machine.apply(&mut state, entry).unwrap();
                         }
-                        store.write(&store::batch(0, &mut state)).unwrap();
+                        store.write(&store::batch(0, &mut state).unwrap()).unwrap();
                     }
                     total += started.elapsed();
                 }
@@ -237,7 +237,7 @@ fn restore(c: &mut Criterion) {
         for (position, at, command) in chunk {
             machine.apply(&mut state, LogEntry { position: *position, at: *at, command }).unwrap();
         }
-        changelog.extend(store::batch(0, &mut state).changes);
+        changelog.extend(store::batch(0, &mut state).unwrap().changes);
     }
     let mut group = c.benchmark_group("restore");
     group.throughput(Throughput::Elements(changelog.len() as u64));

@@ -130,11 +130,11 @@ fn main() {
             .apply(&mut view, LogEntry { position, at: LogTime(1_000_000), command: &command })
             .unwrap();
         if i % 1000 == 999 {
-            store.write(&store::batch(0, &mut view)).unwrap();
+            store.write(&store::batch(0, &mut view).unwrap()).unwrap();
             view.evict(cache_rows);
         }
     }
-    store.write(&store::batch(0, &mut view)).unwrap();
+    store.write(&store::batch(0, &mut view).unwrap()).unwrap();
     view.evict(cache_rows);
 
     println!(
@@ -167,7 +167,7 @@ fn main() {
                         .unwrap(),
                 );
             }
-            let b = store::batch(0, view);
+            let b = store::batch(0, view).unwrap();
             let (records, bytes) = written.get();
             let size: usize =
                 b.changes.iter().map(|c| c.key.len() + c.value.as_ref().map_or(0, Vec::len)).sum();

@@ -52,7 +52,7 @@ fn run_batches(
     let mut changelog = Vec::new();
     for b in 0..batches {
         apply(&machine, state, p, b * size, (b + 1) * size);
-        let batch = store::batch(p, state);
+        let batch = store::batch(p, state).unwrap();
         store.write(&batch).unwrap();
         changelog.extend(batch.changes);
     }
@@ -144,7 +144,7 @@ fn batch_atomicity_under_kill9() {
         let mut state = PartitionState::new();
         for b in 0.. {
             apply(&machine, &mut state, 0, b * 50, (b + 1) * 50);
-            store.write(&store::batch(0, &mut state)).unwrap();
+            store.write(&store::batch(0, &mut state).unwrap()).unwrap();
             println!("written {b}");
         }
     }

@@ -51,27 +51,24 @@ pub struct Batch {
 }
 
 /// Encode what changed in `state` since the last batch, followed by its META.
-pub fn batch(partition: i32, state: &mut PartitionState) -> Batch {
-    let mut changes: Vec<Change> = state
-        .take_changes()
-        .into_iter()
-        .map(|k| {
-            let value = entity_value(state, &k);
-            Change { key: keys::encode(&Key::Entity(k)), value }
-        })
-        .collect();
+pub fn batch(partition: i32, state: &mut PartitionState) -> Result<Batch, BadValue> {
+    let mut changes = Vec::new();
+    for k in state.take_changes() {
+        let value = entity_value(state, &k)?;
+        changes.push(Change { key: keys::encode(&Key::Entity(k)), value });
+    }
     let meta = Meta { log_time: state.log_time(), applied: state.applied_offset() };
     changes.push(Change { key: keys::encode(&Key::Meta), value: Some(values::meta(&meta)) });
-    Batch { partition, changes }
+    Ok(Batch { partition, changes })
 }
 
-fn entity_value(state: &PartitionState, key: &EntityKey) -> Option<Vec<u8>> {
-    match key {
+fn entity_value(state: &PartitionState, key: &EntityKey) -> Result<Option<Vec<u8>>, BadValue> {
+    Ok(match key {
         EntityKey::Stock(s, w) => state.stock_level(s, w).map(values::stock),
-        EntityKey::Reservation(id) => state.reservation(id).map(values::reservation),
-        EntityKey::Dedup(k) => state.dedup(k).map(values::dedup),
-        EntityKey::Timer(k) => state.timers().get(k).map(values::timer),
-    }
+        EntityKey::Reservation(id) => state.reservation(id).map(values::reservation).transpose()?,
+        EntityKey::Dedup(k) => state.dedup(k).map(values::dedup).transpose()?,
+        EntityKey::Timer(k) => state.timers().get(k).map(values::timer).transpose()?,
+    })
 }
 
 /// The store's memory by where it is, in bytes ([`Store::memory`]).

@@ -53,24 +53,30 @@ pub fn stock_from(b: &[u8]) -> Result<StockLevel, BadValue> {
     Ok(StockLevel { on_hand: n(0), reserved: n(1), sold: n(2), version: n(3) })
 }
 
-pub fn reservation(r: &Reservation) -> Vec<u8> {
-    serde_json::to_vec(r).unwrap_or_default()
+/// JSON of a value. These types always encode (string map keys, no custom serializers);
+/// should one ever fail, the batch fails instead of writing an empty value.
+fn json(what: &'static str, v: &impl serde::Serialize) -> Result<Vec<u8>, BadValue> {
+    serde_json::to_vec(v).map_err(|e| bad(what, format!("cannot encode: {e}")))
+}
+
+pub fn reservation(r: &Reservation) -> Result<Vec<u8>, BadValue> {
+    json("reservation", r)
 }
 
 pub fn reservation_from(b: &[u8]) -> Result<Reservation, BadValue> {
     serde_json::from_slice(b).map_err(|e| bad("reservation", e))
 }
 
-pub fn dedup(d: &DedupRecord) -> Vec<u8> {
-    serde_json::to_vec(d).unwrap_or_default()
+pub fn dedup(d: &DedupRecord) -> Result<Vec<u8>, BadValue> {
+    json("dedup", d)
 }
 
 pub fn dedup_from(b: &[u8]) -> Result<DedupRecord, BadValue> {
     serde_json::from_slice(b).map_err(|e| bad("dedup", e))
 }
 
-pub fn timer(t: &Timer) -> Vec<u8> {
-    serde_json::to_vec(t).unwrap_or_default()
+pub fn timer(t: &Timer) -> Result<Vec<u8>, BadValue> {
+    json("timer", t)
 }
 
 pub fn timer_from(b: &[u8]) -> Result<Timer, BadValue> {
