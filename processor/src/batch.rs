@@ -117,7 +117,7 @@ pub fn apply_routed(
                 needs.entry(record.timestamp, command);
             }
         }
-        store.prefetch(partition, state, &needs)?;
+        store.prefetch(partition, state, needs)?;
     }
     let mut out = Vec::new();
     let mut touched: BTreeMap<Sku, Position> = BTreeMap::new();

@@ -172,7 +172,7 @@ fn persisted(c: &mut Criterion) {
                             for (_, at, command) in chunk {
                                 needs.entry(*at, command);
                             }
-                            store.prefetch(0, &mut view, &needs).unwrap();
+                            store.prefetch(0, &mut view, needs).unwrap();
                             for (position, at, command) in chunk {
                                 machine
                                     .apply(

@@ -125,7 +125,7 @@ fn main() {
         let command = LogCommand::Request(request);
         let mut needs = Needs::new();
         needs.entry(LogTime(1_000_000), &command);
-        store.prefetch(0, &mut view, &needs).unwrap();
+        store.prefetch(0, &mut view, needs).unwrap();
         machine
             .apply(&mut view, LogEntry { position, at: LogTime(1_000_000), command: &command })
             .unwrap();
@@ -159,7 +159,7 @@ fn main() {
             for (_, at, command) in &entries {
                 needs.entry(*at, command);
             }
-            store.prefetch(0, view, &needs).unwrap();
+            store.prefetch(0, view, needs).unwrap();
             for (position, at, command) in &entries {
                 std::hint::black_box(
                     machine

@@ -69,14 +69,13 @@ impl Store {
         &self,
         partition: i32,
         view: &mut PartitionState,
-        needs: &Needs,
+        needs: Needs,
     ) -> Result<(), StoreError> {
-        let Some(until) = needs.timers_until else { return Ok(()) };
+        let Needs { mut skus, mut reservations, dedup, timers_until } = needs;
+        let Some(until) = timers_until else { return Ok(()) };
         // An entry fires what is due by max(log time, its time): records stamped before
         // the log time (a broker clock that stepped back) still fire timers due at it.
         let until = until.max(view.log_time());
-        let mut reservations = needs.reservations.clone();
-        let mut skus = needs.skus.clone();
         for (key, timer) in self.due_timers(partition, view.log_time(), until)? {
             if let Timer::Expire { reservation } = &timer {
                 reservations.push(reservation.clone());
@@ -95,7 +94,7 @@ impl Store {
         for v in found.into_iter().flatten() {
             view.load_reservation(values::reservation_from(&v)?);
         }
-        let mut dedup: Vec<&DedupKey> = needs.dedup.iter().filter(|k| !view.has_dedup(k)).collect();
+        let mut dedup: Vec<&DedupKey> = dedup.iter().filter(|k| !view.has_dedup(k)).collect();
         dedup.sort_unstable();
         dedup.dedup();
         let found = self.multi_get(
