@@ -70,16 +70,10 @@ fn jwt(token: &str, config: &ApiConfig) -> Result<Caller, ApiError> {
     // HS256 signed with a public key).
     let (algorithm, key) = match &jwt.keys {
         JwtKeys::Hs256(secret) => (Algorithm::HS256, DecodingKey::from_secret(secret)),
-        JwtKeys::Jwks(keys) => {
-            let mut usable = keys.iter().filter(|(kid, alg, _)| {
-                *alg == header.alg && (header.kid.is_none() || *kid == header.kid)
-            });
-            let (_, alg, key) = usable.next().ok_or(ApiError::Unauthenticated)?;
-            // Without a `kid`, the key must be the only one of its algorithm.
-            if header.kid.is_none() && usable.next().is_some() {
-                return Err(ApiError::Unauthenticated);
-            }
-            (*alg, key.clone())
+        JwtKeys::Jwks(set) => {
+            let key =
+                set.find(header.alg, header.kid.as_deref()).ok_or(ApiError::Unauthenticated)?;
+            (key.alg, key.key)
         }
     };
     if header.alg != algorithm {

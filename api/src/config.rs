@@ -1,9 +1,12 @@
 //! The API's configuration, loaded once at start and passed explicitly.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use topics::{TenantId, Topics};
+
+use crate::jwks::{JwksError, KeySet};
 
 /// What a credential may do. Tenancy: reservations and idempotency keys belong to a
 /// tenant (another tenant's are `not_found`); stock is one catalog for the whole
@@ -46,15 +49,15 @@ pub const JWT_LEEWAY_SECS: u64 = 60;
 #[derive(Clone)]
 pub(crate) enum JwtKeys {
     Hs256(Vec<u8>),
-    /// (kid, algorithm, key) of every usable key of the set.
-    Jwks(Vec<(Option<String>, jsonwebtoken::Algorithm, jsonwebtoken::DecodingKey)>),
+    /// RS256 and ES256 public keys, from a file or a URL.
+    Jwks(Arc<KeySet>),
 }
 
 impl std::fmt::Debug for JwtConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let keys = match &self.keys {
             JwtKeys::Hs256(_) => "HS256 secret".to_owned(),
-            JwtKeys::Jwks(k) => format!("JWKS of {} keys", k.len()),
+            JwtKeys::Jwks(k) => format!("{k:?}"),
         };
         f.debug_struct("JwtConfig")
             .field("keys", &keys)
@@ -81,38 +84,28 @@ impl JwtConfig {
         Ok(Self { keys, audience: audience.into(), issuer: None })
     }
 
-    /// The public keys of a JWKS document (RFC 7517): RSA keys verify RS256, P-256 keys
-    /// ES256; a key whose `alg` says otherwise, or of another type, is refused, and a set
-    /// without a usable key is an error.
-    pub fn jwks(json: &str, audience: impl Into<String>) -> Result<Self, String> {
-        use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
-        let set: JwkSet = serde_json::from_str(json).map_err(|e| format!("JWKS: {e}"))?;
-        let mut keys = Vec::new();
-        for jwk in &set.keys {
-            let kid = jwk.common.key_id.clone();
-            let alg = match (&jwk.algorithm, jwk.common.key_algorithm) {
-                (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => {
-                    jsonwebtoken::Algorithm::RS256
-                }
-                (AlgorithmParameters::EllipticCurve(ec), None | Some(KeyAlgorithm::ES256))
-                    if ec.curve == EllipticCurve::P256 =>
-                {
-                    jsonwebtoken::Algorithm::ES256
-                }
-                (_, alg) => {
-                    return Err(format!(
-                        "JWKS key {kid:?}: only RSA keys for RS256 and P-256 keys for ES256 are accepted (alg {alg:?})"
-                    ));
-                }
-            };
-            let key = jsonwebtoken::DecodingKey::from_jwk(jwk)
-                .map_err(|e| format!("JWKS key {kid:?}: {e}"))?;
-            keys.push((kid, alg, key));
+    /// The public keys of a JWKS document (see [`crate::jwks`]).
+    pub fn jwks(json: &str, audience: impl Into<String>) -> Result<Self, JwksError> {
+        let keys = JwtKeys::Jwks(KeySet::fixed(json)?);
+        Ok(Self { keys, audience: audience.into(), issuer: None })
+    }
+
+    /// The public keys fetched from `url` now and every `refresh` (see [`crate::jwks`]).
+    pub fn jwks_url(
+        url: &str,
+        refresh: Duration,
+        audience: impl Into<String>,
+    ) -> Result<Self, JwksError> {
+        let keys = JwtKeys::Jwks(KeySet::from_url(url, refresh)?);
+        Ok(Self { keys, audience: audience.into(), issuer: None })
+    }
+
+    /// The key set when the keys come from a URL (its fetch counter is a metric).
+    pub(crate) fn key_set(&self) -> Option<&Arc<KeySet>> {
+        match &self.keys {
+            JwtKeys::Jwks(set) => Some(set),
+            JwtKeys::Hs256(_) => None,
         }
-        if keys.is_empty() {
-            return Err("the JWKS holds no key".into());
-        }
-        Ok(Self { keys: JwtKeys::Jwks(keys), audience: audience.into(), issuer: None })
     }
 
     /// Require `iss` to be `issuer`.
@@ -139,6 +132,9 @@ pub struct ApiConfig {
     pub body_timeout: Duration,
     /// Open connections per HTTP worker; beyond it, new ones wait to be accepted.
     pub max_connections: usize,
+    /// Open connections per client address (0: no limit); beyond it a connection's first
+    /// request is answered 429 `too-many-connections` and the connection closed.
+    pub max_connections_per_address: usize,
     /// Requests per second per credential (token bucket refill) and the bucket size.
     pub rate_per_sec: f64,
     pub rate_burst: f64,
@@ -174,6 +170,7 @@ impl ApiConfig {
             body_limit: 16 * 1024,
             body_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            max_connections_per_address: 1_000,
             rate_per_sec: 1000.0,
             rate_burst: 2000.0,
             max_in_flight: 1000,

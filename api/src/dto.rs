@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct ReserveBody {
     /// SKU to hold units of.
-    #[schema(example = "sku-1", pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(example = "sku-1")]
     pub sku: String,
     #[schema(minimum = 1, example = 2)]
     pub quantity: u32,

@@ -1,4 +1,5 @@
-//! The front door, before any handler or extractor runs: a request to `/v1/` is
+//! The front door, before any handler or extractor runs: a connection beyond its
+//! address's limit is answered 429 and closed ([`crate::conns`]); a request to `/v1/` is
 //! authenticated from its headers before a byte of its body is read (an unauthenticated
 //! client cannot hold a connection by sending a body slowly), and an authenticated
 //! request's body must arrive whole within `body_timeout`, or reading it fails with 408
@@ -15,6 +16,8 @@ use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
 
 use crate::auth::{Caller, authenticate};
+use crate::conns::Connection;
+use crate::problem::ApiError;
 use crate::state::AppState;
 
 /// The message a body that came too slowly fails with (the JSON error handler turns it
@@ -58,6 +61,10 @@ where
         let Some(state) = req.app_data::<Data<AppState>>().cloned() else {
             return Box::pin(self.service.call(req));
         };
+        if req.conn_data::<Connection>().is_some_and(|c| c.over_limit) {
+            let response = ApiError::TooManyConnections.error_response();
+            return Box::pin(async move { Ok(req.into_response(response)) });
+        }
         if req.path().starts_with("/v1/") {
             match authenticate(req.request(), &state.config) {
                 Ok(caller) => {

@@ -5,10 +5,12 @@
 
 pub mod auth;
 pub mod config;
+pub mod conns;
 mod count;
 pub mod dto;
 pub mod follow;
 mod gate;
+pub mod jwks;
 pub mod limits;
 pub mod openapi;
 pub mod problem;

@@ -29,6 +29,10 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("too many commands in flight for this credential")]
     TooManyInFlight,
+    /// This connection's address has more open than allowed ([`crate::conns`]); the
+    /// connection is closed after this answer.
+    #[error("too many open connections from this address; close idle ones and retry")]
+    TooManyConnections,
     #[error(
         "a queue of this instance is full (commands, or searches for old replies); retry shortly"
     )]
@@ -75,6 +79,7 @@ impl ApiError {
             ApiError::BodyTimeout(_) => "body-timeout",
             ApiError::RateLimited { .. } => "rate-limited",
             ApiError::TooManyInFlight => "too-many-in-flight",
+            ApiError::TooManyConnections => "too-many-connections",
             ApiError::Overloaded => "overloaded",
             ApiError::NotYetVisible => "not-yet-visible",
             ApiError::Unavailable(_) => "unavailable",
@@ -92,7 +97,9 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::MissingIdempotencyKey => "bad request",
             ApiError::TooLarge { .. } => "payload too large",
             ApiError::BodyTimeout(_) => "request timeout",
-            ApiError::RateLimited { .. } | ApiError::TooManyInFlight => "too many requests",
+            ApiError::RateLimited { .. }
+            | ApiError::TooManyInFlight
+            | ApiError::TooManyConnections => "too many requests",
             ApiError::Overloaded | ApiError::Unavailable(_) => "service unavailable",
             ApiError::NotReady(_) => "not ready",
             ApiError::NotYetVisible => "not yet visible",
@@ -109,9 +116,9 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) | ApiError::MissingIdempotencyKey => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::RateLimited { .. } | ApiError::TooManyInFlight => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::RateLimited { .. }
+            | ApiError::TooManyInFlight
+            | ApiError::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded | ApiError::Unavailable(_) | ApiError::NotReady(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -139,6 +146,7 @@ impl ResponseError for ApiError {
         let retry_after = match self {
             ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             ApiError::TooManyInFlight
+            | ApiError::TooManyConnections
             | ApiError::Overloaded
             | ApiError::NotYetVisible
             | ApiError::NotReady(_) => Some(1),
@@ -147,6 +155,9 @@ impl ResponseError for ApiError {
         };
         if let Some(secs) = retry_after {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
+        }
+        if matches!(self, ApiError::TooManyConnections) {
+            response.force_close();
         }
         if matches!(self, ApiError::Unauthenticated) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer, ApiKey"));
@@ -192,6 +203,7 @@ mod tests {
         let cases = [
             (ApiError::Overloaded, 503, "overloaded", Some("1")),
             (ApiError::TooManyInFlight, 429, "too-many-in-flight", Some("1")),
+            (ApiError::TooManyConnections, 429, "too-many-connections", Some("1")),
             (ApiError::RateLimited { retry_after_secs: 3 }, 429, "rate-limited", Some("3")),
             (ApiError::NotYetVisible, 412, "not-yet-visible", Some("1")),
             (ApiError::NotReady("catching up".into()), 503, "not-ready", Some("1")),

@@ -65,9 +65,13 @@ impl Api {
             reservations.clone(),
         )?;
         let metrics = Metrics::register(&registry)?;
+        if let Some(set) = config.jwt.as_ref().and_then(|j| j.key_set()) {
+            registry.register(Box::new(set.fetches.clone()))?;
+        }
         let limits =
             Arc::new(Limits::new(config.rate_per_sec, config.rate_burst, config.max_in_flight));
         let state = AppState {
+            openapi: crate::openapi::document(&config),
             config,
             ingest,
             availability,
@@ -90,6 +94,7 @@ impl Api {
         let body_timeout = state.config.body_timeout;
         let workers = state.config.workers;
         let max_connections = state.config.max_connections;
+        let per_address = crate::conns::PerAddress::new(state.config.max_connections_per_address);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -121,6 +126,7 @@ impl Api {
                     Err::<actix_web::HttpResponse, _>(crate::problem::ApiError::NotFound)
                 }))
         })
+        .on_connect(move |conn, data| per_address.on_connect(conn, data))
         .workers(workers)
         // Request heads must arrive within 5 s (actix's default, stated); bodies within
         // `body_timeout` (the gate); at most this many connections per worker.

@@ -14,6 +14,8 @@ use crate::views::{AvailabilityView, ReservationsView};
 #[derive(Debug)]
 pub struct AppState {
     pub config: ApiConfig,
+    /// The served OpenAPI document (built from the config once).
+    pub openapi: serde_json::Value,
     pub ingest: Ingest,
     pub availability: Arc<AvailabilityView>,
     pub availability_follower: Follower,

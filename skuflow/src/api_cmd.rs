@@ -30,8 +30,16 @@ pub struct ApiArgs {
     pub jwt_secret: Option<String>,
     /// A JWKS file (RFC 7517) of the identity provider's public keys: JWTs signed RS256 or
     /// ES256 by them are accepted (the production option; instead of --jwt-secret).
-    #[arg(long, env = "SKUFLOW_JWKS_FILE", conflicts_with = "jwt_secret")]
+    #[arg(long, env = "SKUFLOW_JWKS_FILE", conflicts_with_all = ["jwt_secret", "jwks_url"])]
     pub jwks_file: Option<std::path::PathBuf>,
+    /// The identity provider's JWKS URL: fetched at start (the API does not start without
+    /// it), again every --jwks-refresh-s, and when a token names an unknown kid (at most
+    /// every 5 s). Instead of --jwt-secret.
+    #[arg(long, env = "SKUFLOW_JWKS_URL", conflicts_with = "jwt_secret")]
+    pub jwks_url: Option<String>,
+    /// Seconds between fetches of --jwks-url; a failed fetch keeps the previous keys.
+    #[arg(long, env = "SKUFLOW_JWKS_REFRESH_S", default_value_t = 300)]
+    pub jwks_refresh_s: u64,
     /// Required `aud` of JWTs.
     #[arg(long, env = "SKUFLOW_JWT_AUDIENCE", default_value = "skuflow")]
     pub jwt_audience: String,
@@ -69,6 +77,11 @@ pub struct ApiArgs {
     /// Open connections per HTTP worker; beyond it, new ones wait to be accepted.
     #[arg(long, env = "SKUFLOW_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Open connections per client IP address (0: no limit); a connection beyond it is
+    /// answered 429 too-many-connections and closed. Behind a proxy that hides client
+    /// addresses, raise it or set 0.
+    #[arg(long, env = "SKUFLOW_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 1_000)]
+    pub max_connections_per_address: usize,
 }
 
 impl ApiArgs {
@@ -78,12 +91,16 @@ impl ApiArgs {
         c.topics = topics;
         c.keys = self.api_keys.clone();
         let audience = self.jwt_audience.clone();
-        c.jwt = match (&self.jwt_secret, &self.jwks_file) {
-            (Some(s), _) => Some(
+        c.jwt = match (&self.jwt_secret, &self.jwks_file, &self.jwks_url) {
+            (None, None, Some(url)) => Some(
+                JwtConfig::jwks_url(url, Duration::from_secs(self.jwks_refresh_s.max(1)), audience)
+                    .map_err(|e| anyhow::anyhow!("--jwks-url: {e}"))?,
+            ),
+            (Some(s), _, _) => Some(
                 JwtConfig::new(s.as_bytes(), audience)
                     .map_err(|e| anyhow::anyhow!("--jwt-secret / SKUFLOW_JWT_SECRET: {e}"))?,
             ),
-            (None, Some(path)) => {
+            (None, Some(path), _) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| anyhow::anyhow!("--jwks-file {}: {e}", path.display()))?;
                 Some(
@@ -91,7 +108,7 @@ impl ApiArgs {
                         .map_err(|e| anyhow::anyhow!("--jwks-file {}: {e}", path.display()))?,
                 )
             }
-            (None, None) => None,
+            (None, None, None) => None,
         }
         .map(|j| j.with_issuer(self.jwt_issuer.clone()));
         c.wait_default = Duration::from_millis(self.wait_default_ms);
@@ -103,6 +120,7 @@ impl ApiArgs {
         c.reply_cache = self.reply_cache.max(1);
         c.body_timeout = Duration::from_millis(self.body_timeout_ms.max(1));
         c.max_connections = self.max_connections.max(1);
+        c.max_connections_per_address = self.max_connections_per_address;
         c.lookup_queue = self.lookup_queue.max(1);
         Ok(c)
     }

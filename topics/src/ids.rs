@@ -16,6 +16,12 @@ pub enum IdError {
     Alphabet { kind: &'static str, found: char },
 }
 
+/// The regular expression (ECMA, for API schemas) of what [`check`] accepts.
+fn pattern(max: usize, extra: &[char]) -> String {
+    let extra: String = extra.iter().collect();
+    format!("^[A-Za-z0-9._:{extra}-]{{1,{max}}}$")
+}
+
 fn check(kind: &'static str, max: usize, s: &str, extra: &[char]) -> Result<(), IdError> {
     if s.is_empty() || s.len() > max {
         return Err(IdError::Length { kind, max, len: s.len() });
@@ -48,6 +54,11 @@ macro_rules! id_type {
 
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+
+            /// The legal values as a regular expression (for API schemas).
+            pub fn pattern() -> String {
+                pattern($max, $extra)
             }
         }
 
@@ -110,6 +121,11 @@ impl ReservationId {
     pub fn new(sku: Sku, seq: u64) -> Self {
         Self { sku, seq }
     }
+
+    /// The legal values as a regular expression (for API schemas; 19 digits always fit).
+    pub fn pattern() -> String {
+        format!("{}~[0-9]{{1,19}}$", Sku::pattern().trim_end_matches('$'))
+    }
 }
 
 impl fmt::Display for ReservationId {
@@ -167,6 +183,22 @@ mod tests {
         assert!(Sku::new("x".repeat(65)).is_err());
         assert!(Sku::new("a~b").is_err(), "~ separates the reservation id");
         assert!(CommandId::new("b64+/=").is_ok());
+    }
+
+    /// The patterns API schemas carry say what `new` says, on both sides of each rule.
+    #[test]
+    fn patterns_state_the_checks() {
+        assert_eq!(Sku::pattern(), "^[A-Za-z0-9._:-]{1,64}$");
+        assert_eq!(WarehouseId::pattern(), "^[A-Za-z0-9._:-]{1,32}$");
+        assert_eq!(CommandId::pattern(), "^[A-Za-z0-9._:/=+-]{1,128}$");
+        assert_eq!(ReservationId::pattern(), "^[A-Za-z0-9._:-]{1,64}~[0-9]{1,19}$");
+        assert!(
+            CommandId::new("x".repeat(128)).is_ok() && CommandId::new("x".repeat(129)).is_err()
+        );
+        assert!(
+            WarehouseId::new("w".repeat(32)).is_ok() && WarehouseId::new("w".repeat(33)).is_err()
+        );
+        assert!(format!("a~{}", "9".repeat(19)).parse::<ReservationId>().is_ok());
     }
 
     #[test]

@@ -180,10 +180,13 @@ pub async fn purchase(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authorize(&req, &state)?;
+    // No body, or `null`, is "all of them".
     let b: PurchaseBody = if body.iter().all(u8::is_ascii_whitespace) {
         PurchaseBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(bad("body"))?
+        serde_json::from_slice::<Option<PurchaseBody>>(&body)
+            .map_err(bad("body"))?
+            .unwrap_or_default()
     };
     let command = Command::Purchase(Purchase {
         reservation: reservation(&path)?,

@@ -2,7 +2,6 @@
 
 use actix_web::{HttpResponse, web};
 use prometheus::{Encoder, TextEncoder};
-use utoipa::OpenApi;
 
 use crate::state::AppState;
 
@@ -32,6 +31,6 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(crate::openapi::ApiDoc::openapi())
+pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(&state.openapi)
 }

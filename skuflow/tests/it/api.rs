@@ -279,7 +279,7 @@ fn bad_input_is_a_problem_and_a_burst_over_the_limit_is_429() {
 }
 
 #[test]
-fn schemathesis_finds_no_server_error_and_only_documented_statuses_and_types() {
+fn schemathesis_finds_no_server_error_and_only_documented_statuses_types_and_bodies() {
     // Short waits: fuzzed positions that never become visible answer quickly (412).
     let stack = Stack::start(&["--wait-max-ms", "200"]);
     stack.restock("sku-1", "main", 100);
@@ -290,7 +290,7 @@ fn schemathesis_finds_no_server_error_and_only_documented_statuses_and_types() {
             "run",
             &format!("{}/openapi.json", stack.url),
             "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
         ])
         .args(["-H", &format!("X-Api-Key: {ACME_ADMIN}"), "--max-examples", "30", "--seed", "1"])
         .env("NO_COLOR", "1")
@@ -577,11 +577,14 @@ fn readyz_tells_the_truth_and_reads_wait_for_it() {
 /// its body is read (a client that never sends the body it announced gets 401 at once);
 /// an authenticated body that does not arrive within `--body-timeout-ms` is 408
 /// `body-timeout`. Both problem+json. (A body over the limit is 413 `too-large`: see
-/// `bad_input_is_a_problem_and_a_burst_over_the_limit_is_429`.)
+/// `bad_input_is_a_problem_and_a_burst_over_the_limit_is_429`.) One address may hold at
+/// most `--max-connections-per-address` connections: one more is answered 429
+/// `too-many-connections` and closed, and once one of the others closes a new one is
+/// served.
 #[test]
-fn slow_unauthenticated_or_oversized_bodies_are_refused() {
+fn slow_bodies_and_connections_beyond_the_address_limit_are_refused() {
     use std::io::{Read, Write};
-    let stack = Stack::start(&["--body-timeout-ms", "500"]);
+    let stack = Stack::start(&["--body-timeout-ms", "500", "--max-connections-per-address", "3"]);
     let addr = stack.url.trim_start_matches("http://").to_owned();
     let exchange = |head: String, body: &[u8]| {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
@@ -617,6 +620,70 @@ fn slow_unauthenticated_or_oversized_bodies_are_refused() {
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
     assert!(response.contains("/body-timeout"), "{response}");
     assert!(took >= Duration::from_millis(400), "not before the timeout: {took:?}");
+
+    // Three keep-alive connections, each served.
+    let healthz = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let ask = |s: &mut std::net::TcpStream| {
+        s.write_all(healthz.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The head, then as many body bytes as it announces.
+        loop {
+            let text = String::from_utf8_lossy(&response).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned)
+                    })
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return text;
+                }
+            }
+            match s.read(&mut buf) {
+                Ok(0) => return text,
+                Ok(n) => response.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("no response within 5 s: {e}"),
+            }
+        }
+    };
+    let connect = || {
+        let s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    // (The connections above may not be closed on the server's side yet: retry.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut held = Vec::new();
+    while held.len() < 3 {
+        let mut s = connect();
+        let response = ask(&mut s);
+        if response.starts_with("HTTP/1.1 200") {
+            held.push(s);
+        } else {
+            assert!(Instant::now() < deadline, "{response}");
+        }
+    }
+    // The fourth: 429 problem+json, then closed by the server.
+    let mut fourth = connect();
+    let response = ask(&mut fourth);
+    assert!(response.starts_with("HTTP/1.1 429"), "{response}");
+    assert!(response.contains("/too-many-connections"), "{response}");
+    assert_eq!(fourth.read(&mut [0u8; 16]).unwrap(), 0, "the server closed it");
+    // The held ones are still served; after one closes, a new connection is.
+    let response = ask(&mut held[0]);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = ask(&mut connect());
+        if response.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a closed connection was never given back: {response}");
+    }
 }
 
 /// Polls of commands older than an instance's reply cache are searched for in Kafka by
@@ -719,4 +786,110 @@ fn jwts_signed_by_a_jwks_key_with_the_configured_issuer_are_accepted() {
     )
     .unwrap();
     assert_eq!(status(hs), 401, "HS256 is not accepted when a JWKS is configured");
+}
+
+/// A JWKS served over HTTP, whose document the test swaps; counts fetches.
+struct JwksServer {
+    url: String,
+    document: std::sync::Arc<std::sync::Mutex<String>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl JwksServer {
+    fn start(document: String) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        let document = std::sync::Arc::new(std::sync::Mutex::new(document));
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (doc, count) = (document.clone(), fetches.clone());
+        // Lives as long as the test process; one request per connection.
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+                let body = doc.lock().unwrap().clone();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Self { url, document, fetches }
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The keys of the fixture JWKS whose `kid` is in `kids`.
+fn jwks_with(kids: &[&str]) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwks.json");
+    let mut set: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    set["keys"].as_array_mut().unwrap().retain(|k| kids.contains(&k["kid"].as_str().unwrap()));
+    set.to_string()
+}
+
+/// Keys from the identity provider's URL: a key the provider adds (rotation) is taken
+/// when a token first names its `kid`, without waiting for the periodic refresh; tokens
+/// naming made-up `kid`s make the API refetch at most once every 5 s; a provider that
+/// cannot be reached at start stops the API with an error naming the flag.
+#[test]
+fn jwks_from_a_url_follows_the_providers_rotation_without_being_hammered() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let idp = JwksServer::start(jwks_with(&["ec-1"]));
+    let stack = Stack::start(&["--jwks-url", &idp.url, "--jwks-refresh-s", "3600"]);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let claims = json!({ "sub": "svc", "tenant": "acme", "aud": "skuflow", "exp": now + 600 });
+    let rsa =
+        EncodingKey::from_rsa_der(&std::fs::read(format!("{fixtures}/jwt-rs256.der")).unwrap());
+    let status = |kid: &str| {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.to_owned());
+        let token = encode(&header, &claims, &rsa).unwrap();
+        stack
+            .client
+            .get(format!("{}/v1/commands/nothing-here", stack.url))
+            .header("Authorization", format!("Bearer {token}"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(idp.fetches(), 1, "fetched once at start");
+    assert_eq!(status("rsa-1"), 401, "not in the set yet");
+    // The provider publishes the RSA key: the next tokens naming it are accepted.
+    *idp.document.lock().unwrap() = jwks_with(&["ec-1", "rsa-1"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status("rsa-1") != 404 {
+        assert!(Instant::now() < deadline, "the rotated-in key was never fetched");
+    }
+    // A flood of made-up kids: at most one fetch per 5 s (and one already asked for).
+    let before = idp.fetches();
+    let started = Instant::now();
+    for i in 0..200 {
+        assert_eq!(status(&format!("made-up-{i}")), 401);
+    }
+    let allowed = 2 + (started.elapsed().as_secs() / 5) as usize;
+    assert!(idp.fetches() - before <= allowed, "{} fetches", idp.fetches() - before);
+
+    // Unreachable at start: the API does not start.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skuflow"))
+        .args(["api", "--brokers", &stack.cluster.bootstrap, "--bind", "127.0.0.1:0"])
+        .args(["--jwks-url", &format!("http://{closed}/jwks.json")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--jwks-url") && stderr.contains("fetching the JWKS"), "{stderr}");
 }

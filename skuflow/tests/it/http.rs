@@ -65,7 +65,7 @@ impl Stack {
             .map(|s| (*s).to_owned()),
         );
         // HS256 unless the test configures a JWKS (the two exclude each other).
-        if !extra.contains(&"--jwks-file") {
+        if !extra.iter().any(|a| a.starts_with("--jwks-")) {
             args.extend(["--jwt-secret".to_owned(), JWT_SECRET.to_owned()]);
         }
         args.push("--data-dir".into());
