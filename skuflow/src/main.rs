@@ -5,6 +5,7 @@ mod api_cmd;
 mod audit_cmd;
 mod bench_cmd;
 mod broker_cmd;
+mod chaos_cmd;
 mod cluster_args;
 mod config_file;
 mod doctor;
@@ -54,6 +55,8 @@ enum Command {
     Bench(bench_cmd::Args),
     /// Read everything a deployment wrote and check invariants I1-I7.
     Audit(audit_cmd::Args),
+    /// Chaos scenarios: workload, faults, an independent checker and a report.
+    Chaos(chaos_cmd::Args),
     /// Run skuflow locally: the dev broker (unless --brokers is given) and the services.
     Up(up::Args),
 }
@@ -81,6 +84,7 @@ fn main() -> std::process::ExitCode {
         Command::Up(args) => up::run(args),
         Command::Processor(args) => processor_cmd::run(args),
         Command::Audit(args) => audit_cmd::run(args),
+        Command::Chaos(args) => chaos_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Api(args) => api_cmd::run(args),
         Command::Ingest(args) => ingest_cmd::run(args),

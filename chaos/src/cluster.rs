@@ -1,0 +1,274 @@
+//! A local deployment the harness starts and breaks: the dev broker, processors and API
+//! instances as child processes of the `skuflow` binary, each on a fixed port and data
+//! directory so that a restart is the same member coming back.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use broker::dev::{DevBroker, DevBrokerConfig};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use topics::Topics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("dev broker: {0}")]
+    Broker(#[from] broker::dev::DevBrokerError),
+    #[error("topics: {0}")]
+    Admin(#[from] broker::admin::AdminError),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("{0} did not become ready within {1:?}; its log: {2}")]
+    NotReady(String, Duration, PathBuf),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
+    let what = what.into();
+    move |e| ClusterError::Io(what, e)
+}
+
+/// One `skuflow` child process that can be killed, paused and started again.
+#[derive(Debug)]
+pub struct Member {
+    pub name: String,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+    binary: PathBuf,
+}
+
+impl Member {
+    fn new(binary: &Path, name: String, args: Vec<String>, log: PathBuf) -> Self {
+        Self { name, args, log, child: None, binary: binary.to_owned() }
+    }
+
+    pub fn start(&mut self) -> Result<(), ClusterError> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let log =
+            File::options().create(true).append(true).open(&self.log).map_err(io(&self.name))?;
+        let child = Command::new(&self.binary)
+            .args(&self.args)
+            .env("SKUFLOW_LOG", "info,rdkafka=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(io(&self.name))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait (a clean stop: the member leaves its group).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        if let Some(child) = &self.child {
+            let _ = kill(Pid::from_raw(child.id() as i32), signal);
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        // A paused member must be woken to die cleanly.
+        self.signal(Signal::SIGCONT);
+        self.kill9();
+    }
+}
+
+/// Keys the local cluster is configured with.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub admin: String,
+    pub tenants: Vec<String>,
+}
+
+/// The running local deployment.
+#[derive(Debug)]
+pub struct LocalCluster {
+    pub broker: DevBroker,
+    pub bootstrap: String,
+    pub topics: Topics,
+    pub processors: Vec<Member>,
+    pub apis: Vec<Member>,
+    pub api_urls: Vec<String>,
+    pub keys: Keys,
+    pub dir: PathBuf,
+    binary: PathBuf,
+    processor_args: Vec<String>,
+}
+
+/// How to start the local cluster.
+#[derive(Debug, Clone)]
+pub struct LocalSpec {
+    pub binary: PathBuf,
+    pub dir: PathBuf,
+    pub processors: usize,
+    pub apis: usize,
+    pub partitions: i32,
+    pub tick_interval_ms: u64,
+    pub tenants: usize,
+    pub processor_args: Vec<String>,
+    pub seed: u64,
+}
+
+impl LocalCluster {
+    pub fn start(spec: &LocalSpec) -> Result<Self, ClusterError> {
+        std::fs::create_dir_all(&spec.dir).map_err(io(spec.dir.display().to_string()))?;
+        let broker = DevBroker::start_with(DevBrokerConfig {
+            data_dir: Some(spec.dir.join("broker")),
+            ..DevBrokerConfig::default()
+        })?;
+        let bootstrap = broker.bootstrap();
+        let topics = Topics::default();
+        broker::admin::ensure_topics(
+            &bootstrap,
+            &processor::topic_specs(&topics, spec.partitions, 1),
+        )?;
+        let mut rng = crate::workload::Rng::new(spec.seed ^ 0x6b65_7973);
+        let mut key =
+            |label: &str| format!("{label}-{:016x}{:016x}", rng.next_u64(), rng.next_u64());
+        let keys = Keys {
+            admin: key("admin"),
+            tenants: (0..spec.tenants).map(|i| key(&format!("t{i}"))).collect(),
+        };
+        let mut cluster = Self {
+            broker,
+            bootstrap,
+            topics,
+            processors: Vec::new(),
+            apis: Vec::new(),
+            api_urls: Vec::new(),
+            keys,
+            dir: spec.dir.clone(),
+            binary: spec.binary.clone(),
+            processor_args: spec.processor_args.clone(),
+        };
+        for _ in 0..spec.processors {
+            cluster.add_processor(spec.tick_interval_ms)?;
+        }
+        for i in 0..spec.apis {
+            let port = broker::dev::free_port("127.0.0.1").map_err(io("a free port"))?;
+            let mut args: Vec<String> = ["api", "--brokers", &cluster.bootstrap, "--bind"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
+            args.push(format!("127.0.0.1:{port}"));
+            // The harness is one client with a few credentials: no rate limits in its way.
+            args.extend(
+                ["--rate", "1000000", "--burst", "1000000", "--max-in-flight", "100000"]
+                    .map(String::from),
+            );
+            args.extend(["--max-connections-per-address", "0"].map(String::from));
+            let hash = |k: &str| hex_sha256(k);
+            args.push("--api-key".into());
+            args.push(format!(
+                "{}:admin:{}",
+                crate::driver::ADMIN_TENANT,
+                hash(&cluster.keys.admin)
+            ));
+            for (t, k) in cluster.keys.tenants.iter().enumerate() {
+                args.push("--api-key".into());
+                args.push(format!("{}:client:{}", crate::workload::tenant_name(t), hash(k)));
+            }
+            let log = cluster.dir.join(format!("api-{i}.log"));
+            let mut member = Member::new(&cluster.binary, format!("api-{i}"), args, log);
+            member.start()?;
+            cluster.apis.push(member);
+            cluster.api_urls.push(format!("http://127.0.0.1:{port}"));
+        }
+        for i in 0..cluster.apis.len() {
+            cluster.wait_api_ready(i, Duration::from_secs(60))?;
+        }
+        Ok(cluster)
+    }
+
+    /// Start one more processor (its own instance name and store); returns its index.
+    pub fn add_processor(&mut self, tick_interval_ms: u64) -> Result<usize, ClusterError> {
+        let i = self.processors.len();
+        let name = format!("processor-{i}");
+        let mut args: Vec<String> =
+            ["processor", "--brokers", &self.bootstrap, "--instance", &name]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
+        args.push("--data-dir".into());
+        args.push(self.dir.join(&name).display().to_string());
+        args.extend(["--metrics-addr", "127.0.0.1:0", "--tick-interval-ms"].map(String::from));
+        args.push(tick_interval_ms.to_string());
+        args.extend(
+            ["--session-timeout-ms", "6000", "--max-poll-interval-ms", "15000"].map(String::from),
+        );
+        args.extend(self.processor_args.iter().cloned());
+        let log = self.dir.join(format!("{name}.log"));
+        let mut member = Member::new(&self.binary, name, args, log);
+        member.start()?;
+        self.processors.push(member);
+        Ok(i)
+    }
+
+    /// Wait until API instance `i` answers `/readyz` with 200.
+    pub fn wait_api_ready(&mut self, i: usize, timeout: Duration) -> Result<(), ClusterError> {
+        let url = format!("{}/readyz", self.api_urls[i]);
+        let deadline = Instant::now() + timeout;
+        let client =
+            reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .map_err(|e| ClusterError::Io("http client".into(), std::io::Error::other(e)))?;
+        loop {
+            if client.get(&url).send().is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            if Instant::now() > deadline || !self.apis[i].is_running() {
+                let member = &self.apis[i];
+                return Err(ClusterError::NotReady(
+                    member.name.clone(),
+                    timeout,
+                    member.log().to_owned(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every member's log, for the report.
+    pub fn logs(&self) -> Vec<PathBuf> {
+        self.processors.iter().chain(&self.apis).map(|m| m.log().to_owned()).collect()
+    }
+}
+
+fn hex_sha256(key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))
+}

@@ -1,0 +1,438 @@
+//! One run of a scenario: start (or reach) the target, stock it, drive the open-loop
+//! workload while the nemesis applies the faults, then settle, resolve every command
+//! that got no reply by sending it again with its key, read the final state, check, and
+//! report.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use tokio::task::JoinSet;
+
+use crate::check::{self, Context};
+use crate::cluster::{ClusterError, LocalCluster, LocalSpec};
+use crate::driver::{ADMIN_TENANT, Driver};
+use crate::history::{Entry, position};
+use crate::report::{self, AuditSummary, Report};
+use crate::scenario::{FaultKind, Scenario, Target};
+use crate::workload::{Generator, Kind, sku_name, warehouse_name};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("local cluster: {0}")]
+    Cluster(#[from] ClusterError),
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Where the run writes and what it starts.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The `skuflow` binary (for a local target's child processes).
+    pub binary: PathBuf,
+    /// Report, history and the local cluster's data and logs go here.
+    pub out_dir: PathBuf,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// Most requests in flight before the generator drops arrivals (and counts them).
+const MAX_IN_FLIGHT: usize = 20_000;
+
+/// Run `scenario`; writes `history.jsonl`, `report.json` and `report.html` to the
+/// output directory and returns the report.
+pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError> {
+    std::fs::create_dir_all(&options.out_dir)?;
+    let started_at = humantime_now();
+    let (cluster, apis, tenant_keys, admin_key, tick_bound_ms, brokers) = match &scenario.target {
+        Target::Local { processors, apis, partitions, tick_interval_ms, processor_args } => {
+            let spec = LocalSpec {
+                binary: options.binary.clone(),
+                dir: options.out_dir.join("cluster"),
+                processors: *processors,
+                apis: *apis,
+                partitions: *partitions,
+                tick_interval_ms: *tick_interval_ms,
+                tenants: scenario.workload.tenants,
+                processor_args: processor_args.clone(),
+                seed: scenario.seed,
+            };
+            let cluster = LocalCluster::start(&spec)?;
+            let urls = cluster.api_urls.clone();
+            let keys = cluster.keys.clone();
+            let brokers = cluster.bootstrap.clone();
+            (
+                Some(Arc::new(Mutex::new(cluster))),
+                urls,
+                keys.tenants,
+                keys.admin,
+                tick_interval_ms + 1_000,
+                Some(brokers),
+            )
+        }
+        Target::Remote { api_urls, brokers, admin_key_env, tenant_key_envs, tick_bound_ms } => {
+            let env = |name: &str| {
+                std::env::var(name)
+                    .map_err(|_| RunError::Config(format!("variable {name} is not set")))
+            };
+            let admin = env(admin_key_env)?;
+            let tenants = (0..scenario.workload.tenants)
+                .map(|i| {
+                    let tenant = crate::workload::tenant_name(i);
+                    let var = tenant_key_envs.get(&tenant).ok_or_else(|| {
+                        RunError::Config(format!("tenant_key_envs has no {tenant}"))
+                    })?;
+                    env(var)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            (None, api_urls.clone(), tenants, admin, *tick_bound_ms, brokers.clone())
+        }
+    };
+    let timeout = Duration::from_millis(scenario.workload.request_timeout_ms);
+    let driver = Arc::new(Driver::new(apis, tenant_keys, admin_key, timeout)?);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+
+    // Stock, and every stock command answered: the processors serve every partition
+    // before the workload starts.
+    rt.block_on(async {
+        stock_up(&driver, scenario).await;
+        resolve(&driver).await;
+    });
+    let t0_ms = driver.elapsed_ms();
+    let workload_start = Instant::now();
+    let (processors, api_count) = match &scenario.target {
+        Target::Local { processors, apis, .. } => (*processors, *apis),
+        Target::Remote { api_urls, .. } => (0, api_urls.len()),
+    };
+    let plan = scenario.plan(processors, api_count);
+    let stop = Arc::new(AtomicBool::new(false));
+    let nemesis = cluster.as_ref().map(|c| {
+        let (c, plan, stop) = (c.clone(), plan.clone(), stop.clone());
+        let tick = match &scenario.target {
+            Target::Local { tick_interval_ms, .. } => *tick_interval_ms,
+            Target::Remote { .. } => 1_000,
+        };
+        std::thread::spawn(move || crate::nemesis::run(&c, &plan, workload_start, tick, &stop))
+    });
+    if cluster.is_none() && !plan.is_empty() {
+        tracing::warn!("faults are applied to local targets only; this remote run has none");
+    }
+    let (skipped, dropped) = rt.block_on(drive(&driver, scenario, options.progress));
+    let mut faults = nemesis.map(|n| n.join().unwrap_or_default()).unwrap_or_default();
+    for f in &mut faults {
+        f.start_ms += t0_ms;
+        f.end_ms += t0_ms;
+    }
+    if let Some(c) = &cluster {
+        let mut c = c.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for i in 0..c.apis.len() {
+            c.wait_api_ready(i, Duration::from_secs(120))?;
+        }
+    }
+    rt.block_on(resolve(&driver));
+    rt.block_on(settle(&driver, tick_bound_ms));
+    let history = driver.history();
+    write_history(&options.out_dir, &history)?;
+    let ctx = Context {
+        tick_bound_ms,
+        broker_kills_ms: faults
+            .iter()
+            .filter(|f| f.kind == FaultKind::KillBroker)
+            .map(|f| f.start_ms)
+            .collect(),
+    };
+    let verdict = check::check(&history, &ctx);
+    let audit = match &brokers {
+        Some(b) => second_opinion(b),
+        None => AuditSummary { ran: false, ok: true, text: "no brokers given".into() },
+    };
+    let seconds = scenario.duration_s.ceil() as usize + 1;
+    let timeline = report::timeline(&history, t0_ms, seconds);
+    let recoveries = report::recoveries(&timeline, t0_ms, &faults, &scenario.hypothesis);
+    let windows =
+        report::windows(&history, t0_ms, scenario.duration_s, &faults, &scenario.hypothesis);
+    let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &history {
+        *by_kind.entry(e.kind.clone()).or_default() += 1;
+    }
+    let report = Report {
+        scenario: scenario.clone(),
+        started_at,
+        requests: history.len(),
+        by_kind: by_kind.into_iter().collect(),
+        timeline,
+        faults,
+        recoveries,
+        windows,
+        verdict,
+        audit,
+        skipped,
+        dropped,
+    };
+    std::fs::write(
+        options.out_dir.join("report.json"),
+        serde_json::to_vec_pretty(&report).unwrap_or_default(),
+    )?;
+    std::fs::write(options.out_dir.join("report.html"), report::html(&report, t0_ms))?;
+    drop(cluster);
+    Ok(report)
+}
+
+fn humantime_now() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    format!("unix {secs}")
+}
+
+fn write_history(dir: &std::path::Path, history: &[Entry]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("history.jsonl"))?);
+    for e in history {
+        serde_json::to_writer(&mut out, e)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
+/// Every (SKU, warehouse) row gets its initial stock.
+async fn stock_up(driver: &Arc<Driver>, scenario: &Scenario) {
+    let w = &scenario.workload;
+    let rows: Vec<(usize, usize)> =
+        (0..w.skus).flat_map(|s| (0..w.warehouses).map(move |h| (s, h))).collect();
+    let mut tasks = JoinSet::new();
+    for (i, (s, h)) in rows.into_iter().enumerate() {
+        if tasks.len() >= 32 {
+            tasks.join_next().await;
+        }
+        let driver = driver.clone();
+        let quantity = w.initial_stock.max(1);
+        tasks.spawn(async move {
+            let (sku, wh) = (sku_name(s), warehouse_name(h));
+            let request = crate::driver::Request {
+                kind: "setup",
+                tenant: ADMIN_TENANT.to_owned(),
+                key: Some(format!("setup-{i}")),
+                sku: Some(sku.clone()),
+                method: reqwest::Method::POST,
+                path: format!("/v1/admin/stock/{sku}/{wh}/restock?wait=5000"),
+                body: Some(json!({ "quantity": quantity })),
+                raw: None,
+                credential: None,
+                hostile: false,
+                of: None,
+            };
+            driver.send(i, request).await;
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// The open-loop workload; returns (skipped, dropped) draws.
+async fn drive(driver: &Arc<Driver>, scenario: &Scenario, progress: bool) -> (usize, usize) {
+    let mut generator = Generator::new(scenario.seed, &scenario.workload);
+    let start = tokio::time::Instant::now();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let (mut skipped, mut dropped) = (0, 0);
+    let mut tasks = JoinSet::new();
+    let bar = progress.then(|| {
+        let bar = indicatif::ProgressBar::new((scenario.duration_s * 10.0) as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {elapsed}/{duration} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let mut t = 0.0;
+    let mut n: u64 = 0;
+    let api_count = driver.apis.len().max(1) as u64;
+    loop {
+        t += generator.gap();
+        if t >= scenario.duration_s {
+            break;
+        }
+        let draw = generator.draw();
+        n += 1;
+        tokio::time::sleep_until(start + Duration::from_secs_f64(t)).await;
+        if let Some(bar) = &bar {
+            bar.set_position((t * 10.0) as u64);
+            if n.is_multiple_of(64) {
+                bar.set_message(format!(
+                    "{} requests, {} in flight",
+                    driver.entries(),
+                    in_flight.load(Ordering::Relaxed)
+                ));
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+        if in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
+            dropped += 1;
+            continue;
+        }
+        let Some(request) = driver.request(n, &draw) else {
+            skipped += 1;
+            continue;
+        };
+        let api = (draw.variant % api_count) as usize;
+        let (driver, in_flight) = (driver.clone(), in_flight.clone());
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        tasks.spawn(async move {
+            let entry = driver.send(api, request).await;
+            if draw.kind == Kind::ReserveThenPoll && entry.accepted() {
+                poll(&driver, &entry, api).await;
+            }
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    (skipped, dropped)
+}
+
+/// Poll a 202's Location until it answers (at most 40 polls, 250 ms apart), from any
+/// instance.
+async fn poll(driver: &Driver, accepted: &Entry, api: usize) {
+    let Some(location) =
+        accepted.response.as_ref().and_then(|r| r["poll"].as_str()).map(str::to_owned)
+    else {
+        return;
+    };
+    for i in 0..40 {
+        let request = driver.get(
+            "poll",
+            &accepted.tenant,
+            accepted.sku.clone(),
+            location.clone(),
+            Some(accepted.id),
+        );
+        let entry = driver.send(api + i, request).await;
+        if entry.reply().is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Every request without a reply anywhere in the history is sent again with its key
+/// and body until it has one: up to 20 tries a second apart.
+async fn resolve(driver: &Arc<Driver>) {
+    let history = driver.history();
+    let by_id: BTreeMap<u64, &Entry> = history.iter().map(|e| (e.id, e)).collect();
+    let request_of = |e: &Entry| -> Entry {
+        match e.of.and_then(|id| by_id.get(&id)) {
+            Some(of) if e.method == "GET" => (*of).clone(),
+            _ => e.clone(),
+        }
+    };
+    let answered: std::collections::BTreeSet<_> = history
+        .iter()
+        .filter(|e| e.reply().is_some())
+        .filter_map(|e| check::identity(&request_of(e)))
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let open: Vec<Entry> = history
+        .iter()
+        .filter(|e| e.is_command())
+        .filter(|e| check::identity(e).is_some_and(|id| !answered.contains(&id) && seen.insert(id)))
+        .cloned()
+        .collect();
+    let mut tasks = JoinSet::new();
+    for (i, e) in open.into_iter().enumerate() {
+        if tasks.len() >= 32 {
+            tasks.join_next().await;
+        }
+        let driver = driver.clone();
+        tasks.spawn(async move {
+            for attempt in 0..20 {
+                if driver.send(i + attempt, driver.again(&e, "resolve")).await.reply().is_some() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Wait until every hold's time plus the tick bound has passed, read every SKU's
+/// availability (`settled-read`), then send one probe command per SKU (a restock of one
+/// unit) and read again as of its position (`final-read`).
+async fn settle(driver: &Arc<Driver>, tick_bound_ms: u64) {
+    let history = driver.history();
+    let mut last: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut latest_expiry = 0i64;
+    for e in &history {
+        let Some(reply) = e.reply() else { continue };
+        latest_expiry = latest_expiry.max(reply["outcome"]["expires_at"].as_i64().unwrap_or(0));
+        let sku = e.sku.clone().or_else(|| {
+            e.of.and_then(|id| history.iter().find(|x| x.id == id)).and_then(|x| x.sku.clone())
+        });
+        if let (Some(sku), Some(p)) = (sku, position(reply)) {
+            let slot = last.entry(sku).or_insert(p);
+            *slot = (*slot).max(p);
+        }
+    }
+    let now_ms =
+        || SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+    let wait = latest_expiry + tick_bound_ms as i64 + 1_000 - now_ms();
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+    }
+    let read = |kind: &'static str, sku: &str, (p, o): (i64, i64)| {
+        driver.get(
+            kind,
+            ADMIN_TENANT,
+            Some(sku.to_owned()),
+            format!("/v1/availability/{sku}?min_position={p}-{o}&wait=10000"),
+            None,
+        )
+    };
+    for (i, (sku, p)) in last.iter().enumerate() {
+        driver.send(i, read("settled-read", sku, *p)).await;
+    }
+    for (i, (sku, p)) in last.iter().enumerate() {
+        let request = crate::driver::Request {
+            kind: "probe",
+            tenant: ADMIN_TENANT.to_owned(),
+            key: Some(format!("probe-{i}")),
+            sku: Some(sku.clone()),
+            method: reqwest::Method::POST,
+            path: format!("/v1/admin/stock/{sku}/{}/restock?wait=10000", warehouse_name(0)),
+            body: Some(json!({ "quantity": 1 })),
+            raw: None,
+            credential: None,
+            hostile: false,
+            of: None,
+        };
+        let mut at = None;
+        for attempt in 0..20 {
+            at = driver.send(i + attempt, request.clone()).await.reply().and_then(position);
+            if at.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        driver.send(i, read("final-read", sku, at.unwrap_or(*p))).await;
+    }
+}
+
+/// `skuflow audit`'s checks on the topics.
+fn second_opinion(brokers: &str) -> AuditSummary {
+    let topics = topics::Topics::default();
+    match crate::log::Log::read(brokers, &topics, Duration::from_secs(120)) {
+        Ok(log) => {
+            let audit = crate::audit(&log, state::MachineConfig::default());
+            AuditSummary { ran: true, ok: audit.ok(), text: audit.to_string() }
+        }
+        Err(e) => {
+            AuditSummary { ran: true, ok: false, text: format!("could not read the topics: {e}") }
+        }
+    }
+}
