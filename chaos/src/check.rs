@@ -78,7 +78,8 @@ pub struct Context {
     /// Longest time after `expires_at` until a hold's units are back with no other
     /// traffic (tick interval plus processing).
     pub tick_bound_ms: u64,
-    /// When the broker was killed with `kill -9` (ms since the workload started).
+    /// When the dev broker was killed with `kill -9` or stopped for a restart (ms since
+    /// the workload started): it may lose what it acknowledged shortly before.
     pub broker_kills_ms: Vec<f64>,
 }
 
@@ -87,7 +88,9 @@ pub struct Context {
 /// large bursts lose more, so twice that).
 pub const BROKER_LOSS_WINDOW_MS: f64 = 2_000.0;
 
-const BROKER_LOSS: &str = "the dev broker loses writes it acknowledged shortly before a kill -9 (BROKERS.md); this SKU had acknowledged commands in that window";
+const BROKER_LOSS: &str = "the dev broker loses writes it acknowledged shortly before a kill -9 or a restart (BROKERS.md); this SKU had acknowledged commands in that window";
+
+const OFFSET_REUSE: &str = "the broker gave one offset to two records: it lost the first after acknowledging it (BROKERS.md); later answers on this partition follow from that loss";
 
 struct Checker<'a> {
     history: &'a [Entry],
@@ -147,12 +150,13 @@ pub fn check(history: &[Entry], ctx: &Context) -> Verdict {
         counts: BTreeMap::new(),
         findings: Vec::new(),
     };
+    let reused = offsets_unique(&mut c);
     one_reply_per_key(&mut c);
     every_command_answered(&mut c);
     replay(&mut c, ctx);
     reads(&mut c);
     hostile_refused(&mut c);
-    explain(&mut c, ctx);
+    explain(&mut c, ctx, &reused);
     let mut checks: Vec<CheckSummary> = c
         .counts
         .iter()
@@ -165,6 +169,43 @@ pub fn check(history: &[Entry], ctx: &Context) -> Verdict {
         .collect();
     checks.sort_by(|a, b| a.invariant.cmp(&b.invariant).then(a.check.cmp(&b.check)));
     Verdict { checks, findings: c.findings }
+}
+
+/// Each position holds one command: two replies at one position for different keys mean
+/// the broker handed out an offset twice, losing what it had acknowledged there.
+/// Returns the partitions where that happened, with the earliest time it was seen.
+fn offsets_unique(c: &mut Checker<'_>) -> BTreeMap<i64, f64> {
+    let mut at: BTreeMap<(i64, i64), (&Value, &Entry)> = BTreeMap::new();
+    let mut reused: BTreeMap<i64, f64> = BTreeMap::new();
+    let mut found = Vec::new();
+    for e in c.history {
+        let Some(reply) = e.reply() else { continue };
+        let Some(pos) = position(reply) else { continue };
+        c.count("offsets-unique", "broker");
+        let who = |r: &Value| (r["tenant"].clone(), r["command_id"].clone());
+        match at.get(&pos) {
+            Some((first, entry)) if who(first) != who(reply) => {
+                let when = entry.done_ms.min(e.done_ms);
+                let slot = reused.entry(pos.0).or_insert(when);
+                *slot = slot.min(when);
+                found.push((pos, entry.id, e.id, e.sku.clone()));
+            }
+            Some(_) => {}
+            None => {
+                at.insert(pos, (reply, e));
+            }
+        }
+    }
+    for ((p, o), first, second, sku) in found {
+        c.violate(
+            "broker",
+            "offsets-unique",
+            sku.as_deref(),
+            vec![first, second],
+            format!("two commands were acknowledged at position {p}-{o}"),
+        );
+    }
+    reused
 }
 
 /// The scope of an idempotency key: tenant, SKU, key.
@@ -326,8 +367,7 @@ type Applied<'a> = (&'a Value, &'a Entry, &'a Entry);
 /// then the final reads.
 fn replay(c: &mut Checker<'_>, ctx: &Context) {
     // Each applied command once, by position, with the request it answers.
-    let mut by_sku: BTreeMap<String, BTreeMap<(i64, i64), Applied<'_>>> =
-        BTreeMap::new();
+    let mut by_sku: BTreeMap<String, BTreeMap<(i64, i64), Applied<'_>>> = BTreeMap::new();
     for e in c.history {
         let request = c.request_of(e);
         let (Some(reply), Some(sku)) = (e.reply(), request.sku.clone()) else { continue };
@@ -371,7 +411,10 @@ fn apply(
 ) {
     let outcome = &reply["outcome"];
     let id = answer.id;
-    let reservation = outcome["reservation"].as_str().unwrap_or_default().to_owned();
+    // Rejections do not name the reservation; the request's path does.
+    let from_path =
+        request.path.strip_prefix("/v1/reservations/").and_then(|p| p.split('/').next());
+    let reservation = outcome["reservation"].as_str().or(from_path).unwrap_or_default().to_owned();
     match outcome["type"].as_str().unwrap_or_default() {
         "reserved" => {
             let body = request.body.clone().unwrap_or(Value::Null);
@@ -701,9 +744,10 @@ fn hostile_refused(c: &mut Checker<'_>) {
     }
 }
 
-/// Mark findings that a broker `kill -9` explains: the SKU had acknowledged commands in
-/// the loss window before a kill.
-fn explain(c: &mut Checker<'_>, ctx: &Context) {
+/// Mark findings that a broker loss explains: the SKU had acknowledged commands in the
+/// loss window before a broker kill or restart, or the finding is on a partition where
+/// the broker was seen to reuse an offset (after the first broker fault).
+fn explain(c: &mut Checker<'_>, ctx: &Context, reused: &BTreeMap<i64, f64>) {
     if ctx.broker_kills_ms.is_empty() {
         return;
     }
@@ -718,10 +762,23 @@ fn explain(c: &mut Checker<'_>, ctx: &Context) {
         })
         .filter_map(|e| e.sku.clone())
         .collect();
-    let after_kill = ctx.broker_kills_ms.iter().copied().fold(f64::INFINITY, f64::min);
-    for f in &mut c.findings {
-        let sku_exposed = f.sku.as_ref().is_some_and(|s| exposed.contains(s));
-        if sku_exposed && f.at_ms >= after_kill - BROKER_LOSS_WINDOW_MS {
+    let first_fault =
+        ctx.broker_kills_ms.iter().copied().fold(f64::INFINITY, f64::min) - BROKER_LOSS_WINDOW_MS;
+    let partition_of = |f: &Finding| -> Option<i64> {
+        f.entries
+            .iter()
+            .filter_map(|id| c.by_id.get(id))
+            .find_map(|e| e.reply().and_then(position))
+            .map(|(p, _)| p)
+    };
+    let partitions: Vec<Option<i64>> = c.findings.iter().map(partition_of).collect();
+    for (f, partition) in c.findings.iter_mut().zip(partitions) {
+        if f.at_ms < first_fault {
+            continue;
+        }
+        if partition.is_some_and(|p| reused.contains_key(&p)) || f.check == "offsets-unique" {
+            f.explained_by = Some(OFFSET_REUSE.to_owned());
+        } else if f.sku.as_ref().is_some_and(|s| exposed.contains(s)) {
             f.explained_by = Some(BROKER_LOSS.to_owned());
         }
     }

@@ -126,6 +126,8 @@ pub struct LocalCluster {
     pub dir: PathBuf,
     binary: PathBuf,
     processor_args: Vec<String>,
+    processor_metrics: Vec<String>,
+    partitions: i32,
 }
 
 /// How to start the local cluster.
@@ -173,6 +175,8 @@ impl LocalCluster {
             dir: spec.dir.clone(),
             binary: spec.binary.clone(),
             processor_args: spec.processor_args.clone(),
+            processor_metrics: Vec::new(),
+            partitions: spec.partitions,
         };
         for _ in 0..spec.processors {
             cluster.add_processor(spec.tick_interval_ms)?;
@@ -224,7 +228,11 @@ impl LocalCluster {
                 .collect();
         args.push("--data-dir".into());
         args.push(self.dir.join(&name).display().to_string());
-        args.extend(["--metrics-addr", "127.0.0.1:0", "--tick-interval-ms"].map(String::from));
+        let port = broker::dev::free_port("127.0.0.1").map_err(io("a free port"))?;
+        args.push("--metrics-addr".into());
+        args.push(format!("127.0.0.1:{port}"));
+        self.processor_metrics.push(format!("http://127.0.0.1:{port}/metrics"));
+        args.push("--tick-interval-ms".into());
         args.push(tick_interval_ms.to_string());
         args.extend(
             ["--session-timeout-ms", "6000", "--max-poll-interval-ms", "15000"].map(String::from),
@@ -256,6 +264,53 @@ impl LocalCluster {
                     member.name.clone(),
                     timeout,
                     member.log().to_owned(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Wait until the running processors share every partition, each owning one at
+    /// least (as far as there are partitions): the group has settled.
+    pub fn wait_balanced(&mut self, timeout: Duration) -> Result<(), ClusterError> {
+        let client =
+            reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .map_err(|e| ClusterError::Io("http client".into(), std::io::Error::other(e)))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let running: Vec<usize> =
+                (0..self.processors.len()).filter(|&i| self.processors[i].is_running()).collect();
+            let owned: Vec<i64> = running
+                .iter()
+                .map(|&i| {
+                    client
+                        .get(&self.processor_metrics[i])
+                        .send()
+                        .and_then(|r| r.text())
+                        .ok()
+                        .and_then(|text| {
+                            text.lines()
+                                .find_map(|l| {
+                                    l.strip_prefix("skuflow_processor_assigned_partitions ")
+                                })
+                                .and_then(|v| v.trim().parse::<f64>().ok())
+                        })
+                        .map_or(0, |v| v as i64)
+                })
+                .collect();
+            let all = owned.iter().sum::<i64>() == i64::from(self.partitions);
+            let spread = owned.iter().all(|&n| n > 0) || running.len() > self.partitions as usize;
+            if all && spread {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let log = self.processors.first().map(|m| m.log().to_owned()).unwrap_or_default();
+                return Err(ClusterError::NotReady(
+                    format!("processor group (owned {owned:?})"),
+                    timeout,
+                    log,
                 ));
             }
             std::thread::sleep(Duration::from_millis(100));

@@ -51,6 +51,7 @@ const MAX_IN_FLIGHT: usize = 20_000;
 pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError> {
     std::fs::create_dir_all(&options.out_dir)?;
     let started_at = humantime_now();
+    let local = matches!(scenario.target, Target::Local { .. });
     let (cluster, apis, tenant_keys, admin_key, tick_bound_ms, brokers) = match &scenario.target {
         Target::Local { processors, apis, partitions, tick_interval_ms, processor_args } => {
             let spec = LocalSpec {
@@ -105,6 +106,11 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
         stock_up(&driver, scenario).await;
         resolve(&driver).await;
     });
+    if let Some(c) = &cluster {
+        c.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .wait_balanced(Duration::from_secs(120))?;
+    }
     let t0_ms = driver.elapsed_ms();
     let workload_start = Instant::now();
     let (processors, api_count) = match &scenario.target {
@@ -144,14 +150,17 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
         tick_bound_ms,
         broker_kills_ms: faults
             .iter()
-            .filter(|f| f.kind == FaultKind::KillBroker)
+            .filter(|f| local && matches!(f.kind, FaultKind::KillBroker | FaultKind::RestartBroker))
             .map(|f| f.start_ms)
             .collect(),
     };
     let verdict = check::check(&history, &ctx);
+    let broker_lost = verdict.findings.iter().any(|f| f.explained_by.is_some());
     let audit = match &brokers {
-        Some(b) => second_opinion(b),
-        None => AuditSummary { ran: false, ok: true, text: "no brokers given".into() },
+        Some(b) => second_opinion(b, broker_lost),
+        None => {
+            AuditSummary { ran: false, ok: true, explained: false, text: "no brokers given".into() }
+        }
     };
     let seconds = scenario.duration_s.ceil() as usize + 1;
     let timeline = report::timeline(&history, t0_ms, seconds);
@@ -320,8 +329,11 @@ async fn poll(driver: &Driver, accepted: &Entry, api: usize) {
     }
 }
 
+/// How long the harness keeps sending unanswered requests again after the run.
+const RESOLVE_WITHIN: Duration = Duration::from_secs(60);
+
 /// Every request without a reply anywhere in the history is sent again with its key
-/// and body until it has one: up to 20 tries a second apart.
+/// and body until it has one, a second apart, for at most [`RESOLVE_WITHIN`].
 async fn resolve(driver: &Arc<Driver>) {
     let history = driver.history();
     let by_id: BTreeMap<u64, &Entry> = history.iter().map(|e| (e.id, e)).collect();
@@ -343,15 +355,18 @@ async fn resolve(driver: &Arc<Driver>) {
         .filter(|e| check::identity(e).is_some_and(|id| !answered.contains(&id) && seen.insert(id)))
         .cloned()
         .collect();
+    let deadline = tokio::time::Instant::now() + RESOLVE_WITHIN;
     let mut tasks = JoinSet::new();
     for (i, e) in open.into_iter().enumerate() {
-        if tasks.len() >= 32 {
+        if tasks.len() >= 64 {
             tasks.join_next().await;
         }
         let driver = driver.clone();
         tasks.spawn(async move {
-            for attempt in 0..20 {
-                if driver.send(i + attempt, driver.again(&e, "resolve")).await.reply().is_some() {
+            for attempt in 0.. {
+                if driver.send(i + attempt, driver.again(&e, "resolve")).await.reply().is_some()
+                    || tokio::time::Instant::now() > deadline
+                {
                     return;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -385,54 +400,62 @@ async fn settle(driver: &Arc<Driver>, tick_bound_ms: u64) {
     if wait > 0 {
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;
     }
-    let read = |kind: &'static str, sku: &str, (p, o): (i64, i64)| {
-        driver.get(
-            kind,
-            ADMIN_TENANT,
-            Some(sku.to_owned()),
-            format!("/v1/availability/{sku}?min_position={p}-{o}&wait=10000"),
-            None,
-        )
-    };
-    for (i, (sku, p)) in last.iter().enumerate() {
-        driver.send(i, read("settled-read", sku, *p)).await;
-    }
-    for (i, (sku, p)) in last.iter().enumerate() {
-        let request = crate::driver::Request {
-            kind: "probe",
-            tenant: ADMIN_TENANT.to_owned(),
-            key: Some(format!("probe-{i}")),
-            sku: Some(sku.clone()),
-            method: reqwest::Method::POST,
-            path: format!("/v1/admin/stock/{sku}/{}/restock?wait=10000", warehouse_name(0)),
-            body: Some(json!({ "quantity": 1 })),
-            raw: None,
-            credential: None,
-            hostile: false,
-            of: None,
-        };
-        let mut at = None;
-        for attempt in 0..20 {
-            at = driver.send(i + attempt, request.clone()).await.reply().and_then(position);
-            if at.is_some() {
-                break;
+    let deadline = tokio::time::Instant::now() + RESOLVE_WITHIN;
+    let mut tasks = JoinSet::new();
+    for (i, (sku, p)) in last.into_iter().enumerate() {
+        let driver = driver.clone();
+        tasks.spawn(async move {
+            let read = |kind: &'static str, (p, o): (i64, i64)| {
+                let path = format!("/v1/availability/{sku}?min_position={p}-{o}&wait=10000");
+                driver.get(kind, ADMIN_TENANT, Some(sku.clone()), path, None)
+            };
+            driver.send(i, read("settled-read", p)).await;
+            let probe = crate::driver::Request {
+                kind: "probe",
+                tenant: ADMIN_TENANT.to_owned(),
+                key: Some(format!("probe-{i}")),
+                sku: Some(sku.clone()),
+                method: reqwest::Method::POST,
+                path: format!("/v1/admin/stock/{sku}/{}/restock?wait=10000", warehouse_name(0)),
+                body: Some(json!({ "quantity": 1 })),
+                raw: None,
+                credential: None,
+                hostile: false,
+                of: None,
+            };
+            for attempt in 0.. {
+                if let Some(at) =
+                    driver.send(i + attempt, probe.clone()).await.reply().and_then(position)
+                {
+                    driver.send(i, read("final-read", at)).await;
+                    return;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        driver.send(i, read("final-read", sku, at.unwrap_or(*p))).await;
+        });
     }
+    while tasks.join_next().await.is_some() {}
 }
 
-/// `skuflow audit`'s checks on the topics.
-fn second_opinion(brokers: &str) -> AuditSummary {
+/// `skuflow audit`'s checks on the topics. When the checker found that the broker lost
+/// acknowledged records, the auditor's findings (which cannot tell a lost record from a
+/// bug) are marked as explained by that loss.
+fn second_opinion(brokers: &str, broker_lost: bool) -> AuditSummary {
     let topics = topics::Topics::default();
     match crate::log::Log::read(brokers, &topics, Duration::from_secs(120)) {
         Ok(log) => {
             let audit = crate::audit(&log, state::MachineConfig::default());
-            AuditSummary { ran: true, ok: audit.ok(), text: audit.to_string() }
+            let explained = !audit.ok() && broker_lost;
+            AuditSummary { ran: true, ok: audit.ok(), explained, text: audit.to_string() }
         }
-        Err(e) => {
-            AuditSummary { ran: true, ok: false, text: format!("could not read the topics: {e}") }
-        }
+        Err(e) => AuditSummary {
+            ran: true,
+            ok: false,
+            explained: false,
+            text: format!("could not read the topics: {e}"),
+        },
     }
 }

@@ -267,8 +267,8 @@ pub struct Hypothesis {
     pub max_error_rate: f64,
     /// p99 latency of command requests, milliseconds.
     pub max_p99_ms: f64,
-    /// Seconds from a fault's heal until a second with answers and an error rate within
-    /// the bound.
+    /// Seconds from a fault's heal until a second whose requests meet the error rate and
+    /// p99 bounds.
     pub max_recovery_s: f64,
 }
 

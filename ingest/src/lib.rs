@@ -76,7 +76,10 @@ pub struct Accepted {
 
 #[derive(Clone)]
 pub struct Ingest {
-    producer: FutureProducer,
+    /// The producer and its generation: an idempotent producer that failed fatally (a
+    /// broker that lost its producer state answers out-of-order sequence numbers after a
+    /// restart) never sends again, so it is replaced by a fresh one.
+    producer: Arc<std::sync::RwLock<(u64, FutureProducer)>>,
     commands_topic: Arc<str>,
     replies: Arc<Replies>,
     config: Arc<IngestConfig>,
@@ -93,11 +96,7 @@ impl std::fmt::Debug for Ingest {
 impl Ingest {
     /// Start the producer and the replies tail. Blocking (metadata lookups).
     pub fn new(config: IngestConfig) -> Result<Self, IngestError> {
-        let producer: FutureProducer = broker::client::producer_config(&config.bootstrap)
-            .set("enable.idempotence", "true")
-            .set("queue.buffering.max.messages", config.queue_capacity.to_string())
-            .set("message.timeout.ms", config.delivery_timeout.as_millis().to_string())
-            .create()?;
+        let producer = Arc::new(std::sync::RwLock::new((0, Self::create_producer(&config)?)));
         let replies = Arc::new(Replies::new(config.cache_capacity));
         let tail = tail::Tail::start(
             &config.bootstrap,
@@ -119,24 +118,65 @@ impl Ingest {
         })
     }
 
+    fn create_producer(config: &IngestConfig) -> Result<FutureProducer, KafkaError> {
+        broker::client::producer_config(&config.bootstrap)
+            .set("enable.idempotence", "true")
+            .set("queue.buffering.max.messages", config.queue_capacity.to_string())
+            .set("message.timeout.ms", config.delivery_timeout.as_millis().to_string())
+            .create()
+    }
+
+    fn current(&self) -> (u64, FutureProducer) {
+        self.producer.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Replace producer `generation` if it failed fatally (once, whoever notices first).
+    fn replace_if_fatal(&self, generation: u64, producer: &FutureProducer) {
+        use rdkafka::producer::Producer;
+        let Some((code, reason)) = producer.client().fatal_error() else { return };
+        let mut current = self.producer.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.0 != generation {
+            return;
+        }
+        match Self::create_producer(&self.config) {
+            Ok(fresh) => {
+                tracing::warn!(?code, %reason, "command producer failed fatally; replaced it");
+                *current = (generation + 1, fresh);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "command producer failed fatally and could not be replaced yet")
+            }
+        }
+    }
+
     /// Enqueue `request`; resolves when the broker has acknowledged it.
     pub async fn submit(&self, request: &Request) -> Result<Accepted, IngestError> {
         let payload =
             topics::codec::to_json(&Envelope::command(LogCommand::Request(request.clone())))?;
         let key = topics::keys::command_key(request.command.sku());
         let record = FutureRecord::to(&self.commands_topic).key(key).payload(&payload);
+        let (generation, producer) = self.current();
         // Never wait for queue space: a full queue is the caller's signal to back off.
-        let delivery = self.producer.send_result(record).map_err(|(e, _)| match e {
-            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => IngestError::Backpressure,
-            e => IngestError::Kafka(e),
+        let delivery = producer.send_result(record).map_err(|(e, _)| {
+            self.replace_if_fatal(generation, &producer);
+            match e {
+                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
+                    IngestError::Backpressure
+                }
+                e => IngestError::Kafka(e),
+            }
         })?;
-        match delivery.await {
+        let result = match delivery.await {
             Ok(Ok(delivered)) => Ok(Accepted {
                 position: Position { partition: delivered.partition, offset: delivered.offset },
             }),
             Ok(Err((e, _))) => Err(IngestError::Kafka(e)),
             Err(_) => Err(IngestError::Kafka(KafkaError::Canceled)),
+        };
+        if result.is_err() {
+            self.replace_if_fatal(generation, &producer);
         }
+        result
     }
 
     /// The reply to the command record at `at`, waiting up to `wait` for it to be
@@ -172,7 +212,7 @@ impl Ingest {
     /// Wait until every queued command is acknowledged (bulk loads, shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), IngestError> {
         use rdkafka::producer::Producer;
-        Ok(self.producer.flush(timeout)?)
+        Ok(self.current().1.flush(timeout)?)
     }
 
     pub fn replies(&self) -> &Replies {

@@ -37,6 +37,7 @@ impl ProducerContext for TickContext {
 
 pub struct Ticker {
     producer: ThreadedProducer<TickContext>,
+    bootstrap: String,
     topic: String,
     payload: Vec<u8>,
     every: Duration,
@@ -51,13 +52,36 @@ impl std::fmt::Debug for Ticker {
 
 impl Ticker {
     pub fn new(bootstrap: &str, topic: String, every: Duration) -> Result<Self, KafkaError> {
-        let producer = broker::client::producer_config(bootstrap)
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "0")
-            .create_with_context(TickContext::default())?;
+        let producer = Self::producer(bootstrap, TickContext::default())?;
         let payload = topics::codec::to_json(&Envelope::command(LogCommand::Tick))
             .unwrap_or_else(|e| unreachable!("a tick always encodes: {e}"));
-        Ok(Self { producer, topic, payload, every, last: Instant::now() })
+        let bootstrap = bootstrap.to_owned();
+        Ok(Self { producer, bootstrap, topic, payload, every, last: Instant::now() })
+    }
+
+    fn producer(
+        bootstrap: &str,
+        context: TickContext,
+    ) -> Result<ThreadedProducer<TickContext>, KafkaError> {
+        broker::client::producer_config(bootstrap)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "0")
+            .create_with_context(context)
+    }
+
+    /// An idempotent producer that hit a fatal error (a broker that lost its producer
+    /// state on a restart answers out-of-order sequence numbers) never sends again: it
+    /// is replaced by a fresh one (a new producer id), keeping what was delivered.
+    fn replace_if_fatal(&mut self) {
+        let Some((code, reason)) = self.producer.client().fatal_error() else { return };
+        tracing::warn!(?code, %reason, "tick producer failed fatally; replacing it");
+        let context = TickContext::clone(self.producer.context());
+        match Self::producer(&self.bootstrap, context) {
+            Ok(producer) => self.producer = producer,
+            Err(e) => {
+                tracing::warn!(error = %e, "tick producer not replaced; next tick tries again")
+            }
+        }
     }
 
     pub fn due(&self) -> bool {
@@ -74,6 +98,7 @@ impl Ticker {
     /// Queue one tick for each of `partitions`; returns how many were queued.
     pub fn tick(&mut self, partitions: &[i32]) -> usize {
         self.last = Instant::now();
+        self.replace_if_fatal();
         let mut sent = 0;
         for &p in partitions {
             let record =

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod api;
+mod chaos;
 mod http;
 mod kill_cycles;
 mod processor;
