@@ -33,6 +33,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
 #[derive(Debug)]
 pub struct Member {
     pub name: String,
+    /// Run under this group id (the proxy's NAT rule matches it).
+    gid: Option<u32>,
     args: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
@@ -41,7 +43,7 @@ pub struct Member {
 
 impl Member {
     fn new(binary: &Path, name: String, args: Vec<String>, log: PathBuf) -> Self {
-        Self { name, args, log, child: None, binary: binary.to_owned() }
+        Self { name, gid: None, args, log, child: None, binary: binary.to_owned() }
     }
 
     pub fn start(&mut self) -> Result<(), ClusterError> {
@@ -50,7 +52,11 @@ impl Member {
         }
         let log =
             File::options().create(true).append(true).open(&self.log).map_err(io(&self.name))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(gid) = self.gid {
+            std::os::unix::process::CommandExt::gid(&mut command, gid);
+        }
+        let child = command
             .args(&self.args)
             .env("SKUFLOW_LOG", "info,rdkafka=warn")
             .stdin(Stdio::null())
@@ -117,6 +123,8 @@ pub struct Keys {
 #[derive(Debug)]
 pub struct LocalCluster {
     pub broker: DevBroker,
+    /// Between processors and broker, when the scenario has network faults.
+    pub proxy: Option<crate::proxy::Proxy>,
     pub bootstrap: String,
     pub topics: Topics,
     pub processors: Vec<Member>,
@@ -142,6 +150,8 @@ pub struct LocalSpec {
     pub tenants: usize,
     pub processor_args: Vec<String>,
     pub seed: u64,
+    /// Route the processors through a proxy (network faults; root and iptables).
+    pub proxy: bool,
 }
 
 impl LocalCluster {
@@ -164,7 +174,19 @@ impl LocalCluster {
             admin: key("admin"),
             tenants: (0..spec.tenants).map(|i| key(&format!("t{i}"))).collect(),
         };
+        let proxy = if spec.proxy {
+            let upstream = bootstrap
+                .parse()
+                .map_err(|e| ClusterError::Io("broker address".into(), std::io::Error::other(e)))?;
+            Some(
+                crate::proxy::Proxy::start(upstream)
+                    .map_err(|e| ClusterError::Io("proxy".into(), std::io::Error::other(e)))?,
+            )
+        } else {
+            None
+        };
         let mut cluster = Self {
+            proxy,
             broker,
             bootstrap,
             topics,
@@ -240,6 +262,7 @@ impl LocalCluster {
         args.extend(self.processor_args.iter().cloned());
         let log = self.dir.join(format!("{name}.log"));
         let mut member = Member::new(&self.binary, name, args, log);
+        member.gid = self.proxy.as_ref().map(|_| crate::proxy::PROCESSOR_GID);
         member.start()?;
         self.processors.push(member);
         Ok(i)

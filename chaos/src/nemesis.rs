@@ -23,10 +23,17 @@ pub struct Applied {
     pub error: Option<String>,
 }
 
-/// Run `plan` against `cluster` from `start`; stops early (healing what is applied)
+/// What the faults are applied to.
+#[derive(Debug, Clone)]
+pub enum Injector {
+    Local(Arc<Mutex<LocalCluster>>),
+    Kubernetes(crate::k8s::Cluster),
+}
+
+/// Run `plan` against `injector` from `start`; stops early (healing what is applied)
 /// when `stop` is set. Returns the faults as applied.
 pub fn run(
-    cluster: &Arc<Mutex<LocalCluster>>,
+    injector: &Injector,
     plan: &[Planned],
     start: Instant,
     tick_interval_ms: u64,
@@ -43,6 +50,7 @@ pub fn run(
     events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let mut applied: Vec<Option<Applied>> = vec![None; plan.len()];
     let mut added: Vec<Option<usize>> = vec![None; plan.len()];
+    let mut heals: Vec<Vec<crate::k8s::Action>> = vec![Vec::new(); plan.len()];
     for (at_s, apply, i) in events {
         let p = &plan[i];
         if apply && stop.load(Ordering::Relaxed) {
@@ -54,16 +62,42 @@ pub fn run(
                     .min(Duration::from_secs_f64((at_s - ms() / 1000.0).max(0.0))),
             );
         }
-        let mut c = cluster.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if apply {
-            let (target, error) = inject(&mut c, p, tick_interval_ms, &mut added[i]);
-            applied[i] =
-                Some(Applied { kind: p.kind, target, start_ms: ms(), end_ms: ms(), error });
-        } else if let Some(a) = applied[i].as_mut() {
-            if let Err(e) = heal(&mut c, p, added[i]) {
-                a.error = Some(e);
+        match injector {
+            Injector::Local(cluster) => {
+                let mut c = cluster.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if apply {
+                    let (target, error) = inject(&mut c, p, tick_interval_ms, &mut added[i]);
+                    applied[i] =
+                        Some(Applied { kind: p.kind, target, start_ms: ms(), end_ms: ms(), error });
+                } else if let Some(a) = applied[i].as_mut() {
+                    if let Err(e) = heal(&mut c, p, added[i]) {
+                        a.error = Some(e);
+                    }
+                    a.end_ms = ms();
+                }
             }
-            a.end_ms = ms();
+            Injector::Kubernetes(k) => {
+                if apply {
+                    let start_ms = ms();
+                    let error = crate::k8s::plan(k, p, i).and_then(|(inject, heal)| {
+                        heals[i] = heal;
+                        crate::k8s::execute(k, &inject)
+                    });
+                    let target = format!("{} on {}", p.kind.name(), k.namespace);
+                    applied[i] = Some(Applied {
+                        kind: p.kind,
+                        target,
+                        start_ms,
+                        end_ms: ms(),
+                        error: error.err(),
+                    });
+                } else if let Some(a) = applied[i].as_mut() {
+                    if let Err(e) = crate::k8s::execute(k, &heals[i]) {
+                        a.error = Some(e);
+                    }
+                    a.end_ms = ms();
+                }
+            }
         }
     }
     applied.into_iter().flatten().collect()
@@ -107,6 +141,16 @@ fn inject(
         FaultKind::RestartBroker => {
             c.broker.stop().map(|()| "broker".to_owned()).map_err(|e| e.to_string())
         }
+        FaultKind::NetworkLatency
+        | FaultKind::NetworkBandwidth
+        | FaultKind::NetworkBlackhole
+        | FaultKind::NetworkReset => match &c.proxy {
+            Some(proxy) => {
+                proxy.set(p.toxics);
+                Ok("processors ↔ broker".to_owned())
+            }
+            None => Err("no proxy: the cluster was started without network faults".to_owned()),
+        },
     };
     match result {
         Ok(target) => (target, None),
@@ -137,6 +181,12 @@ fn heal(c: &mut LocalCluster, p: &Planned, added: Option<usize>) -> Result<(), S
         }
         FaultKind::KillBroker | FaultKind::RestartBroker => {
             c.broker.restart().map_err(|e| e.to_string())
+        }
+        _ => {
+            if let Some(proxy) = &c.proxy {
+                proxy.set(crate::proxy::Toxics::default());
+            }
+            Ok(())
         }
     }
 }

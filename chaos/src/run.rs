@@ -64,6 +64,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
                 tenants: scenario.workload.tenants,
                 processor_args: processor_args.clone(),
                 seed: scenario.seed,
+                proxy: scenario.faults.iter().any(|f| f.kind.is_network()),
             };
             let cluster = LocalCluster::start(&spec)?;
             let urls = cluster.api_urls.clone();
@@ -78,7 +79,15 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
                 Some(brokers),
             )
         }
-        Target::Remote { api_urls, brokers, admin_key_env, tenant_key_envs, tick_bound_ms } => {
+        Target::Remote { api_urls, brokers, admin_key_env, tenant_key_envs, tick_bound_ms }
+        | Target::Kubernetes {
+            api_urls,
+            brokers,
+            admin_key_env,
+            tenant_key_envs,
+            tick_bound_ms,
+            ..
+        } => {
             let env = |name: &str| {
                 std::env::var(name)
                     .map_err(|_| RunError::Config(format!("variable {name} is not set")))
@@ -116,20 +125,32 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
     let (processors, api_count) = match &scenario.target {
         Target::Local { processors, apis, .. } => (*processors, *apis),
         Target::Remote { api_urls, .. } => (0, api_urls.len()),
+        Target::Kubernetes { api_urls, cluster, .. } => (cluster.replicas as usize, api_urls.len()),
     };
     let plan = scenario.plan(processors, api_count);
     let stop = Arc::new(AtomicBool::new(false));
-    let nemesis = cluster.as_ref().map(|c| {
-        let (c, plan, stop) = (c.clone(), plan.clone(), stop.clone());
-        let tick = match &scenario.target {
-            Target::Local { tick_interval_ms, .. } => *tick_interval_ms,
-            Target::Remote { .. } => 1_000,
-        };
-        std::thread::spawn(move || crate::nemesis::run(&c, &plan, workload_start, tick, &stop))
-    });
-    if cluster.is_none() && !plan.is_empty() {
-        tracing::warn!("faults are applied to local targets only; this remote run has none");
+    let injector = match (&cluster, &scenario.target) {
+        (Some(c), _) => Some(crate::nemesis::Injector::Local(c.clone())),
+        (None, Target::Kubernetes { cluster, .. }) => {
+            Some(crate::nemesis::Injector::Kubernetes(cluster.clone()))
+        }
+        _ => None,
+    };
+    let tick = match &scenario.target {
+        Target::Local { tick_interval_ms, .. } => *tick_interval_ms,
+        _ => 1_000,
+    };
+    if injector.is_none() && !plan.is_empty() {
+        tracing::warn!(
+            "a remote target gets no faults (use kind = \"kubernetes\" or a local target)"
+        );
     }
+    let nemesis = injector.map(|injector| {
+        let (plan, stop) = (plan.clone(), stop.clone());
+        std::thread::spawn(move || {
+            crate::nemesis::run(&injector, &plan, workload_start, tick, &stop)
+        })
+    });
     let (skipped, dropped) = rt.block_on(drive(&driver, scenario, options.progress));
     let mut faults = nemesis.map(|n| n.join().unwrap_or_default()).unwrap_or_default();
     for f in &mut faults {

@@ -71,6 +71,18 @@ pub enum Target {
         #[serde(default = "remote_tick")]
         tick_bound_ms: u64,
     },
+    /// A deployment on Kubernetes: reached like `remote`, broken through `kubectl` and
+    /// Chaos Mesh ([`crate::k8s`]).
+    Kubernetes {
+        api_urls: Vec<String>,
+        #[serde(default)]
+        brokers: Option<String>,
+        admin_key_env: String,
+        tenant_key_envs: BTreeMap<String, String>,
+        #[serde(default = "remote_tick")]
+        tick_bound_ms: u64,
+        cluster: crate::k8s::Cluster,
+    },
 }
 
 fn one() -> usize {
@@ -216,6 +228,13 @@ pub struct Fault {
     pub every_s: Option<f64>,
     #[serde(default = "once")]
     pub count: u32,
+    /// Network faults: added delay per chunk, its jitter (±), a bandwidth cap.
+    #[serde(default)]
+    pub latency_ms: u64,
+    #[serde(default)]
+    pub jitter_ms: u64,
+    #[serde(default)]
+    pub bandwidth_kbps: u64,
 }
 
 fn once() -> u32 {
@@ -241,6 +260,15 @@ pub enum FaultKind {
     KillBroker,
     /// Stop the broker cleanly (SIGTERM); start it again when healed.
     RestartBroker,
+    /// Between the processors and the broker (through the proxy): `latency_ms` ±
+    /// `jitter_ms` added to every chunk.
+    NetworkLatency,
+    /// Between the processors and the broker: at most `bandwidth_kbps`.
+    NetworkBandwidth,
+    /// Between the processors and the broker: nothing passes, connections stay open.
+    NetworkBlackhole,
+    /// Between the processors and the broker: every connection reset, new ones too.
+    NetworkReset,
 }
 
 impl FaultKind {
@@ -253,7 +281,22 @@ impl FaultKind {
             FaultKind::KillApi => "kill-api",
             FaultKind::KillBroker => "kill-broker",
             FaultKind::RestartBroker => "restart-broker",
+            FaultKind::NetworkLatency => "network-latency",
+            FaultKind::NetworkBandwidth => "network-bandwidth",
+            FaultKind::NetworkBlackhole => "network-blackhole",
+            FaultKind::NetworkReset => "network-reset",
         }
+    }
+
+    /// Applied through the proxy between processors and broker.
+    pub fn is_network(self) -> bool {
+        matches!(
+            self,
+            FaultKind::NetworkLatency
+                | FaultKind::NetworkBandwidth
+                | FaultKind::NetworkBlackhole
+                | FaultKind::NetworkReset
+        )
     }
 }
 
@@ -285,6 +328,8 @@ pub struct Planned {
     pub start_s: f64,
     pub end_s: f64,
     pub target: usize,
+    /// What a network fault does to the bytes.
+    pub toxics: crate::proxy::Toxics,
 }
 
 impl Scenario {
@@ -354,11 +399,21 @@ impl Scenario {
                 let start_s = f.at_s + every * f64::from(i);
                 let pool = match f.kind {
                     FaultKind::KillApi => apis,
-                    FaultKind::KillBroker | FaultKind::RestartBroker | FaultKind::AddProcessor => 1,
-                    _ => processors,
+                    FaultKind::KillProcessor
+                    | FaultKind::PauseProcessor
+                    | FaultKind::StopProcessor => processors,
+                    _ => 1,
                 };
                 let target = f.target.unwrap_or_else(|| rng.below(pool.max(1) as u64) as usize);
-                plan.push(Planned { kind: f.kind, start_s, end_s: start_s + f.duration_s, target });
+                let toxics = crate::proxy::Toxics {
+                    latency_ms: f.latency_ms,
+                    jitter_ms: f.jitter_ms,
+                    bandwidth_kbps: f.bandwidth_kbps,
+                    blackhole: f.kind == FaultKind::NetworkBlackhole,
+                    reset: f.kind == FaultKind::NetworkReset,
+                };
+                let end_s = start_s + f.duration_s;
+                plan.push(Planned { kind: f.kind, start_s, end_s, target, toxics });
             }
         }
         plan.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));

@@ -27,10 +27,21 @@ enum ChaosCommand {
         #[arg(long)]
         duration_s: Option<f64>,
     },
+    /// Write the Chaos Mesh manifests a `kubernetes` scenario would apply (one JSON file
+    /// per fault, for review or by-hand use) without touching a cluster.
+    Manifests {
+        scenario: PathBuf,
+        /// Directory to write them to.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let ChaosCommand::Run { scenario, out, seed, duration_s } = args.command;
+    let (scenario, out, seed, duration_s) = match args.command {
+        ChaosCommand::Run { scenario, out, seed, duration_s } => (scenario, out, seed, duration_s),
+        ChaosCommand::Manifests { scenario, out } => return manifests(&scenario, &out),
+    };
     let mut s = chaos::scenario::Scenario::load(&scenario)?;
     if let Some(seed) = seed {
         s.seed = seed;
@@ -56,4 +67,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     print!("{}", chaos::report::summary(&report));
     println!("report: {}", out.join("report.html").display());
     Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn manifests(scenario: &std::path::Path, out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let s = chaos::scenario::Scenario::load(scenario)?;
+    let chaos::scenario::Target::Kubernetes { cluster, .. } = &s.target else {
+        anyhow::bail!("{}: manifests are for a kubernetes target", scenario.display());
+    };
+    std::fs::create_dir_all(out)?;
+    let plan = s.plan(cluster.replicas as usize, 1);
+    let mut written = 0;
+    for manifest in chaos::k8s::manifests(cluster, &plan) {
+        match manifest {
+            Ok(m) => {
+                let name = m["metadata"]["name"].as_str().unwrap_or("manifest").to_owned();
+                std::fs::write(out.join(format!("{name}.json")), serde_json::to_vec_pretty(&m)?)?;
+                written += 1;
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+    println!("{written} manifests in {}", out.display());
+    Ok(ExitCode::SUCCESS)
 }

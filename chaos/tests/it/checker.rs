@@ -347,8 +347,8 @@ fn a_loss_right_after_a_broker_kill_is_reported_as_explained() {
 #[test]
 fn the_checker_uses_no_state_or_processor_code() {
     for (name, source) in [
-        ("check.rs", include_str!("../src/check.rs")),
-        ("history.rs", include_str!("../src/history.rs")),
+        ("check.rs", include_str!("../../src/check.rs")),
+        ("history.rs", include_str!("../../src/history.rs")),
     ] {
         for forbidden in
             ["state::", "processor::", "topics::", "use state", "use processor", "use topics"]

@@ -1,0 +1,5 @@
+//! The chaos crate's integration tests: the checker on hand-made histories, and the
+//! Kubernetes driver offline.
+
+mod checker;
+mod k8s;
