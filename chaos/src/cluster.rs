@@ -136,6 +136,9 @@ pub struct LocalCluster {
     processor_args: Vec<String>,
     processor_metrics: Vec<String>,
     partitions: i32,
+    data_disk_mb: Option<u64>,
+    /// tmpfs mounts to undo when the cluster stops.
+    mounts: Vec<PathBuf>,
 }
 
 /// How to start the local cluster.
@@ -152,6 +155,8 @@ pub struct LocalSpec {
     pub seed: u64,
     /// Route the processors through a proxy (network faults; root and iptables).
     pub proxy: bool,
+    /// Mount a tmpfs of this many MiB as each processor's data disk (disk faults; root).
+    pub data_disk_mb: Option<u64>,
 }
 
 impl LocalCluster {
@@ -199,6 +204,8 @@ impl LocalCluster {
             processor_args: spec.processor_args.clone(),
             processor_metrics: Vec::new(),
             partitions: spec.partitions,
+            data_disk_mb: spec.data_disk_mb,
+            mounts: Vec::new(),
         };
         for _ in 0..spec.processors {
             cluster.add_processor(spec.tick_interval_ms)?;
@@ -248,8 +255,14 @@ impl LocalCluster {
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect();
+        let data_dir = self.dir.join(&name);
+        std::fs::create_dir_all(&data_dir).map_err(io(data_dir.display().to_string()))?;
+        if let Some(mb) = self.data_disk_mb {
+            mount_tmpfs(&data_dir, mb)?;
+            self.mounts.push(data_dir.clone());
+        }
         args.push("--data-dir".into());
-        args.push(self.dir.join(&name).display().to_string());
+        args.push(data_dir.display().to_string());
         let port = broker::dev::free_port("127.0.0.1").map_err(io("a free port"))?;
         args.push("--metrics-addr".into());
         args.push(format!("127.0.0.1:{port}"));
@@ -340,11 +353,71 @@ impl LocalCluster {
         }
     }
 
+    /// The data directory of processor `i`.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("processor-{i}"))
+    }
+
     /// Every member's log, for the report.
     pub fn logs(&self) -> Vec<PathBuf> {
         self.processors.iter().chain(&self.apis).map(|m| m.log().to_owned()).collect()
     }
 }
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        // Processes first (a mount in use cannot go), then the disks.
+        for m in self.processors.iter_mut().chain(self.apis.iter_mut()) {
+            m.signal(Signal::SIGCONT);
+            m.kill9();
+        }
+        for dir in &self.mounts {
+            let _ = Command::new("umount").arg(dir).status();
+        }
+    }
+}
+
+/// `mount -t tmpfs -o size=<mb>m tmpfs <dir>` (root needed).
+fn mount_tmpfs(dir: &Path, mb: u64) -> Result<(), ClusterError> {
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .map_err(io("mount"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let why = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        Err(ClusterError::Io(
+            format!("disk faults mount a tmpfs on {} (root needed)", dir.display()),
+            std::io::Error::other(why),
+        ))
+    }
+}
+
+/// Fill the file system holding `dir` with a file of zeros until it is full; returns
+/// the bytes written.
+pub fn fill_disk(dir: &Path) -> std::io::Result<u64> {
+    use std::io::Write;
+    let mut file = File::create(dir.join(FILLER))?;
+    let chunk = vec![0u8; 1 << 20];
+    let mut written = 0u64;
+    loop {
+        match file.write(&chunk) {
+            Ok(0) => return Ok(written),
+            Ok(n) => written += n as u64,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => return Ok(written),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Free what [`fill_disk`] took.
+pub fn free_disk(dir: &Path) -> std::io::Result<()> {
+    std::fs::remove_file(dir.join(FILLER))
+}
+
+const FILLER: &str = "chaos-disk-filler";
 
 fn hex_sha256(key: &str) -> String {
     use sha2::Digest;

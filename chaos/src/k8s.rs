@@ -14,6 +14,7 @@
 //! | `network-bandwidth` | NetworkChaos `bandwidth` processors → Kafka pods | deleting it |
 //! | `network-blackhole` | NetworkChaos `partition` processors ↔ Kafka pods | deleting it |
 //! | `network-reset` | none in Chaos Mesh: refused | |
+//! | `fill-disk` | IOChaos `fault` errno 28 (ENOSPC) on `<processor-N>`'s data volume | deleting it |
 //!
 //! [`plan`] turns a planned fault into the actions to apply and to heal, as data; the
 //! tests validate every manifest it makes against the Chaos Mesh fields skuflow uses
@@ -48,6 +49,13 @@ pub struct Cluster {
     pub kafka_namespace: Option<String>,
     #[serde(default = "kubectl")]
     pub kubectl: String,
+    /// Where the processors' data volume is mounted (for `fill-disk`).
+    #[serde(default = "data_path")]
+    pub data_path: String,
+}
+
+fn data_path() -> String {
+    "/var/lib/skuflow".into()
 }
 
 fn processors() -> String {
@@ -149,6 +157,10 @@ pub fn plan(c: &Cluster, p: &Planned, index: usize) -> Result<(Vec<Action>, Vec<
             m["spec"]["duration"] = json!(seconds);
             applied_and_deleted(m)
         }
+        FaultKind::FillDisk => applied_and_deleted(c.chaos("IOChaos", &name, json!({
+            "action": "fault", "mode": "one", "duration": seconds, "volumePath": c.data_path,
+            "path": format!("{}/**/*", c.data_path), "errno": 28, "percent": 100,
+            "selector": { "namespaces": [c.namespace], "pods": { c.namespace.clone(): [pod] } } }))),
         FaultKind::NetworkReset => Err("network-reset has no Chaos Mesh equivalent (NetworkChaos cannot send TCP resets)".into()),
     }
 }

@@ -141,6 +141,14 @@ fn inject(
         FaultKind::RestartBroker => {
             c.broker.stop().map(|()| "broker".to_owned()).map_err(|e| e.to_string())
         }
+        FaultKind::FillDisk => {
+            let dir = c.data_dir(processor);
+            crate::cluster::fill_disk(&dir)
+                .map(|bytes| {
+                    format!("{} (filled {} MiB)", c.processors[processor].name, bytes >> 20)
+                })
+                .map_err(|e| format!("filling {}: {e}", dir.display()))
+        }
         FaultKind::NetworkLatency
         | FaultKind::NetworkBandwidth
         | FaultKind::NetworkBlackhole
@@ -181,6 +189,9 @@ fn heal(c: &mut LocalCluster, p: &Planned, added: Option<usize>) -> Result<(), S
         }
         FaultKind::KillBroker | FaultKind::RestartBroker => {
             c.broker.restart().map_err(|e| e.to_string())
+        }
+        FaultKind::FillDisk => {
+            crate::cluster::free_disk(&c.data_dir(processor)).map_err(|e| e.to_string())
         }
         _ => {
             if let Some(proxy) = &c.proxy {

@@ -53,7 +53,14 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
     let started_at = humantime_now();
     let local = matches!(scenario.target, Target::Local { .. });
     let (cluster, apis, tenant_keys, admin_key, tick_bound_ms, brokers) = match &scenario.target {
-        Target::Local { processors, apis, partitions, tick_interval_ms, processor_args } => {
+        Target::Local {
+            processors,
+            apis,
+            partitions,
+            tick_interval_ms,
+            processor_args,
+            data_disk_mb,
+        } => {
             let spec = LocalSpec {
                 binary: options.binary.clone(),
                 dir: options.out_dir.join("cluster"),
@@ -65,6 +72,11 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
                 processor_args: processor_args.clone(),
                 seed: scenario.seed,
                 proxy: scenario.faults.iter().any(|f| f.kind.is_network()),
+                data_disk_mb: scenario
+                    .faults
+                    .iter()
+                    .any(|f| f.kind == FaultKind::FillDisk)
+                    .then_some(*data_disk_mb),
             };
             let cluster = LocalCluster::start(&spec)?;
             let urls = cluster.api_urls.clone();

@@ -56,6 +56,10 @@ pub enum Target {
         /// Extra flags for every processor (for example a fault-injection flag).
         #[serde(default)]
         processor_args: Vec<String>,
+        /// Size of the tmpfs mounted as each processor's data disk when the scenario
+        /// fills disks (`fill-disk`).
+        #[serde(default = "disk")]
+        data_disk_mb: u64,
     },
     /// A running deployment: its API URLs, and credentials taken from the environment
     /// (the name of the variable holding each key, never the key).
@@ -96,6 +100,9 @@ fn four() -> i32 {
 }
 fn tick() -> u64 {
     200
+}
+fn disk() -> u64 {
+    512
 }
 fn remote_tick() -> u64 {
     5_000
@@ -269,6 +276,9 @@ pub enum FaultKind {
     NetworkBlackhole,
     /// Between the processors and the broker: every connection reset, new ones too.
     NetworkReset,
+    /// Fill a processor's data disk (a tmpfs of `data_disk_mb` the local cluster mounts
+    /// on each processor's data directory; root needed); free it when healed.
+    FillDisk,
 }
 
 impl FaultKind {
@@ -285,6 +295,7 @@ impl FaultKind {
             FaultKind::NetworkBandwidth => "network-bandwidth",
             FaultKind::NetworkBlackhole => "network-blackhole",
             FaultKind::NetworkReset => "network-reset",
+            FaultKind::FillDisk => "fill-disk",
         }
     }
 

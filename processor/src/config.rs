@@ -62,6 +62,11 @@ pub struct ProcessorConfig {
     /// `timeout`, the most one batch's transaction stays open, so that a coordinator abort
     /// cannot happen to a live processor and be mistaken for fencing.
     pub transaction_timeout: Duration,
+    /// How long a partition whose changelog still ends before the group's committed
+    /// offset after a restore is restored again (with growing pauses) before it is
+    /// halted as a gap: a transaction left open on the changelog hides its end until it
+    /// commits or the coordinator aborts it (after `transaction_timeout`).
+    pub gap_patience: Duration,
     /// How long a partition with records waiting may apply nothing before the watchdog
     /// calls it stalled (logs an error, fails `/healthz`, recreates the consumer).
     pub stall_timeout: Duration,
@@ -94,6 +99,7 @@ impl ProcessorConfig {
             session_timeout: Duration::from_secs(10),
             max_poll_interval: Duration::from_secs(60),
             transaction_timeout: Duration::from_secs(60),
+            gap_patience: Duration::from_secs(65),
             stall_timeout: Duration::from_secs(30),
             require_log_append_time: true,
         }

@@ -38,9 +38,17 @@ pub struct Source {
 }
 
 enum Job {
-    Queued,
-    Running { cancel: Arc<AtomicBool>, handle: JoinHandle<Result<Restored, RestoreError>> },
-    Failed { retry_at: Instant },
+    /// Waiting for a slot, and for `not_before` (a restore tried again after a pause).
+    Queued {
+        not_before: Instant,
+    },
+    Running {
+        cancel: Arc<AtomicBool>,
+        handle: JoinHandle<Result<Restored, RestoreError>>,
+    },
+    Failed {
+        retry_at: Instant,
+    },
 }
 
 /// What became of a restore that is over.
@@ -57,6 +65,8 @@ pub struct Restores {
     jobs: BTreeMap<i32, Job>,
     /// Completed restores per partition since its state was last loaded.
     completed: BTreeMap<i32, u32>,
+    /// When the first of those completed.
+    first_completed: BTreeMap<i32, Instant>,
     /// Failed restores in a row per partition.
     failures: BTreeMap<i32, u32>,
     source: Source,
@@ -75,6 +85,7 @@ impl Restores {
         Self {
             jobs: BTreeMap::new(),
             completed: BTreeMap::new(),
+            first_completed: BTreeMap::new(),
             failures: BTreeMap::new(),
             source,
             store,
@@ -91,22 +102,35 @@ impl Restores {
         self.completed.get(&partition).copied().unwrap_or(0)
     }
 
+    /// How long ago the first restore of `partition` since its state was last loaded
+    /// completed (zero when none has).
+    pub fn since_first(&self, partition: i32) -> Duration {
+        self.first_completed.get(&partition).map_or(Duration::ZERO, Instant::elapsed)
+    }
+
     /// The partition's state is loaded: its restores are history.
     pub fn loaded(&mut self, partition: i32) {
         self.completed.remove(&partition);
+        self.first_completed.remove(&partition);
         self.failures.remove(&partition);
     }
 
-    /// Restore `partition`: now if fewer than [`MAX_RUNNING`] run, else when one ends.
-    pub fn start(&mut self, partition: i32) {
+    /// Restore `partition` once `delay` has passed: then if fewer than [`MAX_RUNNING`]
+    /// run, else when one ends.
+    pub fn start(&mut self, partition: i32, delay: Duration) {
         self.gauge_restoring(partition, 1);
-        self.jobs.insert(partition, Job::Queued);
+        self.jobs.insert(partition, Job::Queued { not_before: Instant::now() + delay });
         self.start_queued();
     }
 
     fn start_queued(&mut self) {
-        let queued: Vec<i32> =
-            self.jobs.iter().filter(|(_, j)| matches!(j, Job::Queued)).map(|(p, _)| *p).collect();
+        let now = Instant::now();
+        let queued: Vec<i32> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| matches!(j, Job::Queued { not_before } if *not_before <= now))
+            .map(|(p, _)| *p)
+            .collect();
         for p in queued {
             let running = self.jobs.values().filter(|j| matches!(j, Job::Running { .. })).count();
             if running >= MAX_RUNNING {
@@ -172,7 +196,7 @@ impl Restores {
             .jobs
             .iter()
             .filter(|(_, job)| match job {
-                Job::Queued => false,
+                Job::Queued { .. } => false,
                 Job::Running { handle, .. } => handle.is_finished(),
                 Job::Failed { retry_at } => *retry_at <= now,
             })
@@ -187,6 +211,7 @@ impl Restores {
                             self.metrics.restores.inc();
                             self.failures.remove(&p);
                             *self.completed.entry(p).or_default() += 1;
+                            self.first_completed.entry(p).or_insert(now);
                             self.gauge_restoring(p, 0);
                             out.push((p, Ended::Restored(restored)));
                             continue;
@@ -211,7 +236,7 @@ impl Restores {
                     self.gauge_restoring(p, 0);
                     out.push((p, Ended::Retry));
                 }
-                Some(Job::Queued) | None => {}
+                Some(Job::Queued { .. }) | None => {}
             }
         }
         self.start_queued();

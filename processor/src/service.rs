@@ -608,10 +608,12 @@ impl Processor {
     /// cut short), the partition is paused and restored from the changelog on a thread of
     /// its own (`restores.rs`); its records wait. After a restore the state may be ahead
     /// of the committed offset (records it holds are not applied twice, see `process`);
-    /// if it still ends *before* it, the restore is tried again (a transaction still open
-    /// on the changelog hides its end for a while) and then the partition is halted: the
-    /// broker lost committed changelog records, and applying from the committed offset
-    /// would skip the commands in between (a gap). Nothing is written.
+    /// if it still ends *before* it, the restore is tried again after pauses that grow (a
+    /// transaction still open on the changelog hides its end until it ends: a frozen
+    /// predecessor's commits when it wakes, an abandoned one is aborted after the
+    /// transaction timeout), and once `gap_patience` has passed the partition is halted:
+    /// the broker lost committed changelog records, and applying from the committed
+    /// offset would skip the commands in between (a gap). Nothing is written.
     fn ensure_state(&mut self, partition: i32) -> Result<bool, ProcessorError> {
         if self.states.contains_key(&partition) {
             return Ok(true);
@@ -641,17 +643,26 @@ impl Processor {
         let restored = self.restores.completed(partition);
         let mismatch = applied.map(|a| a + 1) != next || incomplete;
         if mismatch && (restored == 0 || behind || incomplete) {
-            if restored < MAX_RESTORES {
-                self.start_restore(partition, applied, next)?;
+            let waited = self.restores.since_first(partition);
+            if restored < MIN_RESTORES || waited < self.config.gap_patience {
+                // Again after a pause that grows: a transaction still open on the
+                // changelog (a frozen predecessor's, which it commits when it wakes or
+                // which the coordinator aborts after the transaction timeout) hides the
+                // changelog's end until it ends.
+                let delay =
+                    RESTORE_PAUSE.saturating_mul(1 << restored.min(4)).min(MAX_RESTORE_PAUSE);
+                let delay = if restored == 0 { Duration::ZERO } else { delay };
+                self.start_restore(partition, applied, next, delay)?;
                 return Ok(false);
             }
             self.halt(
                 partition,
                 format!(
-                    "gap: after {restored} restores the changelog ends at applied offset {applied:?} \
+                    "gap: after {restored} restores over {:.0} s the changelog ends at applied offset {applied:?} \
                      (import complete: {}) but the group committed offset {next:?}; applying from there \
                      would skip offsets {resumes_at}..{next:?}. The broker lost committed changelog \
                      records; restore them or reset the group offset deliberately",
+                    waited.as_secs_f64(),
                     !incomplete
                 ),
             );
@@ -671,22 +682,25 @@ impl Processor {
         }
     }
 
-    /// Pause `partition` and start rebuilding it from the changelog in the background.
+    /// Pause `partition` and start rebuilding it from the changelog in the background,
+    /// after `delay`.
     fn start_restore(
         &mut self,
         partition: i32,
         applied: Option<i64>,
         next: Option<i64>,
+        delay: Duration,
     ) -> Result<(), ProcessorError> {
         tracing::info!(
             partition,
             ?applied,
             ?next,
+            ?delay,
             "store does not match the committed offset; restoring from the changelog"
         );
         self.pause(partition);
         self.watchdog.forget(partition);
-        self.restores.start(partition);
+        self.restores.start(partition, delay);
         Ok(())
     }
 
@@ -728,9 +742,13 @@ impl Processor {
     }
 }
 
-/// Restores of one partition before a state that still ends before the committed offset
-/// counts as a gap.
-const MAX_RESTORES: u32 = 3;
+/// Restores of one partition (at least, and for at least `gap_patience`) before a state
+/// that still ends before the committed offset counts as a gap.
+const MIN_RESTORES: u32 = 3;
+/// The pause before the second restore; it doubles for each further one, up to
+/// [`MAX_RESTORE_PAUSE`].
+const RESTORE_PAUSE: Duration = Duration::from_millis(500);
+const MAX_RESTORE_PAUSE: Duration = Duration::from_secs(8);
 
 /// The idempotency window must fit in the commands topic's retention: the log is the
 /// source of the state (a partition can be rebuilt by replaying it, and `skuflow audit`

@@ -69,6 +69,12 @@ pub struct ProcessorArgs {
     /// reports it stalled: an error in the log, /healthz 503, the consumer recreated.
     #[arg(long, env = "SKUFLOW_STALL_TIMEOUT_MS", default_value_t = 30_000)]
     pub stall_timeout_ms: u64,
+    /// Milliseconds a partition whose changelog ends before the group's committed offset
+    /// is restored again before it is halted as a gap (a transaction left open on the
+    /// changelog hides its end until it commits or is aborted after the 60 s transaction
+    /// timeout).
+    #[arg(long, env = "SKUFLOW_GAP_PATIENCE_MS", default_value_t = 65_000)]
+    pub gap_patience_ms: u64,
     /// How long a command id is remembered, in milliseconds of log time: a retry within it
     /// gets the first reply; after it the same id is a new command. Every processor of a
     /// deployment must use the same value (it is part of the state machine's input).
@@ -113,6 +119,7 @@ impl ProcessorArgs {
         config.max_poll_interval = Duration::from_millis(self.max_poll_interval_ms);
         config.sync_store = self.sync_store;
         config.stall_timeout = Duration::from_millis(self.stall_timeout_ms.max(1));
+        config.gap_patience = Duration::from_millis(self.gap_patience_ms);
         config.machine.dedup_window_ms = self.idempotency_window_ms;
         config.machine.reservation_retention_ms = self.reservation_retention_ms;
         config.cache_rows = self.cache_rows;

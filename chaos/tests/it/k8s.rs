@@ -16,7 +16,7 @@ fn planned(kind: FaultKind) -> Planned {
     Planned { kind, start_s: 10.0, end_s: 25.0, target: 1, toxics }
 }
 
-const ALL: [FaultKind; 10] = [
+const ALL: [FaultKind; 11] = [
     FaultKind::KillProcessor,
     FaultKind::PauseProcessor,
     FaultKind::StopProcessor,
@@ -27,6 +27,7 @@ const ALL: [FaultKind; 10] = [
     FaultKind::NetworkLatency,
     FaultKind::NetworkBandwidth,
     FaultKind::NetworkBlackhole,
+    FaultKind::FillDisk,
 ];
 
 #[test]

@@ -274,7 +274,7 @@ fn a_gap_between_the_changelog_and_the_committed_offset_halts_the_partition() {
     let skip_to = applied + 1 + 5;
     commit_group_offset(&cluster, &commands, 0, skip_to);
 
-    let p = cluster.processor("p-0", "store-0");
+    let p = cluster.processor_with("p-0", "store-0", &["--gap-patience-ms", "3000"]);
     let other = vec![request("c-1", restock_command(&home_sku(1, 0), 1))];
     cluster.produce(&other);
     wait_until(|| p.healthz().contains(" 503 "), "healthz fails for the halted partition", &p);
