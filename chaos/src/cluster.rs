@@ -39,11 +39,27 @@ pub struct Member {
     log: PathBuf,
     child: Option<Child>,
     binary: PathBuf,
+    /// Started, and not killed or stopped since: if it exits on its own, it is started
+    /// again (as a pod's restart policy would), at most once a second.
+    wanted: bool,
+    started: Option<Instant>,
+    /// Times it exited on its own and was started again.
+    pub restarts: u32,
 }
 
 impl Member {
     fn new(binary: &Path, name: String, args: Vec<String>, log: PathBuf) -> Self {
-        Self { name, gid: None, args, log, child: None, binary: binary.to_owned() }
+        Self {
+            name,
+            gid: None,
+            args,
+            log,
+            child: None,
+            binary: binary.to_owned(),
+            wanted: false,
+            started: None,
+            restarts: 0,
+        }
     }
 
     pub fn start(&mut self) -> Result<(), ClusterError> {
@@ -65,11 +81,29 @@ impl Member {
             .spawn()
             .map_err(io(&self.name))?;
         self.child = Some(child);
+        self.wanted = true;
+        self.started = Some(Instant::now());
         Ok(())
+    }
+
+    /// Start it again if it exited on its own (at most once a second).
+    pub fn supervise(&mut self) {
+        let exited =
+            self.wanted && self.child.as_mut().is_some_and(|c| !matches!(c.try_wait(), Ok(None)));
+        let due = self.started.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if exited && due {
+            tracing::warn!(member = %self.name, log = %self.log.display(), "exited on its own; starting it again");
+            self.child = None;
+            self.restarts += 1;
+            if let Err(e) = self.start() {
+                tracing::warn!(member = %self.name, error = %e, "could not start it again");
+            }
+        }
     }
 
     /// `kill -9`.
     pub fn kill9(&mut self) {
+        self.wanted = false;
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -78,6 +112,7 @@ impl Member {
 
     /// SIGTERM and wait (a clean stop: the member leaves its group).
     pub fn stop(&mut self) {
+        self.wanted = false;
         if let Some(mut child) = self.child.take() {
             let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -350,6 +385,13 @@ impl LocalCluster {
                 ));
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Start again every member that exited on its own.
+    pub fn supervise(&mut self) {
+        for m in self.processors.iter_mut().chain(self.apis.iter_mut()) {
+            m.supervise();
         }
     }
 

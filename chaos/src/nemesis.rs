@@ -30,8 +30,9 @@ pub enum Injector {
     Kubernetes(crate::k8s::Cluster),
 }
 
-/// Run `plan` against `injector` from `start`; stops early (healing what is applied)
-/// when `stop` is set. Returns the faults as applied.
+/// Run `plan` against `injector` from `start`, and keep a local cluster's members
+/// running (a member that exits on its own is started again) until `stop` is set; once
+/// it is, faults not yet applied are skipped. Returns the faults as applied.
 pub fn run(
     injector: &Injector,
     plan: &[Planned],
@@ -57,6 +58,9 @@ pub fn run(
             continue;
         }
         while !stop.load(Ordering::Relaxed) && ms() < at_s * 1000.0 {
+            if let Injector::Local(cluster) = injector {
+                cluster.lock().unwrap_or_else(std::sync::PoisonError::into_inner).supervise();
+            }
             std::thread::sleep(
                 Duration::from_millis(20)
                     .min(Duration::from_secs_f64((at_s - ms() / 1000.0).max(0.0))),
@@ -98,6 +102,13 @@ pub fn run(
                     a.end_ms = ms();
                 }
             }
+        }
+    }
+    // Until the run is over, members that exit on their own are started again.
+    if let Injector::Local(cluster) = injector {
+        while !stop.load(Ordering::Relaxed) {
+            cluster.lock().unwrap_or_else(std::sync::PoisonError::into_inner).supervise();
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
     applied.into_iter().flatten().collect()

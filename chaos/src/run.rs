@@ -164,11 +164,6 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
         })
     });
     let (skipped, dropped) = rt.block_on(drive(&driver, scenario, options.progress));
-    let mut faults = nemesis.map(|n| n.join().unwrap_or_default()).unwrap_or_default();
-    for f in &mut faults {
-        f.start_ms += t0_ms;
-        f.end_ms += t0_ms;
-    }
     if let Some(c) = &cluster {
         let mut c = c.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for i in 0..c.apis.len() {
@@ -177,6 +172,12 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
     }
     rt.block_on(resolve(&driver));
     rt.block_on(settle(&driver, tick_bound_ms));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut faults = nemesis.map(|n| n.join().unwrap_or_default()).unwrap_or_default();
+    for f in &mut faults {
+        f.start_ms += t0_ms;
+        f.end_ms += t0_ms;
+    }
     let history = driver.history();
     write_history(&options.out_dir, &history)?;
     let ctx = Context {
