@@ -341,6 +341,17 @@ struct Model {
     last_at: i64,
 }
 
+impl Row {
+    /// A row as an answer shows it (`on_hand`, `reserved`, `sold`).
+    fn of(level: &Value) -> Self {
+        Self {
+            on_hand: int(&level["on_hand"]),
+            reserved: int(&level["reserved"]),
+            sold: int(&level["sold"]),
+        }
+    }
+}
+
 impl Model {
     fn expire(&mut self, now: i64) {
         for h in self.holds.values_mut().filter(|h| h.active && h.expires_at <= now) {
@@ -529,11 +540,7 @@ fn apply(
                 row.on_hand = int(&body["on_hand"]);
             }
             let level = &outcome["level"];
-            let seen = Row {
-                on_hand: int(&level["on_hand"]),
-                reserved: int(&level["reserved"]),
-                sold: int(&level["sold"]),
-            };
+            let seen = Row::of(level);
             if seen != *row {
                 c.violate(
                     "I2",
@@ -645,11 +652,7 @@ fn final_reads(c: &mut Checker<'_>, m: &mut Model, sku: &str, ctx: &Context) {
             m.expire(i64::MAX);
             for (w, row) in &m.rows {
                 let level = warehouses.get(w).cloned().unwrap_or(Value::Null);
-                let seen = Row {
-                    on_hand: int(&level["on_hand"]),
-                    reserved: int(&level["reserved"]),
-                    sold: int(&level["sold"]),
-                };
+                let seen = Row::of(&level);
                 if seen != *row {
                     c.violate(
                         "I2",

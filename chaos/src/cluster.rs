@@ -388,6 +388,16 @@ impl LocalCluster {
         }
     }
 
+    /// The metrics URLs of the processors running now.
+    pub fn running_metrics(&mut self) -> Vec<String> {
+        let urls = self.processor_metrics.clone();
+        self.processors
+            .iter_mut()
+            .zip(urls)
+            .filter_map(|(m, url)| m.is_running().then_some(url))
+            .collect()
+    }
+
     /// Start again every member that exited on its own.
     pub fn supervise(&mut self) {
         for m in self.processors.iter_mut().chain(self.apis.iter_mut()) {
@@ -464,4 +474,24 @@ const FILLER: &str = "chaos-disk-filler";
 fn hex_sha256(key: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(key.as_bytes()))
+}
+
+/// Records not yet applied, over all partitions, as the processors at `urls` report them
+/// (`skuflow_processor_lag{partition}`; the highest report per partition counts, since a
+/// processor that lost a partition may still show its last value).
+pub fn scrape_lag(client: &reqwest::blocking::Client, urls: &[String]) -> Option<i64> {
+    let mut by_partition: std::collections::BTreeMap<String, i64> =
+        std::collections::BTreeMap::new();
+    let mut any = false;
+    for url in urls {
+        let Ok(text) = client.get(url).send().and_then(|r| r.text()) else { continue };
+        any = true;
+        for line in text.lines().filter(|l| l.starts_with("skuflow_processor_lag{")) {
+            let Some((labels, value)) = line.rsplit_once(' ') else { continue };
+            let value = value.trim().parse::<f64>().unwrap_or(0.0) as i64;
+            let slot = by_partition.entry(labels.to_owned()).or_insert(value);
+            *slot = (*slot).max(value);
+        }
+    }
+    any.then(|| by_partition.values().sum())
 }

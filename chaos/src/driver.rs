@@ -62,6 +62,32 @@ pub struct Request {
     pub of: Option<u64>,
 }
 
+impl Request {
+    /// A command (POST with a key and a JSON body) as `tenant`.
+    pub fn command(
+        kind: &'static str,
+        tenant: &str,
+        key: String,
+        sku: String,
+        path: String,
+        body: Value,
+    ) -> Self {
+        Self {
+            kind,
+            tenant: tenant.to_owned(),
+            key: Some(key),
+            sku: Some(sku),
+            method: reqwest::Method::POST,
+            path,
+            body: Some(body),
+            raw: None,
+            credential: None,
+            hostile: false,
+            of: None,
+        }
+    }
+}
+
 /// Sends requests and keeps the history.
 #[derive(Debug)]
 pub struct Driver {
@@ -219,18 +245,8 @@ impl Driver {
         let tenant = tenant_name(d.tenant);
         let sku = sku_name(d.sku);
         let wait = self.wait_ms;
-        let command = |kind, key: String, sku: String, path: String, body: Value| Request {
-            kind,
-            tenant: tenant.clone(),
-            key: Some(key),
-            sku: Some(sku),
-            method: reqwest::Method::POST,
-            path,
-            body: Some(body),
-            raw: None,
-            credential: None,
-            hostile: false,
-            of: None,
+        let command = |kind, key: String, sku: String, path: String, body: Value| {
+            Request::command(kind, &tenant, key, sku, path, body)
         };
         let request = match d.kind {
             Kind::Reserve | Kind::ReserveThenPoll => {

@@ -29,6 +29,10 @@ pub struct Second {
     pub no_answer: usize,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Records the processors had not applied (highest sample in the second; local
+    /// targets only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
 }
 
 impl Second {
@@ -433,7 +437,7 @@ pub fn html(r: &Report, t0_ms: f64) -> String {
         r.requests,
         escape(&r.started_at)
     );
-    let _ = write!(page, "{traffic}<br>{latency}");
+    let _ = write!(page, "{traffic}<br>{latency}<br>{lag}");
     page.push_str("<h2>Faults</h2><table><tr><th>fault</th><th>target</th><th>from s</th><th>to s</th><th>recovery s</th></tr>");
     for x in &r.recoveries {
         let rec = x.recovery_s.map_or("never".to_owned(), |v| format!("{v:.1}"));

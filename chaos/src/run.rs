@@ -163,6 +163,10 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
             crate::nemesis::run(&injector, &plan, workload_start, tick, &stop)
         })
     });
+    let lag_sampler = cluster.as_ref().map(|c| {
+        let (c, stop) = (c.clone(), stop.clone());
+        std::thread::spawn(move || sample_lag(&c, workload_start, &stop))
+    });
     let (skipped, dropped) = rt.block_on(drive(&driver, scenario, options.progress));
     if let Some(c) = &cluster {
         let mut c = c.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -174,6 +178,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
     rt.block_on(settle(&driver, tick_bound_ms));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut faults = nemesis.map(|n| n.join().unwrap_or_default()).unwrap_or_default();
+    let lag = lag_sampler.map(|s| s.join().unwrap_or_default()).unwrap_or_default();
     for f in &mut faults {
         f.start_ms += t0_ms;
         f.end_ms += t0_ms;
@@ -197,7 +202,12 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
         }
     };
     let seconds = scenario.duration_s.ceil() as usize + 1;
-    let timeline = report::timeline(&history, t0_ms, seconds);
+    let mut timeline = report::timeline(&history, t0_ms, seconds);
+    for (t, lag) in lag {
+        if let Some(second) = timeline.get_mut(t) {
+            second.lag = Some(second.lag.map_or(lag, |l| l.max(lag)));
+        }
+    }
     let recoveries = report::recoveries(&timeline, t0_ms, &faults, &scenario.hypothesis);
     let windows =
         report::windows(&history, t0_ms, scenario.duration_s, &faults, &scenario.hypothesis);
@@ -257,19 +267,16 @@ async fn stock_up(driver: &Arc<Driver>, scenario: &Scenario) {
         let quantity = w.initial_stock.max(1);
         tasks.spawn(async move {
             let (sku, wh) = (sku_name(s), warehouse_name(h));
-            let request = crate::driver::Request {
-                kind: "setup",
-                tenant: ADMIN_TENANT.to_owned(),
-                key: Some(format!("setup-{i}")),
-                sku: Some(sku.clone()),
-                method: reqwest::Method::POST,
-                path: format!("/v1/admin/stock/{sku}/{wh}/restock?wait=5000"),
-                body: Some(json!({ "quantity": quantity })),
-                raw: None,
-                credential: None,
-                hostile: false,
-                of: None,
-            };
+            let path = format!("/v1/admin/stock/{sku}/{wh}/restock?wait=5000");
+            let body = json!({ "quantity": quantity });
+            let request = crate::driver::Request::command(
+                "setup",
+                ADMIN_TENANT,
+                format!("setup-{i}"),
+                sku,
+                path,
+                body,
+            );
             driver.send(i, request).await;
         });
     }
@@ -339,15 +346,23 @@ async fn drive(driver: &Arc<Driver>, scenario: &Scenario, progress: bool) -> (us
     (skipped, dropped)
 }
 
-/// Poll a 202's Location until it answers (at most 40 polls, 250 ms apart), from any
-/// instance.
+/// How long a client polls a 202's Location before it gives up (the harness's
+/// resolution after the run finds the answer).
+const POLL_FOR: Duration = Duration::from_secs(10);
+
+/// Poll a 202's Location until it answers, 250 ms apart, from any instance, for at
+/// most [`POLL_FOR`].
 async fn poll(driver: &Driver, accepted: &Entry, api: usize) {
     let Some(location) =
         accepted.response.as_ref().and_then(|r| r["poll"].as_str()).map(str::to_owned)
     else {
         return;
     };
-    for i in 0..40 {
+    let deadline = tokio::time::Instant::now() + POLL_FOR;
+    for i in 0.. {
+        if tokio::time::Instant::now() > deadline {
+            return;
+        }
         let request = driver.get(
             "poll",
             &accepted.tenant,
@@ -444,19 +459,16 @@ async fn settle(driver: &Arc<Driver>, tick_bound_ms: u64) {
                 driver.get(kind, ADMIN_TENANT, Some(sku.clone()), path, None)
             };
             driver.send(i, read("settled-read", p)).await;
-            let probe = crate::driver::Request {
-                kind: "probe",
-                tenant: ADMIN_TENANT.to_owned(),
-                key: Some(format!("probe-{i}")),
-                sku: Some(sku.clone()),
-                method: reqwest::Method::POST,
-                path: format!("/v1/admin/stock/{sku}/{}/restock?wait=10000", warehouse_name(0)),
-                body: Some(json!({ "quantity": 1 })),
-                raw: None,
-                credential: None,
-                hostile: false,
-                of: None,
-            };
+            let path = format!("/v1/admin/stock/{sku}/{}/restock?wait=10000", warehouse_name(0));
+            let body = json!({ "quantity": 1 });
+            let probe = crate::driver::Request::command(
+                "probe",
+                ADMIN_TENANT,
+                format!("probe-{i}"),
+                sku.clone(),
+                path,
+                body,
+            );
             for attempt in 0.. {
                 if let Some(at) =
                     driver.send(i + attempt, probe.clone()).await.reply().and_then(position)
@@ -472,6 +484,29 @@ async fn settle(driver: &Arc<Driver>, tick_bound_ms: u64) {
         });
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// The processors' lag once a second, as (second of the workload, records), until `stop`.
+fn sample_lag(
+    cluster: &Arc<Mutex<LocalCluster>>,
+    start: Instant,
+    stop: &AtomicBool,
+) -> Vec<(usize, i64)> {
+    let Ok(client) =
+        reqwest::blocking::Client::builder().timeout(Duration::from_millis(500)).build()
+    else {
+        return Vec::new();
+    };
+    let mut samples = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let urls =
+            cluster.lock().unwrap_or_else(std::sync::PoisonError::into_inner).running_metrics();
+        if let Some(lag) = crate::cluster::scrape_lag(&client, &urls) {
+            samples.push((start.elapsed().as_secs() as usize, lag));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    samples
 }
 
 /// `skuflow audit`'s checks on the topics. When the checker found that the broker lost
