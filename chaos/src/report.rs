@@ -417,6 +417,14 @@ pub fn html(r: &Report, t0_ms: f64) -> String {
         t0_ms,
         true,
     );
+    let lag = chart(
+        "consumer lag (records not yet applied)",
+        "records",
+        &[("lag", "#72a", col(|s| s.lag.unwrap_or(0) as f64))],
+        &r.faults,
+        t0_ms,
+        false,
+    );
     let mut page = String::from(
         "<!doctype html><meta charset=\"utf-8\"><title>skuflow chaos report</title><style>body{font-family:sans-serif;max-width:1000px;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}.bad{color:#c00;font-weight:bold}.good{color:#070}</style>",
     );
