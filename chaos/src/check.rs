@@ -81,6 +81,9 @@ pub struct Context {
     /// When the dev broker was killed with `kill -9` or stopped for a restart (ms since
     /// the workload started): it may lose what it acknowledged shortly before.
     pub broker_kills_ms: Vec<f64>,
+    /// Partitions the processors halted as a gap at the end of the run (they stop rather
+    /// than skip commands when the broker lost committed changelog records).
+    pub halted_gaps: BTreeSet<i64>,
 }
 
 /// How long before a broker `kill -9` an acknowledged write may be lost by the dev
@@ -88,7 +91,9 @@ pub struct Context {
 /// large bursts lose more, so twice that).
 pub const BROKER_LOSS_WINDOW_MS: f64 = 2_000.0;
 
-const BROKER_LOSS: &str = "the dev broker loses writes it acknowledged shortly before a kill -9 or a restart (BROKERS.md); this SKU had acknowledged commands in that window";
+const BROKER_LOSS: &str = "the dev broker loses writes it acknowledged shortly before a kill -9 or a restart (BROKERS.md); this SKU's partition had acknowledged commands in that window";
+
+const HALTED: &str = "the processor halted this partition as a gap: the dev broker lost committed changelog records (BROKERS.md), and the processor stops rather than skip commands";
 
 const OFFSET_REUSE: &str = "the broker gave one offset to two records: it lost the first after acknowledging it (BROKERS.md); later answers on this partition follow from that loss";
 
@@ -747,14 +752,25 @@ fn hostile_refused(c: &mut Checker<'_>) {
     }
 }
 
-/// Mark findings that a broker loss explains: the SKU had acknowledged commands in the
-/// loss window before a broker kill or restart, or the finding is on a partition where
-/// the broker was seen to reuse an offset (after the first broker fault).
+/// Mark findings that a broker loss explains: the broker loses the tail of a partition's
+/// log, so a finding on a partition that had acknowledged commands in the loss window
+/// before a broker kill or restart, or on a partition where the broker was seen to reuse
+/// an offset, is explained (after the first broker fault). Unanswered commands are only
+/// on partitions a processor halted as a gap; accepted hostile requests never are.
 fn explain(c: &mut Checker<'_>, ctx: &Context, reused: &BTreeMap<i64, f64>) {
     if ctx.broker_kills_ms.is_empty() {
         return;
     }
-    let exposed: BTreeSet<String> = c
+    // The partition each SKU lives on, from the replies.
+    let mut sku_partition: BTreeMap<String, i64> = BTreeMap::new();
+    for e in c.history {
+        if let (Some(sku), Some((p, _))) = (&c.request_of(e).sku, e.reply().and_then(position)) {
+            sku_partition.insert(sku.clone(), p);
+        }
+    }
+    // Partitions whose log tail the broker may have lost: acknowledged commands on them
+    // within the loss window before a broker fault.
+    let exposed: BTreeSet<i64> = c
         .history
         .iter()
         .filter(|e| e.is_command() && e.status.is_some_and(|s| s < 500))
@@ -763,7 +779,7 @@ fn explain(c: &mut Checker<'_>, ctx: &Context, reused: &BTreeMap<i64, f64>) {
                 .iter()
                 .any(|k| e.done_ms <= *k && e.done_ms >= k - BROKER_LOSS_WINDOW_MS)
         })
-        .filter_map(|e| e.sku.clone())
+        .filter_map(|e| e.sku.as_ref().and_then(|s| sku_partition.get(s)).copied())
         .collect();
     let first_fault =
         ctx.broker_kills_ms.iter().copied().fold(f64::INFINITY, f64::min) - BROKER_LOSS_WINDOW_MS;
@@ -773,15 +789,25 @@ fn explain(c: &mut Checker<'_>, ctx: &Context, reused: &BTreeMap<i64, f64>) {
             .filter_map(|id| c.by_id.get(id))
             .find_map(|e| e.reply().and_then(position))
             .map(|(p, _)| p)
+            .or_else(|| f.sku.as_ref().and_then(|s| sku_partition.get(s)).copied())
     };
     let partitions: Vec<Option<i64>> = c.findings.iter().map(partition_of).collect();
     for (f, partition) in c.findings.iter_mut().zip(partitions) {
-        if f.at_ms < first_fault {
+        if f.at_ms < first_fault || f.invariant == "API" {
+            continue;
+        }
+        // An unanswered command is excused only where a processor halted its partition
+        // as a gap: the broker lost committed records, and the processor stops rather
+        // than skip commands.
+        if f.invariant == "I4" {
+            if partition.is_some_and(|p| ctx.halted_gaps.contains(&p)) {
+                f.explained_by = Some(HALTED.to_owned());
+            }
             continue;
         }
         if partition.is_some_and(|p| reused.contains_key(&p)) || f.check == "offsets-unique" {
             f.explained_by = Some(OFFSET_REUSE.to_owned());
-        } else if f.sku.as_ref().is_some_and(|s| exposed.contains(s)) {
+        } else if partition.is_some_and(|p| exposed.contains(&p)) {
             f.explained_by = Some(BROKER_LOSS.to_owned());
         }
     }

@@ -398,6 +398,29 @@ impl LocalCluster {
             .collect()
     }
 
+    /// Partitions the running processors report halted as a gap (`/healthz`): the
+    /// broker lost committed changelog records, so the processor stopped rather than
+    /// skip commands.
+    pub fn halted_gaps(&mut self) -> std::collections::BTreeSet<i64> {
+        let Ok(client) =
+            reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build()
+        else {
+            return Default::default();
+        };
+        let mut halted = std::collections::BTreeSet::new();
+        for url in self.running_metrics() {
+            let url = url.replace("/metrics", "/healthz");
+            let Ok(text) = client.get(&url).send().and_then(|r| r.text()) else { continue };
+            for line in text.lines() {
+                let partition = line
+                    .split_once(": halted: gap")
+                    .and_then(|(head, _)| head.rsplit(' ').next()?.parse::<i64>().ok());
+                halted.extend(partition);
+            }
+        }
+        halted
+    }
+
     /// Start again every member that exited on its own.
     pub fn supervise(&mut self) {
         for m in self.processors.iter_mut().chain(self.apis.iter_mut()) {

@@ -185,7 +185,12 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
     }
     let history = driver.history();
     write_history(&options.out_dir, &history)?;
+    let halted_gaps = match &cluster {
+        Some(c) => c.lock().unwrap_or_else(std::sync::PoisonError::into_inner).halted_gaps(),
+        None => Default::default(),
+    };
     let ctx = Context {
+        halted_gaps,
         tick_bound_ms,
         broker_kills_ms: faults
             .iter()

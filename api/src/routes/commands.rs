@@ -105,6 +105,16 @@ pub async fn submit(
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     match reply {
+        // The reply at our position is another command's: the broker handed this
+        // position out twice (it lost what it had acknowledged there). Never answer with
+        // it; a retry with the same key is safe and gets this command's own reply.
+        Some(reply) if reply.tenant != request.tenant || reply.command_id != request.command_id => {
+            tracing::warn!(position = ?accepted.position, command_id = %request.command_id, other = %reply.command_id,
+                "the reply at this command's position is another command's: the broker reused an offset");
+            Err(ApiError::Unavailable(
+                "the broker acknowledged this command at a position it had given another command before".into(),
+            ))
+        }
         Some(reply) => reply_response(&reply),
         None => Ok(pending_response(&request.command_id, accepted.position)),
     }

@@ -37,8 +37,8 @@ fn every_manifest_validates_against_the_chaos_mesh_schema() {
     let made: Vec<_> = manifests(&c, &plan_).into_iter().map(Result::unwrap).collect();
     assert_eq!(
         made.len(),
-        6,
-        "pause, kill-api, kill-broker and three network faults are manifests"
+        7,
+        "pause, kill-api, kill-broker, three network faults and fill-disk are manifests"
     );
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
