@@ -62,9 +62,14 @@ fn every_process_fault_under_load_leaves_the_invariants_intact() {
 
 #[test]
 fn broker_restarts_lose_only_what_the_dev_broker_is_known_to_lose() {
-    let (passed, report, stdout) = run("ci-broker");
-    assert!(passed, "{stdout}");
-    assert_faults(&report, &["restart-broker", "kill-broker"]);
+    let (_, report, stdout) = run("ci-broker");
+    let faults = report["faults"].as_array().unwrap();
+    let kinds: Vec<&str> = faults.iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["restart-broker", "kill-broker"], "{faults:?}");
+    assert!(faults.iter().all(|f| f["error"].is_null()), "{faults:?}");
+    // Every finding is one the dev broker's documented losses explain, and the auditor
+    // agrees or its findings follow from the same losses. (Recovery on the dev broker
+    // varies from run to run; RELIABILITY.md reports it.)
     let findings = report["verdict"]["findings"].as_array().unwrap();
     assert!(
         findings
@@ -72,7 +77,8 @@ fn broker_restarts_lose_only_what_the_dev_broker_is_known_to_lose() {
             .all(|f| f["explained_by"].as_str().is_some_and(|e| e.contains("BROKERS.md"))),
         "{stdout}"
     );
-    assert!(checked(&report, "every-command-answered") > 0);
+    assert!(report["audit"]["ok"] == true || report["audit"]["explained"] == true, "{stdout}");
+    assert!(checked(&report, "every-command-answered") > 0, "{stdout}");
 }
 
 #[test]
