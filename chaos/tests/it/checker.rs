@@ -149,6 +149,16 @@ impl H {
         h
     }
 
+    /// A reserve answered 202 and never again.
+    fn accepted_never_answered(&mut self) {
+        let id = self.next_id();
+        let body = json!({ "sku": SKU, "quantity": 1 });
+        let mut e = entry(id, "reserve", "POST", "/v1/reservations?wait=0", Some(body));
+        e.status = Some(202);
+        e.response = Some(json!({ "status": "pending" }));
+        self.entries.push(e);
+    }
+
     fn verdict(&self) -> Verdict {
         check(&self.entries, &Context { tick_bound_ms: 1_200, ..Context::default() })
     }
@@ -249,17 +259,7 @@ fn i3_two_replies_for_one_key_and_a_conflict_for_an_identical_retry_are_caught()
 #[test]
 fn i4_an_accepted_command_never_answered_is_caught() {
     let mut h = H::clean();
-    let id = h.next_id();
-    let mut e = entry(
-        id,
-        "reserve",
-        "POST",
-        "/v1/reservations?wait=0",
-        Some(json!({ "sku": SKU, "quantity": 1 })),
-    );
-    e.status = Some(202);
-    e.response = Some(json!({ "status": "pending" }));
-    h.entries.push(e);
+    h.accepted_never_answered();
     assert!(caught(&h.verdict(), "every-command-answered"));
 }
 
@@ -367,16 +367,7 @@ fn the_checker_uses_no_state_or_processor_code() {
 #[test]
 fn an_unanswered_command_is_excused_only_on_a_partition_halted_as_a_gap() {
     let mut h = H::clean();
-    let id = h.next_id();
-    let mut e = entry(
-        id,
-        "reserve",
-        "POST",
-        "/v1/reservations?wait=0",
-        Some(json!({ "sku": SKU, "quantity": 1 })),
-    );
-    e.status = Some(202);
-    h.entries.push(e);
+    h.accepted_never_answered();
     let kill = h.entries[0].done_ms + 1.0;
     let judge = |halted: &[i64]| {
         let ctx = Context {

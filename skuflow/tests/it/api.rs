@@ -752,16 +752,7 @@ fn jwts_signed_by_a_jwks_key_with_the_configured_issuer_are_accepted() {
         header.kid = Some(kid.to_owned());
         encode(&header, &claims, &key).unwrap()
     };
-    let status = |token: String| {
-        stack
-            .client
-            .get(format!("{}/v1/commands/nothing-here", stack.url))
-            .header("Authorization", format!("Bearer {token}"))
-            .send()
-            .unwrap()
-            .status()
-            .as_u16()
-    };
+    let status = |token: String| bearer_status(&stack, &token);
     let idp = "https://idp.example";
     // Authenticated: the poll of an unknown command is 404, not 401.
     assert_eq!(status(sign(Algorithm::RS256, "rsa-1", "jwt-rs256.der", claims(idp))), 404);
@@ -786,6 +777,19 @@ fn jwts_signed_by_a_jwks_key_with_the_configured_issuer_are_accepted() {
     )
     .unwrap();
     assert_eq!(status(hs), 401, "HS256 is not accepted when a JWKS is configured");
+}
+
+/// The status of a poll of an unknown command with bearer `token`: 404 when the token
+/// is accepted, 401 when not.
+fn bearer_status(stack: &Stack, token: &str) -> u16 {
+    stack
+        .client
+        .get(format!("{}/v1/commands/nothing-here", stack.url))
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// A JWKS served over HTTP, whose document the test swaps; counts fetches.
@@ -855,15 +859,7 @@ fn jwks_from_a_url_follows_the_providers_rotation_without_being_hammered() {
     let status = |kid: &str| {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(kid.to_owned());
-        let token = encode(&header, &claims, &rsa).unwrap();
-        stack
-            .client
-            .get(format!("{}/v1/commands/nothing-here", stack.url))
-            .header("Authorization", format!("Bearer {token}"))
-            .send()
-            .unwrap()
-            .status()
-            .as_u16()
+        bearer_status(&stack, &encode(&header, &claims, &rsa).unwrap())
     };
     assert_eq!(idp.fetches(), 1, "fetched once at start");
     assert_eq!(status("rsa-1"), 401, "not in the set yet");
