@@ -1,5 +1,5 @@
 //! The front door, before any handler or extractor runs: a connection beyond its
-//! address's limit is answered 429 and closed ([`crate::conns`]); a request to `/v1/` is
+//! address's limit is answered 429 and closed ([`crate::conns`]); a request to anything but the public endpoints is
 //! authenticated from its headers before a byte of its body is read (an unauthenticated
 //! client cannot hold a connection by sending a body slowly), and an authenticated
 //! request's body must arrive whole within `body_timeout`, or reading it fails with 408
@@ -65,7 +65,9 @@ where
             let response = ApiError::TooManyConnections.error_response();
             return Box::pin(async move { Ok(req.into_response(response)) });
         }
-        if req.path().starts_with("/v1/") {
+        // Everything but the public operations endpoints is authenticated here, whatever
+        // the path looks like before the router decodes it (`/%761/...` is `/v1/...`).
+        if !is_public(req.path()) {
             match authenticate(req.request(), &state.config) {
                 Ok(caller) => {
                     req.extensions_mut().insert::<Caller>(caller);
@@ -80,6 +82,11 @@ where
         }
         Box::pin(self.service.call(req))
     }
+}
+
+/// Paths served without credentials: health, readiness, metrics and the API document.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
 }
 
 /// `payload`, failing with [`BODY_TIMEOUT`] if it has not ended within `limit`.

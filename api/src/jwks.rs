@@ -1,9 +1,9 @@
 //! The identity provider's public keys (a JWKS, RFC 7517), from a file or fetched from a
 //! URL and kept fresh.
 //!
-//! Only RSA keys (RS256) and P-256 keys (ES256) are taken; a key whose `alg` says
-//! otherwise, or of another type, is an error, and a set without a usable key is an
-//! error. Keys from a URL are fetched once at start (the API refuses to start if that
+//! Only RSA keys (RS256) and P-256 keys (ES256) meant for signatures are taken; keys of
+//! other kinds, algorithms or uses are skipped (logged), and a set without a usable key
+//! is an error. Keys from a URL are fetched once at start (the API refuses to start if that
 //! fails), then again every `refresh`, and sooner when a token names a `kid` the set does
 //! not hold (a provider that rotates publishes the new key first): such a refetch happens
 //! at most once every [`MIN_REFETCH`], so tokens with made-up `kid`s cannot make the API
@@ -57,10 +57,6 @@ impl std::fmt::Debug for KeySet {
 pub enum JwksError {
     #[error("JWKS: {0}")]
     Parse(#[from] serde_json::Error),
-    #[error(
-        "JWKS key {kid:?}: only RSA keys for RS256 and P-256 keys for ES256 are accepted (alg {alg})"
-    )]
-    Unsupported { kid: Option<String>, alg: String },
     #[error("JWKS key {kid:?}: {source}")]
     Key { kid: Option<String>, source: jsonwebtoken::errors::Error },
     #[error("the JWKS holds no key")]
@@ -178,7 +174,13 @@ fn fetch(client: &reqwest::blocking::Client, url: &str) -> Result<Vec<Key>, Jwks
     if response.content_length().is_some_and(|n| n > MAX_DOCUMENT as u64) {
         return Err(failed(format!("the document is larger than {MAX_DOCUMENT} bytes")));
     }
-    let body = response.bytes().map_err(|e| failed(e.to_string()))?;
+    // Read at most one byte past the limit, whatever the headers say.
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(response, MAX_DOCUMENT as u64 + 1),
+        &mut body,
+    )
+    .map_err(|e| failed(e.to_string()))?;
     if body.len() > MAX_DOCUMENT {
         return Err(failed(format!("the document is larger than {MAX_DOCUMENT} bytes")));
     }
@@ -200,8 +202,25 @@ fn parse(json: &str) -> Result<Vec<Key>, JwksError> {
             {
                 Algorithm::ES256
             }
-            (_, alg) => return Err(JwksError::Unsupported { kid, alg: format!("{alg:?}") }),
+            (_, alg) => {
+                // A provider may publish keys of other kinds beside ours: skip them.
+                tracing::warn!(
+                    ?kid,
+                    ?alg,
+                    "JWKS key skipped: only RSA keys for RS256 and P-256 keys for ES256 are used"
+                );
+                continue;
+            }
         };
+        if jwk
+            .common
+            .public_key_use
+            .as_ref()
+            .is_some_and(|u| *u != jsonwebtoken::jwk::PublicKeyUse::Signature)
+        {
+            tracing::warn!(?kid, "JWKS key skipped: not a signing key (use)");
+            continue;
+        }
         let key = DecodingKey::from_jwk(jwk)
             .map_err(|source| JwksError::Key { kid: kid.clone(), source })?;
         keys.push(Key { kid, alg, key });
@@ -210,4 +229,31 @@ fn parse(json: &str) -> Result<Vec<Key>, JwksError> {
         return Err(JwksError::Empty);
     }
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys of other kinds, algorithms or uses beside ours are skipped, not fatal: a
+    /// provider adding an EdDSA key must not stop the refresh of the others.
+    #[test]
+    fn unusable_keys_are_skipped_and_only_an_empty_set_is_an_error() {
+        let fixture = include_str!("../../skuflow/tests/fixtures/jwks.json");
+        let mut set: serde_json::Value = serde_json::from_str(fixture).unwrap();
+        let keys = set["keys"].as_array_mut().unwrap();
+        let mut encryption = keys[0].clone();
+        encryption["kid"] = "rsa-enc".into();
+        encryption["use"] = "enc".into();
+        keys.push(encryption);
+        keys.push(
+            serde_json::json!({ "kty": "oct", "kid": "hmac", "k": "c2VjcmV0", "alg": "HS256" }),
+        );
+        let parsed = parse(&set.to_string()).unwrap();
+        let kids: Vec<_> = parsed.iter().map(|k| k.kid.clone().unwrap()).collect();
+        assert_eq!(kids, ["rsa-1", "ec-1"]);
+        let only_bad =
+            serde_json::json!({ "keys": [{ "kty": "oct", "kid": "hmac", "k": "c2VjcmV0" }] });
+        assert!(matches!(parse(&only_bad.to_string()), Err(JwksError::Empty)));
+    }
 }

@@ -382,3 +382,22 @@ fn an_unanswered_command_is_excused_only_on_a_partition_halted_as_a_gap() {
     let f = v.findings.iter().find(|f| f.check == "every-command-answered").unwrap();
     assert!(f.explained_by.as_deref().is_some_and(|e| e.contains("gap")), "{f:?}");
 }
+
+#[test]
+fn i7_a_partial_reserve_refused_while_units_were_there_is_caught() {
+    let mut h = H::new();
+    h.restock("w0", 2, 0, [2, 0, 0]);
+    let body = json!({ "sku": SKU, "quantity": 3, "allow_partial": true });
+    h.command("reserve", "/v1/reservations", body, 10,
+        json!({ "type": "rejected", "reason": "insufficient_stock", "requested": 3, "available": 2 }));
+    assert!(caught(&h.verdict(), "no-undersell"), "2 units could have been held");
+}
+
+#[test]
+fn i2_a_row_in_the_final_read_that_the_history_never_made_is_caught() {
+    let mut h = H::clean();
+    let last = h.entries.last_mut().unwrap();
+    last.response.as_mut().unwrap()["warehouses"]["w9"] =
+        json!({ "on_hand": 5, "reserved": 0, "sold": 0, "version": 1 });
+    assert!(caught(&h.verdict(), "conservation"));
+}

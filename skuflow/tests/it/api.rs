@@ -615,6 +615,11 @@ fn slow_bodies_and_connections_beyond_the_address_limit_are_refused() {
     let (response, _) = exchange(head(None, 1000), b"");
     assert!(response.starts_with("HTTP/1.1 401"), "{response}");
     assert!(response.contains("application/problem+json"), "{response}");
+    // The same with the path percent-encoded (`/%761/` routes as `/v1/`): still refused
+    // from the headers, not after reading a body that never comes.
+    let (response, took) = exchange(head(None, 1000).replacen("POST /v1/", "POST /%761/", 1), b"");
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    assert!(took < Duration::from_secs(4), "answered from the headers: {took:?}");
     // Credentials, and a body that stops after 5 of 50 bytes: 408 after the timeout.
     let (response, took) = exchange(head(Some(ACME), 50), b"{\"sku");
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
