@@ -1,6 +1,7 @@
-//! `skuflow chaos run` end to end on a local cluster it starts itself: every fault kind
-//! under load with the independent checker passing, and a deliberately broken deployment
-//! that the checker must catch.
+//! `skuflow chaos run` end to end on a local cluster it starts itself: process faults
+//! and broker restarts under load with the independent checker passing, and a
+//! deliberately broken deployment that the checker must catch. (Pauses, network and
+//! disk faults run outside CI: RELIABILITY.md says why.)
 
 use serde_json::Value;
 
@@ -54,10 +55,7 @@ fn assert_clean(report: &Value, stdout: &str) {
 fn every_process_fault_under_load_leaves_the_invariants_intact() {
     let (_, report, stdout) = run("ci-processes");
     assert_clean(&report, &stdout);
-    assert_faults(
-        &report,
-        &["kill-processor", "pause-processor", "stop-processor", "add-processor", "kill-api"],
-    );
+    assert_faults(&report, &["kill-processor", "stop-processor", "add-processor", "kill-api"]);
     for check in [
         "model-replay",
         "conservation",
