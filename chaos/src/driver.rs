@@ -451,95 +451,44 @@ fn error_kind(e: &reqwest::Error) -> String {
 
 /// A request that must be refused with a 4xx and change nothing.
 fn hostile(d: &Draw, tenant: &str, sku: &str, id_hint: u64) -> Request {
-    let key = format!("h-{id_hint}");
-    let json_body = |b: Value| ("application/json".to_owned(), b.to_string().into_bytes());
-    let (path, raw, key, credential) = match d.variant % 12 {
-        0 => (
-            "/v1/reservations".to_owned(),
-            ("application/json".to_owned(), b"{\"sku\":".to_vec()),
-            Some(key),
-            None,
-        ),
-        1 => (
-            "/v1/reservations".to_owned(),
-            json_body(json!({ "sku": sku, "quantity": 0 })),
-            Some(key),
-            None,
-        ),
-        2 => (
-            "/v1/reservations".to_owned(),
-            json_body(json!({ "sku": sku, "quantity": -5 })),
-            Some(key),
-            None,
-        ),
-        3 => (
-            "/v1/reservations".to_owned(),
-            json_body(json!({ "sku": sku, "quantity": 4_294_967_296u64 })),
-            Some(key),
-            None,
-        ),
-        4 => (
-            "/v1/reservations".to_owned(),
-            json_body(json!({ "sku": sku, "quantity": 1, "price": 0 })),
-            Some(key),
-            None,
-        ),
-        5 => (
-            "/v1/reservations".to_owned(),
-            json_body(json!({ "sku": "bad sku ☃", "quantity": 1 })),
-            Some(key),
-            None,
-        ),
-        6 => (
-            "/v1/reservations".to_owned(),
-            json_body(json!({ "sku": sku, "quantity": 1 })),
-            None,
-            None,
-        ),
-        7 => (
-            "/v1/reservations".to_owned(),
-            ("text/plain".to_owned(), b"sku=x".to_vec()),
-            Some(key),
-            None,
-        ),
-        8 => (
-            "/v1/reservations".to_owned(),
-            json_body(json!({ "sku": sku, "quantity": 1 })),
-            Some(key),
-            Some("not-a-key".to_owned()),
-        ),
-        9 => (
-            "/v1/reservations".to_owned(),
-            json_body(json!({ "sku": sku, "quantity": 1 })),
-            Some("k".repeat(300)),
-            None,
-        ),
-        10 => (
-            "/v1/availability/..%2F..%2Fetc".to_owned(),
-            ("application/json".to_owned(), Vec::new()),
-            None,
-            None,
-        ),
-        _ => (
-            "/v1/reservations".to_owned(),
-            json_body(
-                json!({ "sku": sku, "quantity": 1, "strategy": { "type": "priority", "order": ["w0", "w0"] } }),
-            ),
-            Some(key),
-            None,
-        ),
+    let json = |b: Value| ("application/json", b.to_string().into_bytes());
+    let variant = d.variant % 12;
+    // A body POSTed to /v1/reservations, with a well-formed key and credential unless
+    // the variant is about those.
+    let raw = match variant {
+        0 => ("application/json", b"{\"sku\":".to_vec()),
+        1 => json(json!({ "sku": sku, "quantity": 0 })),
+        2 => json(json!({ "sku": sku, "quantity": -5 })),
+        3 => json(json!({ "sku": sku, "quantity": 4_294_967_296u64 })),
+        4 => json(json!({ "sku": sku, "quantity": 1, "price": 0 })),
+        5 => json(json!({ "sku": "bad sku ☃", "quantity": 1 })),
+        7 => ("text/plain", b"sku=x".to_vec()),
+        10 => ("application/json", Vec::new()),
+        11 => json(json!({ "sku": sku, "quantity": 1,
+                           "strategy": { "type": "priority", "order": ["w0", "w0"] } })),
+        // 6: no key; 8: a wrong credential; 9: an overlong key.
+        _ => json(json!({ "sku": sku, "quantity": 1 })),
     };
-    let method = if d.variant % 12 == 10 { reqwest::Method::GET } else { reqwest::Method::POST };
+    let key = match variant {
+        6 | 10 => None,
+        9 => Some("k".repeat(300)),
+        _ => Some(format!("h-{id_hint}")),
+    };
+    // 10: a path traversal, read.
+    let (method, path) = match variant {
+        10 => (reqwest::Method::GET, "/v1/availability/..%2F..%2Fetc"),
+        _ => (reqwest::Method::POST, "/v1/reservations"),
+    };
     Request {
         kind: "hostile",
         tenant: tenant.to_owned(),
         key,
         sku: Some(sku.to_owned()),
         method,
-        path,
+        path: path.to_owned(),
         body: None,
-        raw: Some(raw),
-        credential,
+        raw: Some((raw.0.to_owned(), raw.1)),
+        credential: (variant == 8).then(|| "not-a-key".to_owned()),
         hostile: true,
         of: None,
     }
