@@ -62,7 +62,16 @@ pub struct Recovery {
     /// the hypothesis (error rate and command p99); none if that never came before the
     /// end of the workload.
     pub recovery_s: Option<f64>,
+    /// Recovered within `max_recovery_s`, or the load ended before that bound did (a
+    /// fault healed near the end cannot be judged, and is not held against the run).
     pub within_bound: bool,
+    /// False when the load ended before recovery was seen and before the bound expired.
+    #[serde(default = "yes")]
+    pub judged: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The auditor's second opinion, in short.
@@ -222,10 +231,14 @@ pub fn recoveries(
                     && s.p99_ms <= h.max_p99_ms
             });
             let recovery_s = good.map(|s| (s.t as f64 - healed_s).max(0.0));
+            // The timeline ends with the load: it has one entry per second.
+            let load_left_s = timeline.len() as f64 - healed_s;
+            let judged = recovery_s.is_some() || load_left_s >= h.max_recovery_s;
             Recovery {
                 fault: f.clone(),
                 recovery_s,
-                within_bound: recovery_s.is_some_and(|r| r <= h.max_recovery_s),
+                within_bound: recovery_s.map_or(!judged, |r| r <= h.max_recovery_s),
+                judged,
             }
         })
         .collect()
@@ -260,10 +273,12 @@ pub fn summary(r: &Report) -> String {
     if !r.recoveries.is_empty() {
         let mut times: Vec<f64> = r.recoveries.iter().filter_map(|x| x.recovery_s).collect();
         times.sort_by(f64::total_cmp);
-        let unrecovered = r.recoveries.iter().filter(|x| x.recovery_s.is_none()).count();
+        let unrecovered = r.recoveries.iter().filter(|x| x.judged && x.recovery_s.is_none()).count();
+        let unjudged = r.recoveries.iter().filter(|x| !x.judged).count();
         let _ = writeln!(
             s,
-            "recovery after heal: p50 {:.1} s, p99 {:.1} s, max {:.1} s, never {unrecovered}",
+            "recovery after heal: p50 {:.1} s, p99 {:.1} s, max {:.1} s, never {unrecovered}, \
+             load ended first {unjudged}",
             percentile(&times, 0.5),
             percentile(&times, 0.99),
             times.last().copied().unwrap_or(0.0)
@@ -448,7 +463,11 @@ pub fn html(r: &Report, t0_ms: f64) -> String {
     let _ = write!(page, "{traffic}<br>{latency}<br>{lag}");
     page.push_str("<h2>Faults</h2><table><tr><th>fault</th><th>target</th><th>from s</th><th>to s</th><th>recovery s</th></tr>");
     for x in &r.recoveries {
-        let rec = x.recovery_s.map_or("never".to_owned(), |v| format!("{v:.1}"));
+        let rec = match x.recovery_s {
+            Some(v) => format!("{v:.1}"),
+            None if x.judged => "never".to_owned(),
+            None => "load ended first".to_owned(),
+        };
         let _ = write!(
             page,
             "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td class=\"{}\">{rec}</td></tr>",

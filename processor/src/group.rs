@@ -1,6 +1,11 @@
 //! The consumer-group side: rebalance callbacks, and librdkafka's per-partition fetch
 //! statistics kept for the watchdog (what the fetcher is doing when nothing arrives).
 //!
+//! A partition the processor paused (restoring, halted) and then lost in a rebalance is
+//! resumed on its way out and again when it comes back: librdkafka keeps a partition's
+//! pause across revocation and re-assignment, so without that a partition revoked
+//! mid-restore would, once assigned again, never be fetched (and never answered).
+//!
 //! librdkafka's own `consumer_lag` is not used: it counts from the consumer's committed
 //! offset, which transactional commits (`send_offsets_to_transaction`) never update, so it
 //! grows on a healthy processor. The watchdog computes lag from the processor's own
@@ -10,8 +15,40 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use rdkafka::ClientContext;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::TopicPartitionList;
+use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
 use rdkafka::statistics::Statistics;
+
+use crate::ProcessorConfig;
+use crate::output::millis;
+
+/// A consumer-group member on the commands topic: cooperative-sticky, static membership
+/// under the instance name.
+pub fn join(config: &ProcessorConfig, commands_topic: &str) -> KafkaResult<BaseConsumer<GroupContext>> {
+    let context = GroupContext::new(commands_topic.to_owned());
+    let consumer = BaseConsumer::from_config_and_context(
+        broker::client::consumer_config(&config.bootstrap, &config.group_id)
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("group.instance.id", &config.instance)
+            .set("session.timeout.ms", millis(config.session_timeout))
+            .set("max.poll.interval.ms", millis(config.max_poll_interval))
+            .set("statistics.interval.ms", "1000"),
+        context,
+    )?;
+    consumer.subscribe(&[commands_topic])?;
+    Ok(consumer)
+}
+
+/// Un-pause `tpl`'s partitions; a failure only means the partition was not assigned.
+fn resume(consumer: &BaseConsumer<GroupContext>, tpl: &TopicPartitionList, when: &str) {
+    if tpl.count() > 0 {
+        if let Err(e) = consumer.resume(tpl) {
+            tracing::debug!(error = %e, when, "resume after a rebalance");
+        }
+    }
+}
 
 /// What librdkafka said last about fetching one partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,6 +67,7 @@ pub struct FetchStats {
     pub hi_offset: i64,
 }
 
+#[derive(Debug)]
 pub struct GroupContext {
     /// Partitions revoked (or lost) since the processor last looked.
     revoked: Mutex<BTreeSet<i32>>,
@@ -74,11 +112,13 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!(?partitions, "partitions revoked");
+                // Still assigned here: the last moment their pause can be lifted.
+                resume(consumer, tpl, "revoked");
                 // The partition's metrics go with it in the processor (`Watchdog::forget`).
                 let mut fetch = self.fetch.lock().unwrap_or_else(|e| e.into_inner());
                 for p in &partitions {
@@ -92,6 +132,14 @@ impl ConsumerContext for GroupContext {
                 tracing::info!(?partitions, "partitions assigned");
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // A partition comes (back) unpaused: the processor has no state for it yet, and
+        // pauses it itself if it must restore it first.
+        if let Rebalance::Assign(tpl) = rebalance {
+            resume(consumer, tpl, "assigned");
         }
     }
 }

@@ -8,7 +8,7 @@
 
 pub mod batch;
 pub mod config;
-mod group;
+pub mod group;
 pub mod health;
 mod identity;
 pub mod metrics;

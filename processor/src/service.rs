@@ -36,7 +36,7 @@ use crate::config::ProcessorConfig;
 use crate::group::GroupContext;
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::output::{Failure, Outputs, millis};
+use crate::output::{Failure, Outputs};
 use crate::restore::RestoreError;
 use crate::restores::{self, Ended, Restores};
 use crate::tick::Ticker;
@@ -171,7 +171,7 @@ impl Processor {
         // The producer first: fencing the earlier producers of this instance aborts
         // whatever a crashed incarnation left open, before we read any committed offset.
         let mut outputs = Outputs::new(&config)?;
-        let consumer = join_group(&config, &commands_topic)?;
+        let consumer = crate::group::join(&config, &commands_topic)?;
         let partitions = broker::read::partition_count(&consumer, &commands_topic, config.timeout)?;
         // A predecessor on another disk (a rescheduled pod, a frozen zombie) is named in
         // the metadata of the offsets it committed.
@@ -283,7 +283,7 @@ impl Processor {
             let _ = self.metrics.halted.remove_label_values(&[&p.to_string()]);
             self.watchdog.unhalted(p);
         }
-        self.consumer = join_group(&self.config, &self.commands_topic)?;
+        self.consumer = crate::group::join(&self.config, &self.commands_topic)?;
         Ok(())
     }
 
@@ -788,23 +788,4 @@ fn check_retention(config: &ProcessorConfig) -> Result<(), ProcessorError> {
         tracing::warn!("{why}: clients cannot poll for replies older than the topic keeps");
     }
     Ok(())
-}
-
-/// A consumer-group member on the commands topic: cooperative-sticky, static membership
-/// under the instance name.
-fn join_group(
-    config: &ProcessorConfig,
-    commands_topic: &str,
-) -> Result<BaseConsumer<GroupContext>, ProcessorError> {
-    let context = GroupContext::new(commands_topic.to_owned());
-    let consumer: BaseConsumer<GroupContext> =
-        broker::client::consumer_config(&config.bootstrap, &config.group_id)
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("group.instance.id", &config.instance)
-            .set("session.timeout.ms", millis(config.session_timeout))
-            .set("max.poll.interval.ms", millis(config.max_poll_interval))
-            .set("statistics.interval.ms", "1000")
-            .create_with_context(context)?;
-    consumer.subscribe(&[commands_topic])?;
-    Ok(consumer)
 }

@@ -3,6 +3,7 @@
 //! faults injected through librdkafka's mock cluster.
 
 mod batch;
+mod group;
 mod mock_faults;
 mod restore;
 mod service;
