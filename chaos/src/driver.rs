@@ -14,6 +14,9 @@ use crate::workload::{Draw, Kind, sku_name, tenant_name, warehouse_name};
 /// The tenant of the admin key.
 pub const ADMIN_TENANT: &str = "chaos-ops";
 
+/// The `api` of a history entry sent through the `ingest` library.
+pub const INGEST: usize = usize::MAX;
+
 /// A hold the client knows it has.
 #[derive(Debug, Clone)]
 struct Hold {
@@ -60,6 +63,8 @@ pub struct Request {
     pub credential: Option<String>,
     pub hostile: bool,
     pub of: Option<u64>,
+    /// Through the `ingest` library, when the driver has it (commands only).
+    pub ingest: bool,
 }
 
 impl Request {
@@ -84,6 +89,7 @@ impl Request {
             credential: None,
             hostile: false,
             of: None,
+            ingest: false,
         }
     }
 }
@@ -101,6 +107,8 @@ pub struct Driver {
     history: Mutex<Vec<Entry>>,
     /// Command requests ask to wait this long for the reply.
     wait_ms: u64,
+    /// Commands sent through the `ingest` library instead, and which share of them.
+    ingest: Option<crate::ingest_client::IngestClient>,
 }
 
 impl Driver {
@@ -126,7 +134,22 @@ impl Driver {
             known: Mutex::new(Known::default()),
             history: Mutex::new(Vec::new()),
             wait_ms,
+            ingest: None,
         })
+    }
+
+    /// Send the commands whose draw says so through `client` (the `ingest` library,
+    /// straight to the commands topic) rather than an API instance.
+    pub fn with_ingest(mut self, client: crate::ingest_client::IngestClient) -> Self {
+        self.ingest = Some(client);
+        self
+    }
+
+    /// The ingest client, when `request` goes through it: a tenant's well-formed command
+    /// whose draw picked that path.
+    fn via_ingest(&self, request: &Request) -> Option<&crate::ingest_client::IngestClient> {
+        let client = self.ingest.as_ref()?;
+        (request.ingest && !request.hostile && request.credential.is_none()).then_some(client)
     }
 
     /// Restart the workload clock (history times count from here).
@@ -155,6 +178,17 @@ impl Driver {
     /// Send `request` to API instance `api` and record it; returns the entry.
     pub async fn send(&self, api: usize, request: Request) -> Entry {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let (Some(client), Some(key), true) =
+            (self.via_ingest(&request), &request.key, request.method == reqwest::Method::POST)
+        {
+            let sent_ms = self.elapsed_ms();
+            let wait = Duration::from_millis(self.wait_ms);
+            if let Some((status, response, error)) =
+                client.send(&request.tenant, key, &request.path, request.body.as_ref(), wait).await
+            {
+                return self.record(id, INGEST, request, sent_ms, status, response, error);
+            }
+        }
         let api = api % self.apis.len().max(1);
         let url = format!("{}{}", self.apis[api], request.path);
         let mut builder = self.client.request(request.method.clone(), &url);
@@ -181,6 +215,21 @@ impl Driver {
             }
             Err(e) => (None, None, Some(error_kind(&e))),
         };
+        self.record(id, api, request, sent_ms, status, response, error)
+    }
+
+    /// Put an answered request in the history.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        id: u64,
+        api: usize,
+        request: Request,
+        sent_ms: f64,
+        status: Option<u16>,
+        response: Option<Value>,
+        error: Option<String>,
+    ) -> Entry {
         let entry = Entry {
             id,
             kind: request.kind.to_owned(),
@@ -351,6 +400,7 @@ impl Driver {
                     credential: None,
                     hostile: false,
                     of: None,
+                    ingest: false,
                 }
             }
             Kind::Restock => {
@@ -368,6 +418,9 @@ impl Driver {
             }
             Kind::Hostile => hostile(d, &tenant, &sku, id_hint),
         };
+        let mut request = request;
+        request.ingest =
+            d.ingest && request.key.is_some() && !request.hostile && request.tenant != ADMIN_TENANT;
         Some(request)
     }
 
@@ -411,6 +464,7 @@ impl Driver {
             credential: None,
             hostile: false,
             of: Some(e.id),
+            ingest: false,
         }
     }
 
@@ -435,6 +489,7 @@ impl Driver {
             credential: None,
             hostile: false,
             of,
+            ingest: false,
         }
     }
 }
@@ -491,5 +546,6 @@ fn hostile(d: &Draw, tenant: &str, sku: &str, id_hint: u64) -> Request {
         credential: (variant == 8).then(|| "not-a-key".to_owned()),
         hostile: true,
         of: None,
+        ingest: false,
     }
 }

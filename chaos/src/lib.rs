@@ -15,6 +15,7 @@ pub mod check;
 pub mod cluster;
 pub mod driver;
 pub mod history;
+pub mod ingest_client;
 pub mod k8s;
 pub mod log;
 pub mod nemesis;

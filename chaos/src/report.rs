@@ -273,7 +273,8 @@ pub fn summary(r: &Report) -> String {
     if !r.recoveries.is_empty() {
         let mut times: Vec<f64> = r.recoveries.iter().filter_map(|x| x.recovery_s).collect();
         times.sort_by(f64::total_cmp);
-        let unrecovered = r.recoveries.iter().filter(|x| x.judged && x.recovery_s.is_none()).count();
+        let unrecovered =
+            r.recoveries.iter().filter(|x| x.judged && x.recovery_s.is_none()).count();
         let unjudged = r.recoveries.iter().filter(|x| !x.judged).count();
         let _ = writeln!(
             s,

@@ -118,7 +118,16 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
         }
     };
     let timeout = Duration::from_millis(scenario.workload.request_timeout_ms);
-    let driver = Arc::new(Driver::new(apis, tenant_keys, admin_key, timeout)?);
+    let mut driver = Driver::new(apis, tenant_keys, admin_key, timeout)?;
+    if scenario.workload.ingest_fraction > 0.0 {
+        let brokers = brokers.as_deref().ok_or_else(|| {
+            RunError::Config("workload.ingest_fraction needs the target's brokers".into())
+        })?;
+        let client = crate::ingest_client::IngestClient::start(brokers)
+            .map_err(|e| RunError::Config(format!("the ingest client on {brokers}: {e}")))?;
+        driver = driver.with_ingest(client);
+    }
+    let driver = Arc::new(driver);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
 
     // Stock, and every stock command answered: the processors serve every partition

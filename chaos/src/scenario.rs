@@ -146,6 +146,11 @@ pub struct Workload {
     /// How long one request may take before the client gives up on it.
     #[serde(default = "timeout")]
     pub request_timeout_ms: u64,
+    /// Share of the tenants' commands (reserve, purchase, release, extend and their
+    /// retries) produced straight to the commands topic with the `ingest` library, as a
+    /// service that embeds it would, instead of sent to the API. Needs the brokers.
+    #[serde(default)]
+    pub ingest_fraction: f64,
 }
 
 fn skus() -> usize {
@@ -369,6 +374,10 @@ impl Scenario {
             (
                 (0.0..=1.0).contains(&w.hostile_fraction),
                 "workload.hostile_fraction must be in [0, 1]",
+            ),
+            (
+                (0.0..=1.0).contains(&w.ingest_fraction),
+                "workload.ingest_fraction must be in [0, 1]",
             ),
             (w.warehouses >= 1 && w.warehouses <= 32, "workload.warehouses must be 1 to 32"),
             (w.tenants >= 1 && w.tenants <= 100, "workload.tenants must be 1 to 100"),

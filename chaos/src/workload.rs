@@ -132,6 +132,8 @@ pub struct Draw {
     pub pick: f64,
     /// Which hostile request, which API instance.
     pub variant: u64,
+    /// Sent through the `ingest` library rather than HTTP (a tenant's command only).
+    pub ingest: bool,
 }
 
 /// The generator of draws for one scenario.
@@ -211,6 +213,8 @@ impl Generator {
             allow_partial: self.rng.coin(0.2),
             pick: self.rng.unit(),
             variant: self.rng.next_u64(),
+            // Drawn only when asked for, so scenarios without it keep their workloads.
+            ingest: w.ingest_fraction > 0.0 && self.rng.coin(w.ingest_fraction),
         }
     }
 }

@@ -26,7 +26,10 @@ use crate::output::millis;
 
 /// A consumer-group member on the commands topic: cooperative-sticky, static membership
 /// under the instance name.
-pub fn join(config: &ProcessorConfig, commands_topic: &str) -> KafkaResult<BaseConsumer<GroupContext>> {
+pub fn join(
+    config: &ProcessorConfig,
+    commands_topic: &str,
+) -> KafkaResult<BaseConsumer<GroupContext>> {
     let context = GroupContext::new(commands_topic.to_owned());
     let consumer = BaseConsumer::from_config_and_context(
         broker::client::consumer_config(&config.bootstrap, &config.group_id)

@@ -1,6 +1,7 @@
 //! `skuflow chaos run` end to end on a local cluster it starts itself: process faults
 //! and broker restarts under load with the independent checker passing, and a
-//! deliberately broken deployment that the checker must catch. (Pauses, network and
+//! deliberately broken deployment that the checker must catch. Part of the process
+//! faults' workload goes through the `ingest` library rather than HTTP. (Pauses, network and
 //! disk faults run outside CI: RELIABILITY.md says why.)
 
 use serde_json::Value;
@@ -51,25 +52,18 @@ fn assert_faults(report: &Value, kinds: &[&str]) {
 
 #[test]
 fn every_process_fault_under_load_leaves_the_invariants_intact() {
-    let (_, report, stdout) = run("ci-processes");
-    // Every invariant but I4: under CI's load a partition sometimes stops being answered
-    // a few seconds after a processor's kill -9 and restart (open, RELIABILITY.md; the
-    // run's logs stay in the target directory's chaos-ci-processes/). Every other check
-    // must find nothing.
-    // Findings that follow from such a stall (holds not expiring, rows not matching) may
-    // only be on the SKUs that have unanswered commands.
-    let findings = report["verdict"]["findings"].as_array().unwrap();
-    let stalled: std::collections::BTreeSet<&str> = findings
-        .iter()
-        .filter(|f| f["invariant"] == "I4")
-        .filter_map(|f| f["sku"].as_str())
-        .collect();
+    let (_, report, stdout, history) = run_with_history("ci-processes");
+    // Nothing at all: under CI's load a partition once stopped being answered after a
+    // kill -9 restart (a pause librdkafka kept across a rebalance, fixed; the run's logs
+    // stay in the target directory's chaos-ci-processes/).
+    assert_eq!(report["verdict"]["findings"], serde_json::json!([]), "{stdout}");
+    // A share of the commands went through the ingest library, and were answered.
+    let via_ingest: Vec<&Value> =
+        history.iter().filter(|e| e["api"].as_u64() == Some(u64::MAX)).collect();
     assert!(
-        findings
-            .iter()
-            .all(|f| f["invariant"] == "I4"
-                || f["sku"].as_str().is_some_and(|s| stalled.contains(s))),
-        "{stdout}"
+        via_ingest.iter().filter(|e| matches!(e["status"].as_u64(), Some(200 | 409))).count() > 50,
+        "{} commands through ingest: {stdout}",
+        via_ingest.len()
     );
     assert_faults(&report, &["kill-processor", "stop-processor", "add-processor", "kill-api"]);
     for check in [
