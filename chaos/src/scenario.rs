@@ -406,6 +406,15 @@ impl Scenario {
                 ));
             }
         }
+        // A window that starts after the load has ended would be skipped without a word.
+        if let Some(late) = self.plan(1, 1).iter().find(|p| p.start_s >= self.duration_s) {
+            return Err(format!(
+                "fault {} at {} s starts after the workload's {} s (duration_s)",
+                late.kind.name(),
+                late.start_s,
+                self.duration_s
+            ));
+        }
         Ok(())
     }
 

@@ -3,3 +3,4 @@
 
 mod checker;
 mod k8s;
+mod scenarios;
