@@ -155,7 +155,13 @@ pub struct ApiConfig {
     /// Searches for old replies (polls of commands older than the reply cache) queued at
     /// once; one searcher per instance works through them.
     pub lookup_queue: usize,
+    /// Finished (released, purchased, expired) reservations the reservations view keeps
+    /// readable; the oldest are forgotten first (their reads answer 404).
+    pub keep_finished: usize,
 }
+
+/// Finished reservations kept by the reservations view (about 200 bytes each).
+pub const DEFAULT_KEEP_FINISHED: usize = 1_000_000;
 
 impl ApiConfig {
     pub fn new(bind: SocketAddr, bootstrap: impl Into<String>) -> Self {
@@ -175,12 +181,13 @@ impl ApiConfig {
             rate_burst: 2000.0,
             max_in_flight: 1000,
             max_quantity: 10_000,
-            max_ttl_ms: 60 * 60 * 1000,
+            max_ttl_ms: topics::DEFAULT_MAX_TTL_MS,
             max_stock: topics::DEFAULT_MAX_STOCK,
             max_warehouses: topics::DEFAULT_MAX_WAREHOUSES,
             workers: 2,
-            reply_cache: 200_000,
-            lookup_queue: 64,
+            reply_cache: ingest::DEFAULT_REPLY_CACHE,
+            lookup_queue: ingest::DEFAULT_LOOKUP_QUEUE,
+            keep_finished: DEFAULT_KEEP_FINISHED,
         }
     }
 }

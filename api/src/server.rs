@@ -58,7 +58,7 @@ impl Api {
             &config.topics.name(Topic::Availability),
             availability.clone(),
         )?;
-        let reservations = Arc::new(ReservationsView::default());
+        let reservations = Arc::new(ReservationsView::new(config.keep_finished));
         let reservations_follower = Follower::start(
             &config.bootstrap,
             &config.topics.name(Topic::Events),

@@ -78,12 +78,6 @@ struct Reservations {
     finished: std::collections::VecDeque<ReservationId>,
 }
 
-impl Default for ReservationsView {
-    fn default() -> Self {
-        Self::new(1_000_000)
-    }
-}
-
 impl ReservationsView {
     pub fn new(keep_finished: usize) -> Self {
         Self { inner: RwLock::default(), keep_finished }

@@ -40,6 +40,11 @@ pub enum IngestError {
     Busy,
 }
 
+/// Replies kept in memory for waiters and polls (about 0.5 KB each).
+pub const DEFAULT_REPLY_CACHE: usize = 200_000;
+/// Searches for old replies queued at once.
+pub const DEFAULT_LOOKUP_QUEUE: usize = 64;
+
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
     pub bootstrap: String,
@@ -60,10 +65,10 @@ impl IngestConfig {
         Self {
             bootstrap: bootstrap.into(),
             topics: Topics::default(),
-            cache_capacity: 1_000_000,
+            cache_capacity: DEFAULT_REPLY_CACHE,
             queue_capacity: 100_000,
             delivery_timeout: Duration::from_secs(30),
-            lookup_queue: 64,
+            lookup_queue: DEFAULT_LOOKUP_QUEUE,
         }
     }
 }

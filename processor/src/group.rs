@@ -46,10 +46,10 @@ pub fn join(
 
 /// Un-pause `tpl`'s partitions; a failure only means the partition was not assigned.
 fn resume(consumer: &BaseConsumer<GroupContext>, tpl: &TopicPartitionList, when: &str) {
-    if tpl.count() > 0 {
-        if let Err(e) = consumer.resume(tpl) {
-            tracing::debug!(error = %e, when, "resume after a rebalance");
-        }
+    if tpl.count() > 0
+        && let Err(e) = consumer.resume(tpl)
+    {
+        tracing::debug!(error = %e, when, "resume after a rebalance");
     }
 }
 

@@ -47,41 +47,50 @@ pub struct ApiArgs {
     #[arg(long, env = "SKUFLOW_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
     /// Default wait for a command's reply, in milliseconds.
-    #[arg(long, env = "SKUFLOW_WAIT_DEFAULT_MS", default_value_t = 5000)]
+    #[arg(long, env = "SKUFLOW_WAIT_DEFAULT_MS", default_value_t = crate::processor_cmd::ms(defaults().wait_default))]
     pub wait_default_ms: u64,
     /// Largest `?wait=`, in milliseconds.
-    #[arg(long, env = "SKUFLOW_WAIT_MAX_MS", default_value_t = 30_000)]
+    #[arg(long, env = "SKUFLOW_WAIT_MAX_MS", default_value_t = crate::processor_cmd::ms(defaults().wait_max))]
     pub wait_max_ms: u64,
     /// Requests per second per credential.
-    #[arg(long, env = "SKUFLOW_RATE", default_value_t = 1000.0)]
+    #[arg(long, env = "SKUFLOW_RATE", default_value_t = defaults().rate_per_sec)]
     pub rate: f64,
     /// Burst per credential.
-    #[arg(long, env = "SKUFLOW_BURST", default_value_t = 2000.0)]
+    #[arg(long, env = "SKUFLOW_BURST", default_value_t = defaults().rate_burst)]
     pub burst: f64,
     /// Commands per credential waiting for replies at once.
-    #[arg(long, env = "SKUFLOW_MAX_IN_FLIGHT", default_value_t = 1000)]
+    #[arg(long, env = "SKUFLOW_MAX_IN_FLIGHT", default_value_t = defaults().max_in_flight)]
     pub max_in_flight: usize,
     /// Replies kept in memory for polls by key (older ones need the poll URL's `at`).
-    #[arg(long, env = "SKUFLOW_REPLY_CACHE", default_value_t = 200_000)]
+    #[arg(long, env = "SKUFLOW_REPLY_CACHE", default_value_t = defaults().reply_cache)]
     pub reply_cache: usize,
     /// HTTP worker threads.
-    #[arg(long, env = "SKUFLOW_API_WORKERS", default_value_t = 2)]
+    #[arg(long, env = "SKUFLOW_API_WORKERS", default_value_t = defaults().workers)]
     pub workers: usize,
     /// Milliseconds an authenticated request's body may take to arrive whole (408 after).
-    #[arg(long, env = "SKUFLOW_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "SKUFLOW_BODY_TIMEOUT_MS", default_value_t = crate::processor_cmd::ms(defaults().body_timeout))]
     pub body_timeout_ms: u64,
     /// Searches for old replies queued at once (polls older than the reply cache); beyond
     /// it such a poll gets 503 overloaded.
-    #[arg(long, env = "SKUFLOW_LOOKUP_QUEUE", default_value_t = 64)]
+    #[arg(long, env = "SKUFLOW_LOOKUP_QUEUE", default_value_t = defaults().lookup_queue)]
     pub lookup_queue: usize,
     /// Open connections per HTTP worker; beyond it, new ones wait to be accepted.
-    #[arg(long, env = "SKUFLOW_MAX_CONNECTIONS", default_value_t = 10_000)]
+    #[arg(long, env = "SKUFLOW_MAX_CONNECTIONS", default_value_t = defaults().max_connections)]
     pub max_connections: usize,
     /// Open connections per client IP address (0: no limit); a connection beyond it is
     /// answered 429 too-many-connections and closed. Behind a proxy that hides client
     /// addresses, raise it or set 0.
-    #[arg(long, env = "SKUFLOW_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 1_000)]
+    #[arg(long, env = "SKUFLOW_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = defaults().max_connections_per_address)]
     pub max_connections_per_address: usize,
+    /// Finished (released, purchased, expired) reservations kept readable by this
+    /// instance's reservations view; the oldest are forgotten first.
+    #[arg(long, env = "SKUFLOW_KEEP_FINISHED", default_value_t = defaults().keep_finished)]
+    pub keep_finished: usize,
+}
+
+/// The API's defaults, written once in its config.
+fn defaults() -> ApiConfig {
+    ApiConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), "")
 }
 
 impl ApiArgs {
@@ -122,6 +131,7 @@ impl ApiArgs {
         c.max_connections = self.max_connections.max(1);
         c.max_connections_per_address = self.max_connections_per_address;
         c.lookup_queue = self.lookup_queue.max(1);
+        c.keep_finished = self.keep_finished;
         Ok(c)
     }
 }

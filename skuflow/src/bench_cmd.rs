@@ -34,9 +34,8 @@ enum What {
 
 #[derive(Debug, clap::Args)]
 struct ProcessorBench {
-    /// Bootstrap servers; default: start the dev broker on a free port.
-    #[arg(long, env = "SKUFLOW_BROKERS")]
-    brokers: Option<String>,
+    #[command(flatten)]
+    cluster: crate::cluster_args::OptionalBrokers,
     /// Commands in the backlog.
     #[arg(long, default_value_t = 200_000)]
     commands: usize,
@@ -53,7 +52,7 @@ struct ProcessorBench {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let What::Processor(bench) = args.what;
-    let (_broker, bootstrap) = match &bench.brokers {
+    let (_broker, bootstrap) = match &bench.cluster.brokers {
         Some(b) => (None, b.clone()),
         None => {
             let b = DevBroker::start()?;

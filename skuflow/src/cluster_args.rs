@@ -12,6 +12,14 @@ pub struct ClusterArgs {
     pub topic_prefix: String,
 }
 
+/// A Kafka cluster to use, or none: the subcommand starts the dev broker.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OptionalBrokers {
+    /// Use this Kafka cluster (bootstrap servers) instead of starting the dev broker.
+    #[arg(long, env = "SKUFLOW_BROKERS")]
+    pub brokers: Option<String>,
+}
+
 impl ClusterArgs {
     pub fn topics(&self) -> Topics {
         Topics { prefix: self.topic_prefix.clone() }

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use processor::{Delivery, Health, Processor, ProcessorConfig};
-use state::MachineConfig;
 use topics::Topics;
 
 /// Exit code of a fenced processor.
@@ -37,27 +36,27 @@ pub struct ProcessorArgs {
     #[arg(long, env = "SKUFLOW_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Consumer group of the processors.
-    #[arg(long, env = "SKUFLOW_GROUP", default_value = "skuflow-processor")]
+    #[arg(long, env = "SKUFLOW_GROUP", default_value_t = defaults().group_id)]
     pub group: String,
     /// Most commands applied in one transaction.
-    #[arg(long, env = "SKUFLOW_BATCH_MAX", default_value_t = 1000)]
+    #[arg(long, env = "SKUFLOW_BATCH_MAX", default_value_t = defaults().batch_max)]
     pub batch_max: usize,
     /// How long a batch waits for more commands after its first, in milliseconds (0: it
     /// takes what arrived while the previous transaction committed; measured best).
-    #[arg(long, env = "SKUFLOW_BATCH_WAIT_MS", default_value_t = 0)]
+    #[arg(long, env = "SKUFLOW_BATCH_WAIT_MS", default_value_t = ms(defaults().batch_wait))]
     pub batch_wait_ms: u64,
     /// Interval of tick commands on owned partitions, in milliseconds; 0 turns ticks off.
-    #[arg(long, env = "SKUFLOW_TICK_INTERVAL_MS", default_value_t = 1000)]
+    #[arg(long, env = "SKUFLOW_TICK_INTERVAL_MS", default_value_t = ms(defaults().tick_interval.unwrap_or_default()))]
     pub tick_interval_ms: u64,
     /// exactly-once (one transaction per batch) or at-least-once (produce, then commit).
     #[arg(long, env = "SKUFLOW_DELIVERY", default_value = "exactly-once", value_parser = parse_delivery)]
     pub delivery: Delivery,
     /// Consumer group session timeout, in milliseconds.
-    #[arg(long, env = "SKUFLOW_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "SKUFLOW_SESSION_TIMEOUT_MS", default_value_t = ms(defaults().session_timeout))]
     pub session_timeout_ms: u64,
     /// Longest time between two polls of the group, in milliseconds; also how long a
     /// rebalance waits for a member that does not rejoin.
-    #[arg(long, env = "SKUFLOW_MAX_POLL_INTERVAL_MS", default_value_t = 60_000)]
+    #[arg(long, env = "SKUFLOW_MAX_POLL_INTERVAL_MS", default_value_t = ms(defaults().max_poll_interval))]
     pub max_poll_interval_ms: u64,
     /// fsync the store's write-ahead log on every batch.
     #[arg(long, env = "SKUFLOW_SYNC_STORE")]
@@ -67,30 +66,39 @@ pub struct ProcessorArgs {
     pub metrics_addr: SocketAddr,
     /// Milliseconds a partition with records waiting may apply nothing before the watchdog
     /// reports it stalled: an error in the log, /healthz 503, the consumer recreated.
-    #[arg(long, env = "SKUFLOW_STALL_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(long, env = "SKUFLOW_STALL_TIMEOUT_MS", default_value_t = ms(defaults().stall_timeout))]
     pub stall_timeout_ms: u64,
     /// Milliseconds a partition whose changelog ends before the group's committed offset
     /// is restored again before it is halted as a gap (a transaction left open on the
     /// changelog hides its end until it commits or is aborted after the 60 s transaction
     /// timeout).
-    #[arg(long, env = "SKUFLOW_GAP_PATIENCE_MS", default_value_t = 65_000)]
+    #[arg(long, env = "SKUFLOW_GAP_PATIENCE_MS", default_value_t = ms(defaults().gap_patience))]
     pub gap_patience_ms: u64,
     /// How long a command id is remembered, in milliseconds of log time: a retry within it
     /// gets the first reply; after it the same id is a new command. Every processor of a
     /// deployment must use the same value (it is part of the state machine's input).
-    #[arg(long, env = "SKUFLOW_IDEMPOTENCY_WINDOW_MS", default_value_t = MachineConfig::default().dedup_window_ms)]
+    #[arg(long, env = "SKUFLOW_IDEMPOTENCY_WINDOW_MS", default_value_t = defaults().machine.dedup_window_ms)]
     pub idempotency_window_ms: u64,
     /// How long a finished (released, purchased, expired) reservation stays readable, in
     /// milliseconds of log time; after it, commands naming it get not_found.
-    #[arg(long, env = "SKUFLOW_RESERVATION_RETENTION_MS", default_value_t = MachineConfig::default().reservation_retention_ms)]
+    #[arg(long, env = "SKUFLOW_RESERVATION_RETENTION_MS", default_value_t = defaults().machine.reservation_retention_ms)]
     pub reservation_retention_ms: u64,
     /// Rows (stock rows, reservations, idempotency records) kept in memory between
     /// batches, shared by the owned partitions; 0 keeps none.
-    #[arg(long, env = "SKUFLOW_CACHE_ROWS", default_value_t = processor::config::DEFAULT_CACHE_ROWS)]
+    #[arg(long, env = "SKUFLOW_CACHE_ROWS", default_value_t = defaults().cache_rows)]
     pub cache_rows: usize,
     /// The store's block cache, in MiB.
-    #[arg(long, env = "SKUFLOW_BLOCK_CACHE_MB", default_value_t = state::store::DEFAULT_BLOCK_CACHE_BYTES >> 20)]
+    #[arg(long, env = "SKUFLOW_BLOCK_CACHE_MB", default_value_t = defaults().block_cache_bytes >> 20)]
     pub block_cache_mb: usize,
+}
+
+/// The processor's defaults, written once in its config.
+fn defaults() -> ProcessorConfig {
+    ProcessorConfig::new("", "", "")
+}
+
+pub(crate) fn ms(d: Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX)
 }
 
 fn parse_delivery(s: &str) -> Result<Delivery, String> {

@@ -15,9 +15,8 @@ use crate::metrics_server::MetricsServer;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Use this Kafka cluster instead of starting the dev broker.
-    #[arg(long, env = "SKUFLOW_BROKERS")]
-    brokers: Option<String>,
+    #[command(flatten)]
+    cluster: crate::cluster_args::OptionalBrokers,
     /// Port of the dev broker.
     #[arg(long, default_value_t = 9092)]
     broker_port: u16,
@@ -28,7 +27,7 @@ pub struct Args {
     #[arg(long, default_value_t = 8)]
     partitions: i32,
     /// Prefix of skuflow's topic names.
-    #[arg(long, default_value = "skuflow")]
+    #[arg(long, env = "SKUFLOW_TOPIC_PREFIX", default_value = "skuflow")]
     topic_prefix: String,
     /// Configure the published development key `dev-admin-key` (tenant demo, admin) even
     /// with --brokers. Without credentials it is configured on its own only with the
@@ -46,8 +45,8 @@ const DEV_KEY: &str = "dev-admin-key";
 const DEV_TENANT: &str = "demo";
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let own_broker = args.brokers.is_none();
-    let (mut broker, bootstrap) = match args.brokers {
+    let own_broker = args.cluster.brokers.is_none();
+    let (mut broker, bootstrap) = match args.cluster.brokers {
         Some(addr) => {
             tracing::info!(bootstrap = %addr, "using the given brokers");
             (None, addr)

@@ -68,7 +68,7 @@ impl Default for MachineConfig {
     fn default() -> Self {
         Self {
             default_ttl_ms: 10 * 60 * 1000,
-            max_ttl_ms: 60 * 60 * 1000,
+            max_ttl_ms: topics::DEFAULT_MAX_TTL_MS,
             dedup_window_ms: 24 * 60 * 60 * 1000,
             reservation_retention_ms: 24 * 60 * 60 * 1000,
             max_quantity: 1_000_000,

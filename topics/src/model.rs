@@ -77,6 +77,8 @@ pub enum Strategy {
 /// they keep every sum over a SKU's rows inside a u64.
 pub const DEFAULT_MAX_STOCK: u64 = 1_000_000_000_000;
 pub const DEFAULT_MAX_WAREHOUSES: u32 = 64;
+/// The longest hold a command may ask for, in milliseconds (the API and the machine).
+pub const DEFAULT_MAX_TTL_MS: u64 = 60 * 60 * 1000;
 
 /// A priority order must name between 1 and `max` warehouses, each once: a repeated
 /// warehouse would be offered (and held) twice. The API refuses such a request with a

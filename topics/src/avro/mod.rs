@@ -1,5 +1,6 @@
 //! Avro in the Confluent wire format (magic byte, 4-byte schema id, Avro body), through
-//! `schema_registry_converter`, used when a schema registry URL is configured. The
+//! `schema_registry_converter`. No service is configured for a registry yet: only this
+//! crate's tests use it. The
 //! schemas are checked in under `topics/schemas/` and registered under the topic name
 //! strategy (`{topic}-value`). A decode failure is a [`DecodeError`], like JSON's.
 
