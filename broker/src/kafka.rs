@@ -41,7 +41,9 @@ pub(crate) fn create_topic(
     configs: &[(&str, &str)],
 ) -> Result<(), KafkaError> {
     let admin = admin(bootstrap)?;
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    // The broker's default replication (-1, Kafka >= 2.4): a cluster that requires
+    // min.insync.replicas 2 refuses writes to a topic with one replica.
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
     for (k, v) in configs {
         topic = topic.set(k, v);
     }

@@ -69,6 +69,11 @@ def prometheusrule_without_expr(docs):
     del find(docs, "PrometheusRule")["spec"]["groups"][0]["rules"][0]["expr"]
 
 
+def prometheusrule_bad_promql(docs):
+    rule = find(docs, "PrometheusRule")["spec"]["groups"][0]["rules"][0]
+    rule["expr"] = rule["expr"].replace(")", "", 1)
+
+
 def unknown_kind(docs):
     docs.append({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "skuflow"}})
 
@@ -99,6 +104,29 @@ def instance_not_pod_name(docs):
 
 CASES = [f for name, f in sorted(globals().items()) if callable(f) and f.__module__ == "__main__" and name not in ("find", "main")]
 
+# What the rejection of each case must say: a mistake rejected for another reason (some
+# other rule tripping over the copy) would prove nothing about the validator meant.
+EXPECT = {
+    "changelog_deleted": "changelog must be compacted",
+    "commands_on_create_time": "LogAppendTime",
+    "deployment_probe_port_is_a_list": "readinessProbe",
+    "instance_not_pod_name": "SKUFLOW_INSTANCE must be the pod name",
+    "kafka_port_is_a_string": "listeners[0].port",
+    "nodepool_unknown_role": "'zookeeper' is not one of",
+    "partitions_differ": "same partition count",
+    "prometheusrule_bad_promql": "could not parse expression",
+    "prometheusrule_without_expr": "field 'expr' must be set",
+    "scaled_past_partitions": "maxReplicaCount 5 must equal",
+    "scaledobject_max_is_a_string": "spec.maxReplicaCount",
+    "scaledobject_without_target": "spec.scaleTargetRef",
+    "servicemonitor_misspelt_field": "intervall",
+    "sts_grace_is_a_string": "terminationGracePeriodSeconds",
+    "sts_misspelt_field": "podManagmentPolicy",
+    "topic_misspelt_config": "retention.msx",
+    "topic_misspelt_field": "'partitions' is a required property",
+    "unknown_kind": "no validator for example.com/v1 Widget",
+}
+
 
 def main(rendered, out):
     with open(rendered) as f:
@@ -109,6 +137,10 @@ def main(rendered, out):
         case(broken)
         with open(os.path.join(out, case.__name__ + ".yaml"), "w") as f:
             yaml.safe_dump_all(broken, f, sort_keys=False)
+        if case.__name__ not in EXPECT:
+            raise SystemExit("breakages: %s has no EXPECT entry" % case.__name__)
+        with open(os.path.join(out, case.__name__ + ".expect"), "w") as f:
+            f.write(EXPECT[case.__name__])
         print(case.__name__)
 
 

@@ -54,7 +54,7 @@ def check(path):
     try:
         parsed = model.model_validate(doc, strict=True)
     except pydantic.ValidationError as e:
-        return [str(e)]
+        return ["%s: %s" % (".".join(map(str, err["loc"])), err["msg"]) for err in e.errors()]
     kept = parsed.model_dump(by_alias=True, exclude_unset=True, mode="json")
     return ["unknown field %s" % p for p in dropped(doc, kept)]
 
@@ -66,9 +66,8 @@ def main(paths):
         errors = check(path)
         if errors:
             failed += 1
-            print("  %s: INVALID" % path)
             for e in errors:
-                print("    " + e.replace("\n", "\n    "))
+                print("  %s: INVALID: %s" % (path, e))
     print("  models: %d of %d documents valid" % (len(paths) - failed, len(paths)))
     return 1 if failed else 0
 

@@ -128,8 +128,8 @@ def check(docs):
     data_dir = proc_env.get("SKUFLOW_DATA_DIR", "")
     r.expect(any(data_dir.startswith(mounts[c]) for c in claims if c in mounts), "SKUFLOW_DATA_DIR %r must be on a volumeClaimTemplate's volume" % data_dir)
     r.expect(str(proc_env.get("SKUFLOW_METRICS_ADDR", "127.0.0.1")).startswith("0.0.0.0:"), "SKUFLOW_METRICS_ADDR must listen on the pod's address for probes and Prometheus")
-    for probe in ("readinessProbe", "livenessProbe"):
-        r.expect((proc_container.get(probe) or {}).get("httpGet", {}).get("path") == "/healthz", "processor %s on /healthz" % probe)
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        r.expect((proc_container.get(probe) or {}).get("httpGet", {}).get("path") == path, "processor %s on %s" % (probe, path))
     r.expect(spec.get("replicas", 1) <= p, "the processor StatefulSet has more replicas than partitions")
     r.expect(api_env.get("SKUFLOW_API_BIND", "127.0.0.1:8080").split(":")[0] not in ("127.0.0.1", "localhost"), "SKUFLOW_API_BIND must not be loopback")
     probes = {k: (api_container.get(k) or {}).get("httpGet", {}).get("path") for k in ("livenessProbe", "readinessProbe")}

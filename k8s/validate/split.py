@@ -6,6 +6,7 @@ validator that checks its kind; refuse any kind no validator covers.
 OUTDIR/core/       Kubernetes' own kinds        -> kubernetes-validate
 OUTDIR/models/     Prometheus Operator and KEDA -> models.py (cloudcoil models)
 OUTDIR/strimzi/K/  Strimzi kind K               -> check-jsonschema, k8s/schemas
+OUTDIR/promtool/   each PrometheusRule's groups -> promtool check rules (PromQL syntax)
 """
 
 import os
@@ -48,6 +49,11 @@ def main(rendered, out):
         with open(os.path.join(directory, "%03d-%s-%s.yaml" % (i, kind, name)), "w") as f:
             yaml.safe_dump(doc, f, sort_keys=False)
         counts[group] = counts.get(group, 0) + 1
+        if kind == "PrometheusRule":
+            rules = os.path.join(out, "promtool")
+            os.makedirs(rules, exist_ok=True)
+            with open(os.path.join(rules, "%s.rules.yaml" % name), "w") as f:
+                yaml.safe_dump({"groups": (doc.get("spec") or {}).get("groups")}, f, sort_keys=False)
     for group in sorted(counts):
         print("  %-22s %d documents" % (group, counts[group]))
     if unknown:

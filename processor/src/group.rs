@@ -74,18 +74,30 @@ pub struct FetchStats {
 pub struct GroupContext {
     /// Partitions revoked (or lost) since the processor last looked.
     revoked: Mutex<BTreeSet<i32>>,
+    /// The group has given this member an assignment (possibly empty) since it joined.
+    assigned: std::sync::atomic::AtomicBool,
     fetch: Mutex<BTreeMap<i32, FetchStats>>,
     commands_topic: String,
 }
 
 impl GroupContext {
     pub fn new(commands_topic: String) -> Self {
-        Self { revoked: Mutex::default(), fetch: Mutex::default(), commands_topic }
+        Self {
+            revoked: Mutex::default(),
+            assigned: std::sync::atomic::AtomicBool::new(false),
+            fetch: Mutex::default(),
+            commands_topic,
+        }
     }
 
     /// The latest fetch statistics of every partition librdkafka reported.
     pub fn fetch_stats(&self) -> BTreeMap<i32, FetchStats> {
         self.fetch.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether the group has assigned this member its partitions (none counts) yet.
+    pub fn has_assignment(&self) -> bool {
+        self.assigned.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The partitions revoked since the last call.
@@ -143,6 +155,7 @@ impl ConsumerContext for GroupContext {
         // pauses it itself if it must restore it first.
         if let Rebalance::Assign(tpl) = rebalance {
             resume(consumer, tpl, "assigned");
+            self.assigned.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

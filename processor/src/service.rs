@@ -126,6 +126,8 @@ pub struct Processor {
     partitions: i32,
     metrics: Metrics,
     watchdog: Watchdog,
+    /// Readiness (`/readyz`); the watchdog reports health on its own clone.
+    health: Health,
     last_watch: Instant,
     /// Partitions stopped because applying a record broke an invariant (paused, never
     /// committed past that record) until they are revoked.
@@ -209,7 +211,8 @@ impl Processor {
             states: BTreeMap::new(),
             commands_topic,
             partitions,
-            watchdog: Watchdog::new(config.stall_timeout, health, metrics.clone()),
+            watchdog: Watchdog::new(config.stall_timeout, health.clone(), metrics.clone()),
+            health,
             last_watch: Instant::now(),
             halted: BTreeSet::new(),
             restores: Restores::new(
@@ -308,6 +311,15 @@ impl Processor {
             }
         };
         self.metrics.assigned_partitions.set(assigned.len() as i64);
+        let restoring: Vec<i32> =
+            assigned.iter().copied().filter(|p| self.restores.is_restoring(*p)).collect();
+        self.health.set_ready(if !self.consumer.context().has_assignment() {
+            Err("waiting for the group to assign partitions".into())
+        } else if !restoring.is_empty() {
+            Err(format!("restoring partitions {restoring:?} from the changelog"))
+        } else {
+            Ok(())
+        });
         if let Ok(m) = self.store.memory() {
             for (kind, bytes) in [
                 ("block_cache", m.block_cache),

@@ -1,6 +1,6 @@
-//! A service's own metrics endpoint: `GET /metrics` (Prometheus text) and `GET /healthz`
-//! (200, or 503 with the reason the service reports), on a small actix-web server in a
-//! thread of its own.
+//! A service's own metrics endpoint: `GET /metrics` (Prometheus text), `GET /healthz`
+//! and `GET /readyz` (200, or 503 with the reason the service reports), on a small
+//! actix-web server in a thread of its own.
 
 use std::net::SocketAddr;
 
@@ -23,6 +23,7 @@ impl MetricsServer {
                 .app_data(web::Data::new(health.clone()))
                 .route("/metrics", web::get().to(metrics))
                 .route("/healthz", web::get().to(healthz))
+                .route("/readyz", web::get().to(readyz))
         })
         .workers(1)
         .disable_signals()
@@ -50,6 +51,13 @@ async fn healthz(health: web::Data<Health>) -> HttpResponse {
     match health.check() {
         Ok(()) => HttpResponse::Ok().body("ok\n"),
         Err(why) => HttpResponse::ServiceUnavailable().body(why),
+    }
+}
+
+async fn readyz(health: web::Data<Health>) -> HttpResponse {
+    match health.ready() {
+        Ok(()) => HttpResponse::Ok().body("ready\n"),
+        Err(why) => HttpResponse::ServiceUnavailable().body(format!("{why}\n")),
     }
 }
 

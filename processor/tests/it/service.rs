@@ -80,8 +80,11 @@ fn commands_in_exactly_one_reply_per_command_out() {
     let shutdown = Arc::new(AtomicBool::new(false));
     let config = ProcessorConfig::new(&b, "test-0", data.path());
     let stop = shutdown.clone();
+    let health = processor::Health::new();
+    assert!(health.ready().is_err(), "not ready before it has joined");
+    let reported = health.clone();
     let worker = std::thread::spawn(move || {
-        Processor::new(config, &prometheus::Registry::new()).unwrap().run(&stop)
+        Processor::with_health(config, &prometheus::Registry::new(), reported).unwrap().run(&stop)
     });
 
     let replies_topic = topics.name(Topic::Replies);
@@ -90,6 +93,11 @@ fn commands_in_exactly_one_reply_per_command_out() {
     while replies.len() < commands.len() && started.elapsed() < Duration::from_secs(60) {
         replies = read_all(&b, &replies_topic);
     }
+    // Ready once assigned and nothing restores (the watchdog looks once a second).
+    while health.ready().is_err() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::yield_now();
+    }
+    assert_eq!(health.ready(), Ok(()), "ready after answering every command");
     shutdown.store(true, Ordering::Relaxed);
     worker.join().unwrap().unwrap();
     let replies = read_all(&b, &replies_topic);
