@@ -192,6 +192,14 @@ impl ApiConfig {
     }
 }
 
+impl ApiConfig {
+    /// How long to wait for a reply or a position: `?wait=` in milliseconds, or the
+    /// default, never more than the largest.
+    pub fn wait(&self, asked_ms: Option<u64>) -> Duration {
+        asked_ms.map(Duration::from_millis).unwrap_or(self.wait_default).min(self.wait_max)
+    }
+}
+
 /// Parse `tenant:role:sha256hex` (role `client` or `admin`).
 pub fn parse_key(spec: &str) -> Result<ApiKey, String> {
     let mut parts = spec.trim().split(':');

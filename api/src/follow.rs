@@ -17,7 +17,13 @@ use tokio::sync::watch;
 
 /// Something a followed topic's records are applied to.
 pub trait View: Send + Sync + 'static {
-    fn apply(&self, partition: i32, payload: Option<&[u8]>);
+    /// Apply one record; a record it cannot decode is an error, which the follower
+    /// logs and counts before it goes on (the view stays as it was).
+    fn apply(
+        &self,
+        partition: i32,
+        payload: Option<&[u8]>,
+    ) -> Result<(), topics::codec::DecodeError>;
 }
 
 /// Per partition: the next offset to read (everything below has been applied).
@@ -41,7 +47,12 @@ impl std::fmt::Debug for Follower {
 }
 
 impl Follower {
-    pub fn start(bootstrap: &str, topic: &str, view: Arc<dyn View>) -> Result<Self, KafkaError> {
+    pub fn start(
+        bootstrap: &str,
+        topic: &str,
+        view: Arc<dyn View>,
+        undecodable: prometheus::IntCounter,
+    ) -> Result<Self, crate::server::ApiStartError> {
         let consumer: BaseConsumer =
             broker::client::consumer_config(bootstrap, "skuflow-api-follower")
                 .set("enable.partition.eof", "true")
@@ -62,8 +73,7 @@ impl Follower {
         let name = topic.to_owned();
         let thread = std::thread::Builder::new()
             .name(format!("follow-{topic}"))
-            .spawn(move || follow(consumer, view, tx, ends, flag, name))
-            .map_err(|_| KafkaError::Canceled)?;
+            .spawn(move || follow(consumer, view, tx, ends, flag, name, undecodable))?;
         let probe = broker::client::consumer_config(bootstrap, "skuflow-api-probe").create()?;
         Ok(Self {
             stop,
@@ -116,6 +126,7 @@ fn follow(
     ends: Ends,
     stop: Arc<AtomicBool>,
     topic: String,
+    undecodable: prometheus::IntCounter,
 ) {
     while !stop.load(Ordering::Relaxed) {
         // Apply what is there, then publish progress once per burst.
@@ -124,7 +135,11 @@ fn follow(
         while read.len() < 10_000 {
             match consumer.poll(wait) {
                 Some(Ok(m)) => {
-                    view.apply(m.partition(), m.payload());
+                    if let Err(e) = view.apply(m.partition(), m.payload()) {
+                        undecodable.inc();
+                        tracing::warn!(%topic, partition = m.partition(), offset = m.offset(), error = %e,
+                            "undecodable record skipped by the view");
+                    }
                     read.push((m.partition(), m.offset() + 1));
                     wait = Duration::ZERO;
                 }

@@ -26,6 +26,8 @@ pub enum ApiStartError {
     Metrics(#[from] prometheus::Error),
     #[error("bind {0}: {1}")]
     Bind(std::net::SocketAddr, std::io::Error),
+    #[error("starting a thread: {0}")]
+    Thread(#[from] std::io::Error),
     /// The API would run with no partition to send commands to or read from.
     #[error(
         "topic {0} does not exist on the brokers: is --topic-prefix right, and have skuflow's topics been created (skuflow up creates them; on a real cluster the operator does)?"
@@ -52,19 +54,16 @@ impl Api {
         ingest_config.cache_capacity = config.reply_cache;
         ingest_config.lookup_queue = config.lookup_queue;
         let ingest = Ingest::new(ingest_config)?;
-        let availability = Arc::new(AvailabilityView::default());
-        let availability_follower = Follower::start(
-            &config.bootstrap,
-            &config.topics.name(Topic::Availability),
-            availability.clone(),
-        )?;
-        let reservations = Arc::new(ReservationsView::new(config.keep_finished));
-        let reservations_follower = Follower::start(
-            &config.bootstrap,
-            &config.topics.name(Topic::Events),
-            reservations.clone(),
-        )?;
         let metrics = Metrics::register(&registry)?;
+        let follow = |topic: Topic, view: Arc<dyn crate::follow::View>| {
+            let name = config.topics.name(topic);
+            let undecodable = metrics.undecodable.with_label_values(&[name.as_str()]);
+            Follower::start(&config.bootstrap, &name, view, undecodable)
+        };
+        let availability = Arc::new(AvailabilityView::default());
+        let availability_follower = follow(Topic::Availability, availability.clone())?;
+        let reservations = Arc::new(ReservationsView::new(config.keep_finished));
+        let reservations_follower = follow(Topic::Events, reservations.clone())?;
         if let Some(set) = config.jwt.as_ref().and_then(|j| j.key_set()) {
             registry.register(Box::new(set.fetches.clone()))?;
         }

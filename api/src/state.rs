@@ -70,6 +70,8 @@ pub struct Metrics {
     /// Replies searched for in Kafka (polls for commands older than what this instance
     /// holds in memory). A poll of a pending command never counts here.
     pub lookups: IntCounter,
+    /// Records the views could not decode and skipped, by topic.
+    pub undecodable: IntCounterVec,
 }
 
 impl Metrics {
@@ -89,7 +91,15 @@ impl Metrics {
         )?;
         registry.register(Box::new(responses.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        let undecodable = IntCounterVec::new(
+            Opts::new(
+                "skuflow_api_undecodable_records_total",
+                "Records of the availability and events topics the views could not decode and skipped",
+            ),
+            &["topic"],
+        )?;
         registry.register(Box::new(lookups.clone()))?;
-        Ok(Self { responses, latency, lookups })
+        registry.register(Box::new(undecodable.clone()))?;
+        Ok(Self { responses, latency, lookups, undecodable })
     }
 }

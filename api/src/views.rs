@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
-use topics::codec::from_json;
+use topics::codec::{DecodeError, from_json};
 use topics::{
     Allocation, Availability, Event, LogTime, ReservationId, ReservationState, Sku, TenantId,
 };
@@ -33,10 +33,10 @@ impl AvailabilityView {
 }
 
 impl View for AvailabilityView {
-    fn apply(&self, _partition: i32, payload: Option<&[u8]>) {
-        let Ok(envelope) = from_json::<Availability>(payload) else { return };
-        let a = envelope.body;
-        let Ok(json) = serde_json::to_vec(&a) else { return };
+    fn apply(&self, _partition: i32, payload: Option<&[u8]>) -> Result<(), DecodeError> {
+        let a = from_json::<Availability>(payload)?.body;
+        // Serialising a decoded value cannot fail (no maps with non-string keys).
+        let json = serde_json::to_vec(&a).unwrap_or_default();
         let mut map = self.by_sku.write().unwrap_or_else(|e| e.into_inner());
         match map.get(&a.sku) {
             Some(old) if old.availability.position > a.position => {}
@@ -45,6 +45,7 @@ impl View for AvailabilityView {
                 map.insert(rendered.availability.sku.clone(), Arc::new(rendered));
             }
         }
+        Ok(())
     }
 }
 
@@ -97,8 +98,8 @@ impl ReservationsView {
 }
 
 impl View for ReservationsView {
-    fn apply(&self, _partition: i32, payload: Option<&[u8]>) {
-        let Ok(envelope) = from_json::<Event>(payload) else { return };
+    fn apply(&self, _partition: i32, payload: Option<&[u8]>) -> Result<(), DecodeError> {
+        let envelope = from_json::<Event>(payload)?;
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let Reservations { by_id: map, finished } = &mut *inner;
         match envelope.body {
@@ -148,6 +149,7 @@ impl View for ReservationsView {
                 map.remove(&old);
             }
         }
+        Ok(())
     }
 }
 
@@ -191,12 +193,26 @@ mod tests {
     }
 
     #[test]
+    fn an_undecodable_record_is_an_error_and_changes_nothing() {
+        let view = ReservationsView::new(2);
+        let (id, bytes) = created(0);
+        view.apply(0, Some(&bytes)).unwrap();
+        for garbage in [&b"{not json"[..], b"{\"v\":99,\"body\":{}}", b""] {
+            assert!(view.apply(0, Some(garbage)).is_err(), "{garbage:?}");
+        }
+        assert!(view.apply(0, None).is_err());
+        assert_eq!(view.get(&id).map(|r| r.state), Some(ReservationState::Active));
+        let availability = AvailabilityView::default();
+        assert!(availability.apply(0, Some(b"[1, 2]")).is_err());
+    }
+
+    #[test]
     fn a_reservation_ends_once_and_finished_ones_are_bounded() {
         let view = ReservationsView::new(2);
         let mut ids = Vec::new();
         for seq in 0..4 {
             let (id, bytes) = created(seq);
-            view.apply(0, Some(&bytes));
+            view.apply(0, Some(&bytes)).unwrap();
             ids.push(id);
         }
         let released = |id: &ReservationId| {
@@ -207,15 +223,15 @@ mod tests {
             expired_at: LogTime(10),
             returned: 1,
         });
-        view.apply(0, Some(&released(&ids[0])));
-        view.apply(0, Some(&expired));
+        view.apply(0, Some(&released(&ids[0]))).unwrap();
+        view.apply(0, Some(&expired)).unwrap();
         assert_eq!(
             view.get(&ids[0]).unwrap().state,
             ReservationState::Released,
             "the first ending stays"
         );
         for id in &ids[1..3] {
-            view.apply(0, Some(&released(id)));
+            view.apply(0, Some(&released(id))).unwrap();
         }
         assert!(view.get(&ids[0]).is_none(), "the oldest finished one is forgotten");
         assert_eq!(view.get(&ids[3]).unwrap().state, ReservationState::Active, "active ones stay");
@@ -226,11 +242,11 @@ mod tests {
     fn an_extend_that_shortens_a_hold_shows_the_new_expiry() {
         let view = ReservationsView::new(2);
         let (id, bytes) = created(1);
-        view.apply(0, Some(&bytes));
+        view.apply(0, Some(&bytes)).unwrap();
         for at in [50, 5] {
             let extended =
                 Event::ReservationExtended { reservation: id.clone(), expires_at: LogTime(at) };
-            view.apply(0, Some(&event(extended)));
+            view.apply(0, Some(&event(extended))).unwrap();
             assert_eq!(view.get(&id).unwrap().expires_at, LogTime(at));
         }
     }

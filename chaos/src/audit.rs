@@ -17,11 +17,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use broker::read::ReadRecord;
-use processor::batch::{ID_HEADER, InRecord, OutRecord, Source, apply_routed};
+use processor::batch::{InRecord, OutRecord, Source, apply_routed};
 use state::store::{Change, Store};
 use state::{Machine, MachineConfig, PartitionState, Snapshot};
 use topics::codec::from_json;
-use topics::{Event, LogCommand, LogTime, ReservationId, Sku, StockLevel, Topic, WarehouseId};
+use topics::envelope::ID_HEADER;
+use topics::{
+    Event, LogCommand, LogTime, RecordId, ReservationId, Sku, StockLevel, Topic, WarehouseId,
+};
 
 use crate::log::Log;
 
@@ -113,13 +116,11 @@ pub fn audit(log: &Log, machine: MachineConfig) -> Report {
     report
 }
 
-type ById = BTreeMap<(i32, i64, u32), Vec<u8>>;
+type ById = BTreeMap<RecordId, Vec<u8>>;
 
-fn record_id(headers: &[(String, Vec<u8>)]) -> Option<(i32, i64, u32)> {
+fn record_id(headers: &[(String, Vec<u8>)]) -> Option<RecordId> {
     let v = headers.iter().find(|(k, _)| k == ID_HEADER)?;
-    let s = std::str::from_utf8(&v.1).ok()?;
-    let mut it = s.split('/');
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    std::str::from_utf8(&v.1).ok()?.parse().ok()
 }
 
 /// Outputs by record id; the same id twice must carry the same bytes (I3/I5).
@@ -134,10 +135,9 @@ fn dedup(records: &[ReadRecord], report: &mut Report, what: &str) -> ById {
         let bytes = r.payload.clone().unwrap_or_default();
         match out.get(&id) {
             Some(seen) if *seen == bytes => report.duplicates += 1,
-            Some(_) => report.violate(
-                "I3",
-                format!("{what}: id {}/{}/{} seen with different contents", id.0, id.1, id.2),
-            ),
+            Some(_) => {
+                report.violate("I3", format!("{what}: id {id} seen with different contents"))
+            }
             None => {
                 out.insert(id, bytes);
             }
@@ -217,14 +217,15 @@ fn changelog_applied(log: &Log) -> BTreeMap<i32, i64> {
 fn compare(report: &mut Report, invariant: &'static str, what: &str, seen: &ById, want: &ById) {
     for (id, bytes) in want {
         match seen.get(id) {
-            None => report.violate(invariant, format!("{what} {}/{}/{} missing", id.0, id.1, id.2)),
-            Some(b) if b != bytes => report
-                .violate("I6", format!("{what} {}/{}/{} differs from replay", id.0, id.1, id.2)),
+            None => report.violate(invariant, format!("{what} {id} missing")),
+            Some(b) if b != bytes => {
+                report.violate("I6", format!("{what} {id} differs from replay"))
+            }
             Some(_) => {}
         }
     }
     for id in seen.keys().filter(|id| !want.contains_key(id)) {
-        report.violate("I5", format!("{what} {}/{}/{} not produced by replay", id.0, id.1, id.2));
+        report.violate("I5", format!("{what} {id} not produced by replay"));
     }
 }
 
@@ -336,7 +337,7 @@ fn check_events(report: &mut Report, events: &ById, stock_offsets: &BTreeSet<(i3
             }
         }
     };
-    for (&(p, o, _), bytes) in events {
+    for (&RecordId { partition: p, offset: o, .. }, bytes) in events {
         if current != Some((p, o)) {
             check(report, &touched, &rows, &held);
             touched.clear();

@@ -38,6 +38,16 @@ pub enum IngestError {
     /// The queue of reply searches is full: retry later.
     #[error("too many reply lookups queued")]
     Busy,
+    /// A search for an old reply took longer than its bound.
+    #[error("the reply search timed out")]
+    LookupTimeout,
+    /// A part of the client stopped before it answered (its thread ended, or the
+    /// producer was dropped with the record in its queue).
+    #[error("{0} stopped before it answered")]
+    Gone(&'static str),
+    /// A thread of the client could not be started.
+    #[error("starting a thread: {0}")]
+    Thread(#[from] std::io::Error),
 }
 
 /// Replies kept in memory for waiters and polls (about 0.5 KB each).
@@ -176,7 +186,7 @@ impl Ingest {
                 position: Position { partition: delivered.partition, offset: delivered.offset },
             }),
             Ok(Err((e, _))) => Err(IngestError::Kafka(e)),
-            Err(_) => Err(IngestError::Kafka(KafkaError::Canceled)),
+            Err(_) => Err(IngestError::Gone("the producer")),
         };
         if result.is_err() {
             self.replace_if_fatal(generation, &producer);
@@ -210,14 +220,8 @@ impl Ingest {
             return Ok(Some(reply));
         }
         let answer = self.lookups.submit(at).ok_or(IngestError::Busy)?;
-        let found = answer.await.map_err(|_| IngestError::Kafka(KafkaError::Canceled))??;
+        let found = answer.await.map_err(|_| IngestError::Gone("the reply searcher"))??;
         Ok(found.map(Arc::new))
-    }
-
-    /// Wait until every queued command is acknowledged (bulk loads, shutdown).
-    pub fn flush(&self, timeout: Duration) -> Result<(), IngestError> {
-        use rdkafka::producer::Producer;
-        Ok(self.current().1.flush(timeout)?)
     }
 
     pub fn replies(&self) -> &Replies {

@@ -18,9 +18,11 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use topics::{Position, Reply};
 
+use crate::IngestError;
+
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-type Answer = Result<Option<Reply>, KafkaError>;
+type Answer = Result<Option<Reply>, IngestError>;
 
 struct Job {
     at: Position,
@@ -41,23 +43,20 @@ impl std::fmt::Debug for Lookups {
 
 impl Lookups {
     /// Start the searcher of `topic`, queueing at most `capacity` searches.
-    pub fn start(bootstrap: &str, topic: &str, capacity: usize) -> Result<Self, KafkaError> {
+    pub fn start(bootstrap: &str, topic: &str, capacity: usize) -> Result<Self, IngestError> {
         let consumer: BaseConsumer =
             broker::client::consumer_config(bootstrap, "skuflow-replies-lookup").create()?;
         let (queue, jobs) = sync_channel::<Job>(capacity.max(1));
         let topic = topic.to_owned();
-        let thread = std::thread::Builder::new()
-            .name("reply-lookups".into())
-            .spawn(move || {
-                for job in jobs {
-                    // A caller that gave up is not searched for.
-                    if job.done.is_closed() {
-                        continue;
-                    }
-                    let _ = job.done.send(find(&consumer, &topic, job.at));
+        let thread = std::thread::Builder::new().name("reply-lookups".into()).spawn(move || {
+            for job in jobs {
+                // A caller that gave up is not searched for.
+                if job.done.is_closed() {
+                    continue;
                 }
-            })
-            .map_err(|_| KafkaError::Canceled)?;
+                let _ = job.done.send(find(&consumer, &topic, job.at));
+            }
+        })?;
         Ok(Self { queue: Some(queue), thread: Some(thread) })
     }
 
@@ -108,7 +107,7 @@ fn first_from(
     partition: i32,
     from: i64,
     end: i64,
-) -> Result<Option<(i64, Position, Reply)>, KafkaError> {
+) -> Result<Option<(i64, Position, Reply)>, IngestError> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
     consumer.assign(&tpl)?;
@@ -122,9 +121,9 @@ fn first_from(
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) => return Ok(None),
-            Some(Err(e)) => return Err(e),
+            Some(Err(e)) => return Err(e.into()),
             None => {}
         }
     }
-    Err(KafkaError::Canceled)
+    Err(IngestError::LookupTimeout)
 }

@@ -7,7 +7,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -19,7 +18,11 @@ pub struct Tail {
 }
 
 impl Tail {
-    pub fn start(bootstrap: &str, topic: &str, replies: Arc<Replies>) -> Result<Self, KafkaError> {
+    pub fn start(
+        bootstrap: &str,
+        topic: &str,
+        replies: Arc<Replies>,
+    ) -> Result<Self, crate::IngestError> {
         let consumer: BaseConsumer =
             broker::client::consumer_config(bootstrap, "skuflow-replies-tail").create()?;
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
@@ -31,22 +34,19 @@ impl Tail {
         consumer.assign(&tpl)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("replies-tail".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    match consumer.poll(Duration::from_millis(100)) {
-                        Some(Ok(m)) => {
-                            if let Some((at, reply)) = crate::reply_at(m.payload()) {
-                                replies.insert_from_tail(at, Arc::new(reply));
-                            }
+        let thread = std::thread::Builder::new().name("replies-tail".into()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match consumer.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => {
+                        if let Some((at, reply)) = crate::reply_at(m.payload()) {
+                            replies.insert_from_tail(at, Arc::new(reply));
                         }
-                        Some(Err(e)) => tracing::warn!(error = %e, "replies tail"),
-                        None => {}
                     }
+                    Some(Err(e)) => tracing::warn!(error = %e, "replies tail"),
+                    None => {}
                 }
-            })
-            .map_err(|_| KafkaError::Canceled)?;
+            }
+        })?;
         Ok(Self { stop, thread: Some(thread) })
     }
 }

@@ -22,10 +22,7 @@ use topics::{
     Reply, Sku, TenantId, Topic, keys,
 };
 
-/// Header carrying an output's identity, `partition/offset/index`.
-pub const ID_HEADER: &str = "skuflow-id";
-/// Header carrying the reason a record was dead-lettered.
-pub const REASON_HEADER: &str = "skuflow-reason";
+pub use topics::envelope::{ID_HEADER, REASON_HEADER};
 
 /// A record of the commands topic as consumed.
 #[derive(Debug, Clone, Copy)]

@@ -18,10 +18,7 @@ pub struct Health {
 
 impl Default for Health {
     fn default() -> Self {
-        Self {
-            problems: Arc::default(),
-            unready: Arc::new(Mutex::new(Some("starting".into()))),
-        }
+        Self { problems: Arc::default(), unready: Arc::new(Mutex::new(Some("starting".into()))) }
     }
 }
 

@@ -85,6 +85,10 @@ pub enum Failure {
     Fenced(KafkaError),
     #[error("abortable: {0}")]
     Abortable(KafkaError),
+    /// The batch could not be completed for a reason of its own (a record's delivery
+    /// failed, the consumer is not in the group): recovered like an abortable error.
+    #[error("batch not completed: {0}")]
+    Incomplete(&'static str),
     #[error("producer must be recreated: {0}")]
     Recreate(KafkaError),
     /// A new producer could not be set up for a reason outside Kafka (its id not
@@ -112,10 +116,16 @@ impl Failure {
     pub fn recovery(&self) -> &'static str {
         match self {
             Failure::Fenced(_) => "fenced",
-            Failure::Abortable(_) => "abort",
+            Failure::Abortable(_) | Failure::Incomplete(_) => "abort",
             Failure::Recreate(_) => "recreate",
             Failure::Local(_) => "stop",
         }
+    }
+}
+
+impl From<KafkaError> for Failure {
+    fn from(e: KafkaError) -> Self {
+        Failure::classify(e)
     }
 }
 
@@ -173,9 +183,7 @@ impl Outputs {
             e.set_metadata(self.ids.current());
         }
         match self.config.delivery {
-            Delivery::ExactlyOnce => {
-                self.transactional(consumer, applied, &offsets).map_err(Failure::classify)
-            }
+            Delivery::ExactlyOnce => self.transactional(consumer, applied, &offsets),
             Delivery::AtLeastOnce => self.at_least_once(consumer, applied, &offsets),
         }
     }
@@ -185,7 +193,7 @@ impl Outputs {
         consumer: &BaseConsumer<C>,
         applied: &[Applied],
         offsets: &TopicPartitionList,
-    ) -> Result<(), KafkaError> {
+    ) -> Result<(), Failure> {
         // One deadline for the whole transaction, so that it never stays open longer than
         // `timeout`; `transaction.timeout.ms` is at least twice that (checked at start), so
         // the coordinator never aborts a transaction this processor is still working on,
@@ -194,12 +202,14 @@ impl Outputs {
         let left = || deadline.saturating_duration_since(Instant::now());
         self.producer.begin_transaction()?;
         self.send_all(applied, deadline)?;
-        let group = consumer.group_metadata().ok_or(KafkaError::Canceled)?;
+        let group = consumer
+            .group_metadata()
+            .ok_or(Failure::Incomplete("the consumer has no group metadata (not in the group)"))?;
         self.producer.send_offsets_to_transaction(offsets, &group, left())?;
         // commit_transaction flushes first, through rdkafka's flush, which polls in
         // 100 ms slices; flushing here first leaves it nothing to wait for.
         broker::client::flush_quickly(&self.producer, left())?;
-        self.producer.commit_transaction(left())
+        Ok(self.producer.commit_transaction(left())?)
     }
 
     fn at_least_once<C: ConsumerContext>(
@@ -219,7 +229,7 @@ impl Outputs {
             broker::client::flush_quickly(&self.producer, self.config.timeout)
                 .map_err(Failure::Abortable)?;
             if failed.load(Ordering::Relaxed) != failed_before {
-                return Err(Failure::Abortable(KafkaError::Canceled));
+                return Err(Failure::Incomplete("a record of the batch was not delivered"));
             }
         }
         consumer.commit(offsets, CommitMode::Sync).map_err(Failure::Abortable)
@@ -257,7 +267,10 @@ impl Outputs {
         }
         match failure {
             Failure::Fenced(_) => Err(failure),
-            Failure::Abortable(e) if self.config.delivery == Delivery::ExactlyOnce => {
+            Failure::Abortable(_) | Failure::Incomplete(_)
+                if self.config.delivery == Delivery::ExactlyOnce =>
+            {
+                let e = failure.to_string();
                 match self.producer.abort_transaction(self.config.timeout) {
                     // Aborted: this transactional id is retired (see the module docs).
                     Ok(()) => self.recreate(),
@@ -272,7 +285,7 @@ impl Outputs {
                     }
                 }
             }
-            Failure::Abortable(_) => Ok(()),
+            Failure::Abortable(_) | Failure::Incomplete(_) => Ok(()),
             Failure::Recreate(_) => self.recreate(),
             Failure::Local(_) => Err(failure),
         }

@@ -8,9 +8,8 @@ use broker::conformance::{self, Check, Options, Target};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Bootstrap address of the broker to check; default: start the dev broker.
-    #[arg(long, env = "SKUFLOW_BROKERS")]
-    brokers: Option<String>,
+    #[command(flatten)]
+    cluster: crate::cluster_args::OptionalBrokers,
     /// Run only these checks (repeatable), by name.
     #[arg(long = "check", value_parser = parse_check)]
     checks: Vec<Check>,
@@ -28,8 +27,9 @@ pub struct Args {
 
 fn parse_check(name: &str) -> Result<Check, String> {
     Check::from_name(name).ok_or_else(|| {
-        let names: Vec<_> = Check::ALL.iter().map(|c| c.name()).collect();
-        format!("unknown check {name:?}; known: {}", names.join(", "))
+        let known: Vec<String> =
+            Check::ALL.iter().map(|c| format!("  {}: {}", c.name(), c.describe())).collect();
+        format!("unknown check {name:?}; the checks are:\n{}", known.join("\n"))
     })
 }
 
@@ -41,7 +41,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let checks = if args.checks.is_empty() { Check::ALL.to_vec() } else { args.checks };
     let mut owned;
-    let mut target = match args.brokers {
+    let mut target = match args.cluster.brokers {
         Some(addr) => Target::External(addr),
         None => {
             owned = DevBroker::start()?;

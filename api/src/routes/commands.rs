@@ -1,12 +1,10 @@
 //! Reserve, release, purchase, extend: enqueue with the caller's tenant and idempotency
 //! key, wait for the reply up to `?wait=`, else 202 with a Location to poll.
 
-use std::time::Duration;
-
 use actix_web::{HttpRequest, HttpResponse, web};
 use topics::{
-    Command, CommandId, Extend, Purchase, Quantity, Rejection, Release, Request, ReservationId,
-    Reserve, Sku, Strategy, WarehouseId,
+    Command, CommandId, Extend, Purchase, Quantity, Rejection, Release, Request, Reserve, Sku,
+    Strategy, WarehouseId,
 };
 
 use crate::auth::{Caller, authenticate};
@@ -95,10 +93,7 @@ pub async fn submit(
         ingest::IngestError::Backpressure => ApiError::Overloaded,
         e => ApiError::Unavailable(e.to_string()),
     })?;
-    let wait = wait
-        .map(Duration::from_millis)
-        .unwrap_or(state.config.wait_default)
-        .min(state.config.wait_max);
+    let wait = state.config.wait(wait);
     let reply = state
         .ingest
         .reply(accepted.position, wait)
@@ -130,10 +125,6 @@ pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError
     };
     state.limits.admit(&caller.credential)?;
     Ok(caller)
-}
-
-fn reservation(id: &str) -> Result<ReservationId, ApiError> {
-    id.parse::<ReservationId>().map_err(|e| ApiError::BadRequest(format!("reservation id: {e}")))
 }
 
 /// Hold units of a SKU.
@@ -173,7 +164,7 @@ pub async fn release(
     query: web::Query<WaitQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authorize(&req, &state)?;
-    let command = Command::Release(Release { reservation: reservation(&path)? });
+    let command = Command::Release(Release { reservation: crate::routes::reservation_id(&path)? });
     submit(&req, &state, caller, command, query.wait).await
 }
 
@@ -199,7 +190,7 @@ pub async fn purchase(
             .unwrap_or_default()
     };
     let command = Command::Purchase(Purchase {
-        reservation: reservation(&path)?,
+        reservation: crate::routes::reservation_id(&path)?,
         quantity: b.quantity.map(|q| quantity(q, &state)).transpose()?,
     });
     submit(&req, &state, caller, command, query.wait).await
@@ -219,7 +210,7 @@ pub async fn extend(
 ) -> Result<HttpResponse, ApiError> {
     let caller = authorize(&req, &state)?;
     let command = Command::Extend(Extend {
-        reservation: reservation(&path)?,
+        reservation: crate::routes::reservation_id(&path)?,
         ttl_ms: ttl(body.ttl_ms, &state)?,
     });
     submit(&req, &state, caller, command, query.wait).await

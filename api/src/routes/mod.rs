@@ -20,6 +20,11 @@ pub fn path_segment(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
 }
 
+/// A reservation id from a path segment (400 when it is not one).
+pub fn reservation_id(id: &str) -> Result<topics::ReservationId, ApiError> {
+    id.parse().map_err(|e| ApiError::BadRequest(format!("reservation id: {e}")))
+}
+
 /// `partition-offset`, as used in Location headers and `min_position`.
 pub fn format_position(p: Position) -> String {
     format!("{}-{}", p.partition, p.offset)

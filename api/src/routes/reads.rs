@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use topics::{CommandId, ReservationId, Sku};
+use topics::{CommandId, Sku};
 
 use crate::dto::{AvailabilityQuery, PollQuery};
 use crate::problem::ApiError;
@@ -75,9 +75,7 @@ pub async fn reservation(
 ) -> Result<HttpResponse, ApiError> {
     let caller = authorize(&req, &state)?;
     ready(&state)?;
-    let id = path
-        .parse::<ReservationId>()
-        .map_err(|e| ApiError::BadRequest(format!("reservation id: {e}")))?;
+    let id = crate::routes::reservation_id(&path)?;
     match state.reservations.get(&id) {
         Some(r) if r.tenant == caller.tenant => Ok(HttpResponse::Ok().json(r)),
         _ => Err(ApiError::NotFound),
@@ -104,11 +102,7 @@ pub async fn availability(
         if min.partition >= state.partitions() {
             return Err(ApiError::BadRequest(format!("no partition {}", min.partition)));
         }
-        let wait = query
-            .wait
-            .map(Duration::from_millis)
-            .unwrap_or(state.config.wait_default)
-            .min(state.config.wait_max);
+        let wait = state.config.wait(query.wait);
         reach(&state, &sku, min, wait).await?;
     }
     let a = state.availability.get(&sku).ok_or(ApiError::NotFound)?;
