@@ -67,9 +67,11 @@ struct Problem<'a> {
 }
 
 impl ApiError {
-    /// The stable slug after [`TYPE_BASE`].
-    pub fn slug(&self) -> &'static str {
-        match self {
+    /// The stable slug after [`TYPE_BASE`], in kebab case like every URL path of the
+    /// API (a rejection's reason is snake case in the reply's JSON, `insufficient_stock`;
+    /// its problem type is `.../insufficient-stock`).
+    pub fn slug(&self) -> std::borrow::Cow<'static, str> {
+        let slug = match self {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound => "not-found",
@@ -84,8 +86,9 @@ impl ApiError {
             ApiError::NotYetVisible => "not-yet-visible",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotReady(_) => "not-ready",
-            ApiError::Rejected { reason, .. } => reason,
-        }
+            ApiError::Rejected { reason, .. } => return reason.replace('_', "-").into(),
+        };
+        slug.into()
     }
 
     fn title(&self) -> &'static str {
@@ -212,6 +215,12 @@ mod tests {
             (ApiError::BodyTimeout(std::time::Duration::from_secs(1)), 408, "body-timeout", None),
             (ApiError::Unauthenticated, 401, "unauthenticated", None),
             (ApiError::MissingIdempotencyKey, 400, "missing-idempotency-key", None),
+            (
+                ApiError::Rejected { reason: "insufficient_stock", reply: serde_json::Value::Null },
+                409,
+                "insufficient-stock",
+                None,
+            ),
         ];
         assert!(
             ApiError::Unavailable("x".into()).to_string().contains("same Idempotency-Key"),

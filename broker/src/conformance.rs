@@ -113,9 +113,9 @@ impl Check {
     }
 }
 
-/// Outcome of one check.
+/// The verdict of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Verdict {
     Pass(String),
     Fail(String),
     Skip(String),
@@ -124,13 +124,13 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct CheckResult {
     pub check: Check,
-    pub outcome: Outcome,
+    pub verdict: Verdict,
     pub elapsed: Duration,
 }
 
 impl CheckResult {
     pub fn passed(&self) -> bool {
-        matches!(self.outcome, Outcome::Pass(_))
+        matches!(self.verdict, Verdict::Pass(_))
     }
 }
 
@@ -177,12 +177,12 @@ impl Default for Options {
 /// Run one check against `target`.
 pub fn run(check: Check, target: &mut Target<'_>, opts: &Options) -> CheckResult {
     let started = Instant::now();
-    let outcome = match run_inner(check, target, opts) {
-        Ok(Some(detail)) => Outcome::Pass(detail),
-        Ok(None) => Outcome::Skip("needs a broker the suite starts itself".into()),
-        Err(e) => Outcome::Fail(e.to_string()),
+    let verdict = match run_inner(check, target, opts) {
+        Ok(Some(detail)) => Verdict::Pass(detail),
+        Ok(None) => Verdict::Skip("needs a broker the suite starts itself".into()),
+        Err(e) => Verdict::Fail(e.to_string()),
     };
-    CheckResult { check, outcome, elapsed: started.elapsed() }
+    CheckResult { check, verdict, elapsed: started.elapsed() }
 }
 
 /// Run every check in order.
@@ -722,10 +722,10 @@ pub fn render_table(bootstrap: &str, results: &[CheckResult]) -> String {
     let mut out = format!("broker conformance against {bootstrap}\n\n");
     let _ = writeln!(out, "{:<20} {:<6} {:>8}  detail", "check", "result", "time");
     for r in results {
-        let (tag, detail) = match &r.outcome {
-            Outcome::Pass(d) => ("PASS", d),
-            Outcome::Fail(d) => ("FAIL", d),
-            Outcome::Skip(d) => ("SKIP", d),
+        let (tag, detail) = match &r.verdict {
+            Verdict::Pass(d) => ("PASS", d),
+            Verdict::Fail(d) => ("FAIL", d),
+            Verdict::Skip(d) => ("SKIP", d),
         };
         let _ = writeln!(
             out,
@@ -736,12 +736,12 @@ pub fn render_table(bootstrap: &str, results: &[CheckResult]) -> String {
             detail
         );
     }
-    let failed = results.iter().filter(|r| matches!(r.outcome, Outcome::Fail(_))).count();
+    let failed = results.iter().filter(|r| matches!(r.verdict, Verdict::Fail(_))).count();
     let _ = writeln!(
         out,
         "\n{} passed, {failed} failed, {} skipped",
         results.iter().filter(|r| r.passed()).count(),
-        results.iter().filter(|r| matches!(r.outcome, Outcome::Skip(_))).count()
+        results.iter().filter(|r| matches!(r.verdict, Verdict::Skip(_))).count()
     );
     out
 }

@@ -2,14 +2,14 @@
 //! its own broker so that a failure names exactly one behaviour.
 
 use broker::DevBroker;
-use broker::conformance::{self, Check, Options, Outcome, Target};
+use broker::conformance::{self, Check, Options, Target, Verdict};
 
 fn check(check: Check) {
     let mut broker = DevBroker::start().expect("dev broker starts (run scripts/setup)");
     let opts = Options::default();
     let result = conformance::run(check, &mut Target::Owned(&mut broker), &opts);
-    match &result.outcome {
-        Outcome::Pass(_) => {}
+    match &result.verdict {
+        Verdict::Pass(_) => {}
         other => {
             panic!("{} did not pass: {other:?}\nbroker log:\n{}", check.name(), broker.log_tail())
         }
@@ -48,8 +48,8 @@ fn noida_hides_commits_from_readers_that_start_after_an_abort_marker() {
         &mut Target::Owned(&mut broker),
         &Options::default(),
     );
-    match result.outcome {
-        Outcome::Fail(detail) => {
+    match result.verdict {
+        Verdict::Fail(detail) => {
             assert!(
                 detail.contains("after the abort marker") && detail.contains("5 missing"),
                 "{detail}"
@@ -99,8 +99,8 @@ fn noida_loses_acknowledged_writes_on_an_immediate_kill9() {
             &mut Target::Owned(&mut broker),
             &Options::default(),
         );
-        match result.outcome {
-            Outcome::Fail(detail) => {
+        match result.verdict {
+            Verdict::Fail(detail) => {
                 assert!(detail.contains("missing"), "{detail}");
                 return;
             }
@@ -128,7 +128,7 @@ fn external_target_skips_the_kill_check() {
         &mut Target::External(broker.bootstrap()),
         &Options::default(),
     );
-    assert!(matches!(result.outcome, Outcome::Skip(_)), "{result:?}");
+    assert!(matches!(result.verdict, Verdict::Skip(_)), "{result:?}");
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn a_dead_address_fails_instead_of_hanging() {
         &mut Target::External(format!("127.0.0.1:{port}")),
         &opts,
     );
-    assert!(matches!(result.outcome, Outcome::Fail(_)), "{result:?}");
+    assert!(matches!(result.verdict, Verdict::Fail(_)), "{result:?}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use topics::{Command, CommandId, Extend, Purchase, Release, Request, Reserve, TenantId};
 
 /// What one command got: status, body, transport error (as the HTTP path records them).
-pub type Outcome = (Option<u16>, Option<Value>, Option<String>);
+pub type Answer = (Option<u16>, Option<Value>, Option<String>);
 
 #[derive(Debug, Clone)]
 pub struct IngestClient {
@@ -33,7 +33,7 @@ impl IngestClient {
         path: &str,
         body: Option<&Value>,
         wait: Duration,
-    ) -> Option<Outcome> {
+    ) -> Option<Answer> {
         let command = command_of(path, body)?;
         let (Ok(tenant), Ok(command_id)) = (TenantId::new(tenant), CommandId::new(key)) else {
             return None;

@@ -64,7 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         results.push(conformance::run(check, &mut target, &opts));
     }
     print!("{}", conformance::render_table(&bootstrap, &results));
-    let mut failed = results.iter().any(|r| matches!(r.outcome, conformance::Outcome::Fail(_)));
+    let mut failed = results.iter().any(|r| matches!(r.verdict, conformance::Verdict::Fail(_)));
     if let Target::External(_) = target {
         let topics = topics::Topics { prefix: args.topic_prefix };
         let commands = topics.name(topics::Topic::Commands);

@@ -39,7 +39,7 @@ fn concurrent_clients_on_a_hot_sku_get_exactly_the_stock() {
     let refused = answers
         .iter()
         .filter(|(s, b, _)| {
-            *s == 409 && b["type"].as_str().unwrap().ends_with("/insufficient_stock")
+            *s == 409 && b["type"].as_str().unwrap().ends_with("/insufficient-stock")
         })
         .count();
     assert_eq!(held, STOCK, "exactly the stock is held");
