@@ -99,7 +99,7 @@ fn a_hold_expires_returns_its_units_and_cannot_be_bought() {
     let (status, problem, _) =
         stack.post(&format!("/v1/reservations/{id}/purchase"), ACME, "late-buy", json!({}));
     assert_eq!(status, 409);
-    assert!(problem["type"].as_str().unwrap().ends_with("/reservation_expired"), "{problem}");
+    assert!(problem["type"].as_str().unwrap().ends_with("/reservation-expired"), "{problem}");
     assert!(problem["reply"]["outcome"]["expired_at"].is_u64(), "the rejection carries expired_at");
     let (_, availability, _) = stack.get("/v1/availability/fleeting", ACME);
     assert_eq!(availability["available"], 5, "the units came back");

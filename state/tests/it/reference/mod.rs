@@ -9,9 +9,9 @@
 //!
 //! ```text
 //! # 10,000 cases (the default)
-//! cargo test -p state --test reference
+//! cargo test -p state --test it reference::
 //! # 1,000,000 cases
-//! SKUFLOW_MODEL_CASES=1000000 cargo test -p state --release --test reference
+//! SKUFLOW_MODEL_CASES=1000000 cargo test -p state --release --test it reference::
 //! ```
 
 mod model;
@@ -28,7 +28,7 @@ use topics::{
     StockLevel, Strategy, TenantId, WarehouseId,
 };
 
-use crate::model::Model;
+use self::model::Model;
 
 const DEFAULT_TTL: u64 = 1_000;
 const MAX_TTL: u64 = 5_000;

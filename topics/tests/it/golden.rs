@@ -1,7 +1,7 @@
 //! Golden bytes: every message kind, encoded, must equal the checked-in file byte for
 //! byte, and the file must decode back to the same value. A failing test here means
 //! the wire format changed: bump `VERSION` or make the change additive.
-//! `SKUFLOW_BLESS=1 cargo test -p topics --test golden` rewrites the files after a
+//! `SKUFLOW_BLESS=1 cargo test -p topics --test it golden::` rewrites the files after a
 //! deliberate change (review the diff).
 
 use std::collections::BTreeMap;
@@ -12,9 +12,7 @@ use serde::de::DeserializeOwned;
 use topics::codec::{DecodeError, from_json, to_json};
 use topics::*;
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 fn check<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
     name: &str,

@@ -7,14 +7,12 @@
 //! the bookkeeping laws: units come only from stock-keeping commands, are held only by
 //! active reservations, and are sold only out of holds.
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::support::*;
 use proptest::prelude::{Just, ProptestConfig, any, prop, prop_assert_eq, prop_oneof, proptest};
 use proptest::strategy::Strategy as Gen;
 use state::{Effects, LogEntry, Machine, PartitionState};
-use support::*;
 use topics::*;
 
 const SKUS: [&str; 2] = ["a", "b"];

@@ -13,9 +13,7 @@ use serde::de::DeserializeOwned;
 use topics::avro::AvroCodec;
 use topics::*;
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 #[derive(Default)]
 struct Registry {

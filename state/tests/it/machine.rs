@@ -1,9 +1,7 @@
 //! Table-style fixtures: for every command, its success and each of its rejections.
 
-mod support;
-
+use crate::support::*;
 use state::DedupKey;
-use support::*;
 use topics::*;
 
 /// One case: a history, then the command under test and what it must answer.
@@ -430,7 +428,7 @@ fn command_ids_are_forgotten_after_the_window() {
     log.send(restock("s", "w1", 5));
     let key = CommandId::new("k1").unwrap();
     log.send_as(&key, Command::Reserve(reserve("s", 1)));
-    log.now += support::config().dedup_window_ms;
+    log.now += crate::support::config().dedup_window_ms;
     log.tick();
     let scope = DedupKey { tenant: log.tenant.clone(), sku: sku("s"), command_id: key.clone() };
     assert!(log.state.dedup(&scope).is_none());

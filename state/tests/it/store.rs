@@ -1,14 +1,12 @@
 //! The RocksDB store: reopen, batch atomicity under a real kill -9, restore from the
 //! changelog, export/import and dropping one partition.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command as Process, Stdio};
 
+use crate::support::*;
 use state::store::{self, Change, Store};
 use state::{LogEntry, Machine, PartitionState};
-use support::*;
 use topics::*;
 
 /// A deterministic workload: entry `i` of partition `p`'s log.
@@ -150,7 +148,7 @@ fn batch_atomicity_under_kill9() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut child = Process::new(std::env::current_exe().unwrap())
-        .args(["--exact", "batch_atomicity_under_kill9", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "store::batch_atomicity_under_kill9", "--nocapture", "--test-threads=1"])
         .env(CHILD, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -1,0 +1,5 @@
+//! The topics crate's integration tests, one binary: golden bytes of the wire format and the Avro codec.
+
+mod avro;
+mod golden;
+mod support;
