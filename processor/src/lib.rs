@@ -10,6 +10,7 @@ pub mod batch;
 pub mod config;
 pub mod group;
 pub mod health;
+pub mod history;
 mod identity;
 pub mod metrics;
 pub mod output;

@@ -47,6 +47,9 @@ pub struct Metrics {
     pub stall_recoveries: IntCounter,
     /// 1 for a partition stopped because applying a record broke an invariant.
     pub halted: IntGaugeVec,
+    /// Times the commands log contradicted a partition's state (the broker lost records
+    /// the state applied and reused their offsets).
+    pub diverged: IntCounter,
 }
 
 impl Metrics {
@@ -168,8 +171,13 @@ impl Metrics {
                 ),
                 &["partition"],
             )?,
+            diverged: IntCounter::new(
+                "skuflow_processor_log_divergences_total",
+                "Times the commands log contradicted a partition's state (lost and reused offsets)",
+            )?,
         };
         registry.register(Box::new(m.batch_commands.clone()))?;
+        registry.register(Box::new(m.diverged.clone()))?;
         registry.register(Box::new(m.commit_seconds.clone()))?;
         registry.register(Box::new(m.applied.clone()))?;
         registry.register(Box::new(m.lag.clone()))?;

@@ -35,6 +35,7 @@ use crate::batch::{Applied, BatchError, InRecord, Source, apply_routed};
 use crate::config::ProcessorConfig;
 use crate::group::GroupContext;
 use crate::health::Health;
+use crate::history::{HistoryCheck, Verdict, replayed_record};
 use crate::metrics::Metrics;
 use crate::output::{Failure, Outputs};
 use crate::restore::RestoreError;
@@ -134,6 +135,11 @@ pub struct Processor {
     halted: BTreeSet<i32>,
     /// Partitions being rebuilt from the changelog (paused meanwhile).
     restores: Restores,
+    /// Whether the commands log is still the one a state was built from.
+    history: HistoryCheck,
+    /// Partitions whose state the log contradicted once: restored from the changelog;
+    /// a second contradiction halts them.
+    diverged: BTreeSet<i32>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -191,6 +197,7 @@ impl Processor {
                 tracing::warn!(error = %e, "committed offsets not read at start; predecessors are fenced per partition")
             }
         }
+        let history = HistoryCheck::new(&config.bootstrap, &commands_topic, config.timeout)?;
         let ticker = match config.tick_interval {
             Some(every) => Some(Ticker::new(&config.bootstrap, commands_topic.clone(), every)?),
             None => None,
@@ -215,6 +222,8 @@ impl Processor {
             health,
             last_watch: Instant::now(),
             halted: BTreeSet::new(),
+            history,
+            diverged: BTreeSet::new(),
             restores: Restores::new(
                 restores::Source {
                     bootstrap: config.bootstrap.clone(),
@@ -465,6 +474,7 @@ impl Processor {
             if self.halted.remove(&p) {
                 let _ = self.metrics.halted.remove_label_values(&[&p.to_string()]);
             }
+            self.diverged.remove(&p);
             self.watchdog.forget(p);
         }
         for p in &self.halted {
@@ -483,8 +493,18 @@ impl Processor {
             let state =
                 self.states.get_mut(partition).unwrap_or_else(|| unreachable!("loaded above"));
             // Records the store already holds (it can be ahead of the committed offset
-            // after a restore) are not applied twice.
+            // after a restore) are not applied twice; but one of them that is newer than
+            // the state's clock was never applied: the log changed under the state.
             let done = state.applied_offset();
+            let clock = state.log_time();
+            if let Some(why) = done.and_then(|applied| {
+                records.iter().find_map(|r| replayed_record(r.offset, r.timestamp, applied, clock))
+            }) {
+                self.diverged_from_log(*partition, why)?;
+                continue;
+            }
+            let state =
+                self.states.get_mut(partition).unwrap_or_else(|| unreachable!("loaded above"));
             let ins: Vec<InRecord<'_>> = records
                 .iter()
                 .filter(|r| Some(r.offset) > done)
@@ -683,6 +703,24 @@ impl Processor {
         self.restores.loaded(partition);
         match self.store.view(partition) {
             Ok(view) => {
+                if let Some(applied) = view.applied_offset() {
+                    match self.history.verify(partition, applied, view.log_time()) {
+                        Verdict::Same => {
+                            self.diverged.remove(&partition);
+                        }
+                        Verdict::Diverged(why) => {
+                            self.diverged_from_log(partition, why)?;
+                            return Ok(false);
+                        }
+                        Verdict::Unknown(why) => {
+                            tracing::warn!(
+                                partition,
+                                applied,
+                                "could not check the state against the commands log: {why}"
+                            );
+                        }
+                    }
+                }
                 self.states.insert(partition, view);
                 Ok(true)
             }
@@ -692,6 +730,33 @@ impl Processor {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The commands log is no longer the one `partition`'s state was built from (the
+    /// broker lost records the state applied and reused their offsets; `history.rs`).
+    /// Applying on would mix two histories. The first time, the state is dropped and
+    /// rebuilt from the changelog, which a broker that lost the commands usually lost
+    /// with them; if the log contradicts the restored state too, the partition halts.
+    fn diverged_from_log(&mut self, partition: i32, why: String) -> Result<(), ProcessorError> {
+        self.states.remove(&partition);
+        self.metrics.diverged.inc();
+        if !self.diverged.insert(partition) {
+            self.halt(
+                partition,
+                format!(
+                    "the commands log contradicts the state restored from the changelog: {why}. \
+                     The broker lost acknowledged records and reused their offsets; applying on \
+                     would mix two histories"
+                ),
+            );
+            return Ok(());
+        }
+        tracing::error!(
+            partition,
+            "the commands log contradicts the partition's state: {why}; restoring it from the changelog"
+        );
+        let applied = self.store.applied_offset(partition)?;
+        self.start_restore(partition, applied, None, Duration::ZERO)
     }
 
     /// Pause `partition` and start rebuilding it from the changelog in the background,

@@ -4,6 +4,7 @@
 
 mod batch;
 mod group;
+mod history;
 mod mock_faults;
 mod restore;
 mod service;

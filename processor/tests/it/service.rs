@@ -78,13 +78,17 @@ fn commands_in_exactly_one_reply_per_command_out() {
 
     let data = tempfile::tempdir().unwrap();
     let shutdown = Arc::new(AtomicBool::new(false));
-    let config = ProcessorConfig::new(&b, "test-0", data.path());
+    let mut config = ProcessorConfig::new(&b, "test-0", data.path());
+    // No ticks: the assigned-partitions gauge must not depend on them.
+    config.tick_interval = None;
     let stop = shutdown.clone();
     let health = processor::Health::new();
     assert!(health.ready().is_err(), "not ready before it has joined");
     let reported = health.clone();
+    let registry = prometheus::Registry::new();
+    let metrics = registry.clone();
     let worker = std::thread::spawn(move || {
-        Processor::with_health(config, &prometheus::Registry::new(), reported).unwrap().run(&stop)
+        Processor::with_health(config, &metrics, reported).unwrap().run(&stop)
     });
 
     let replies_topic = topics.name(Topic::Replies);
@@ -98,6 +102,12 @@ fn commands_in_exactly_one_reply_per_command_out() {
         std::thread::yield_now();
     }
     assert_eq!(health.ready(), Ok(()), "ready after answering every command");
+    let assigned = registry
+        .gather()
+        .iter()
+        .find(|f| f.name() == "skuflow_processor_assigned_partitions")
+        .map(|f| f.get_metric()[0].get_gauge().get_value());
+    assert_eq!(assigned, Some(f64::from(PARTITIONS)), "the gauge counts the assignment, ticks off");
     shutdown.store(true, Ordering::Relaxed);
     worker.join().unwrap().unwrap();
     let replies = read_all(&b, &replies_topic);
