@@ -140,6 +140,8 @@ pub struct Processor {
     /// Partitions whose state the log contradicted once: restored from the changelog;
     /// a second contradiction halts them.
     diverged: BTreeSet<i32>,
+    /// The broker was away: check every loaded state against the log again.
+    recheck_history: bool,
 }
 
 impl std::fmt::Debug for Processor {
@@ -197,7 +199,13 @@ impl Processor {
                 tracing::warn!(error = %e, "committed offsets not read at start; predecessors are fenced per partition")
             }
         }
-        let history = HistoryCheck::new(&config.bootstrap, &commands_topic, config.timeout)?;
+        // Short: a check runs on the processing thread, and while the broker is away it
+        // can only time out.
+        let history = HistoryCheck::new(
+            &config.bootstrap,
+            &commands_topic,
+            config.timeout.min(Duration::from_secs(5)),
+        )?;
         let ticker = match config.tick_interval {
             Some(every) => Some(Ticker::new(&config.bootstrap, commands_topic.clone(), every)?),
             None => None,
@@ -224,6 +232,7 @@ impl Processor {
             halted: BTreeSet::new(),
             history,
             diverged: BTreeSet::new(),
+            recheck_history: false,
             restores: Restores::new(
                 restores::Source {
                     bootstrap: config.bootstrap.clone(),
@@ -307,6 +316,9 @@ impl Processor {
             return Ok(());
         }
         self.last_watch = Instant::now();
+        if self.recheck_history {
+            self.recheck_history()?;
+        }
         // The loop itself was busy (a restore, a slow commit, a backoff): that time is not
         // the fetcher's fault; no partition is blamed for it.
         if since_last > 2 * WATCH_EVERY {
@@ -441,6 +453,17 @@ impl Processor {
                     // librdkafka keeps retrying underneath. A fatal one ends the member.
                     self.check_fatal()?;
                     tracing::warn!(error = %e, "consumer error");
+                    // The broker went away: when it is back, its log may no longer be
+                    // the one the loaded states were built from (`history.rs`).
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::AllBrokersDown
+                                | RDKafkaErrorCode::BrokerTransportFailure
+                        )
+                    ) {
+                        self.recheck_history = true;
+                    }
                     break;
                 }
             };
@@ -730,6 +753,30 @@ impl Processor {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// After the broker was away: check each loaded state against the log. A check the
+    /// broker cannot answer yet (still away) is tried again at the next watch.
+    fn recheck_history(&mut self) -> Result<(), ProcessorError> {
+        let loaded: Vec<(i32, i64, topics::LogTime)> = self
+            .states
+            .iter()
+            .filter_map(|(p, s)| Some((*p, s.applied_offset()?, s.log_time())))
+            .collect();
+        let mut unknown = false;
+        for (partition, applied, clock) in loaded {
+            match self.history.verify(partition, applied, clock) {
+                Verdict::Same => {}
+                Verdict::Diverged(why) => self.diverged_from_log(partition, why)?,
+                Verdict::Unknown(_) => {
+                    // Still away: the others would time out too.
+                    unknown = true;
+                    break;
+                }
+            }
+        }
+        self.recheck_history = unknown;
+        Ok(())
     }
 
     /// The commands log is no longer the one `partition`'s state was built from (the
