@@ -8,7 +8,6 @@ pub mod config;
 pub mod conns;
 mod count;
 pub mod dto;
-pub mod follow;
 mod gate;
 pub mod jwks;
 pub mod limits;

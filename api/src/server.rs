@@ -9,12 +9,12 @@ use prometheus::Registry;
 use topics::Topic;
 
 use crate::config::ApiConfig;
-use crate::follow::Follower;
 use crate::limits::Limits;
 use crate::problem::{bad_request, body_error};
 use crate::routes::{admin, commands, ops, reads};
 use crate::state::{AppState, Metrics};
 use crate::views::{AvailabilityView, ReservationsView};
+use ingest::follow::Follower;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiStartError {
@@ -26,8 +26,6 @@ pub enum ApiStartError {
     Metrics(#[from] prometheus::Error),
     #[error("bind {0}: {1}")]
     Bind(std::net::SocketAddr, std::io::Error),
-    #[error("starting a thread: {0}")]
-    Thread(#[from] std::io::Error),
     /// The API would run with no partition to send commands to or read from.
     #[error(
         "topic {0} does not exist on the brokers: is --topic-prefix right, and have skuflow's topics been created (skuflow up creates them; on a real cluster the operator does)?"
@@ -55,10 +53,17 @@ impl Api {
         ingest_config.lookup_queue = config.lookup_queue;
         let ingest = Ingest::new(ingest_config)?;
         let metrics = Metrics::register(&registry)?;
-        let follow = |topic: Topic, view: Arc<dyn crate::follow::View>| {
+        let follow = |topic: Topic, view: Arc<dyn ingest::follow::View>| {
             let name = config.topics.name(topic);
             let undecodable = metrics.undecodable.with_label_values(&[name.as_str()]);
-            Follower::start(&config.bootstrap, &name, view, undecodable)
+            Follower::start(
+                &config.bootstrap,
+                &name,
+                "skuflow-api-follower",
+                rdkafka::Offset::Beginning,
+                view,
+                Box::new(move || undecodable.inc()),
+            )
         };
         let availability = Arc::new(AvailabilityView::default());
         let availability_follower = follow(Topic::Availability, availability.clone())?;

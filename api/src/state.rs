@@ -7,9 +7,9 @@ use ingest::Ingest;
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::config::ApiConfig;
-use crate::follow::Follower;
 use crate::limits::Limits;
 use crate::views::{AvailabilityView, ReservationsView};
+use ingest::follow::Follower;
 
 #[derive(Debug)]
 pub struct AppState {

@@ -1,6 +1,6 @@
 //! The read models the API serves: availability per SKU (from the availability topic)
 //! and reservations (from the events topic). Both are fed in log order by a
-//! [`Follower`](crate::follow::Follower) and tolerate a record seen twice.
+//! [`Follower`](ingest::follow::Follower) and tolerate a record seen twice.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -11,7 +11,7 @@ use topics::{
     Allocation, Availability, Event, LogTime, ReservationId, ReservationState, Sku, TenantId,
 };
 
-use crate::follow::View;
+use ingest::follow::View;
 
 /// Latest availability per SKU, with its JSON rendered once when it arrives (reads
 /// outnumber writes by far; a read then copies no more than a reference).

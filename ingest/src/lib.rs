@@ -14,14 +14,15 @@
 
 pub mod bulk;
 mod cache;
+pub mod follow;
 mod lookup;
-mod tail;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use topics::codec::DecodeError;
 use topics::{Envelope, LogCommand, Position, Reply, Request, Topic, Topics};
 
 pub use cache::Replies;
@@ -98,7 +99,7 @@ pub struct Ingest {
     commands_topic: Arc<str>,
     replies: Arc<Replies>,
     config: Arc<IngestConfig>,
-    _tail: Arc<tail::Tail>,
+    _tail: Arc<follow::Follower>,
     lookups: Arc<lookup::Lookups>,
 }
 
@@ -113,10 +114,13 @@ impl Ingest {
     pub fn new(config: IngestConfig) -> Result<Self, IngestError> {
         let producer = Arc::new(std::sync::RwLock::new((0, Self::create_producer(&config)?)));
         let replies = Arc::new(Replies::new(config.cache_capacity));
-        let tail = tail::Tail::start(
+        let tail = follow::Follower::start(
             &config.bootstrap,
             &config.topics.name(Topic::Replies),
-            replies.clone(),
+            "skuflow-replies-tail",
+            rdkafka::Offset::End,
+            Arc::new(RepliesView(replies.clone())),
+            Box::new(|| {}),
         )?;
         let lookups = lookup::Lookups::start(
             &config.bootstrap,
@@ -226,6 +230,21 @@ impl Ingest {
 
     pub fn replies(&self) -> &Replies {
         &self.replies
+    }
+}
+
+/// The replies tail's view: every reply into the cache, under the position it answers.
+struct RepliesView(Arc<Replies>);
+
+impl follow::View for RepliesView {
+    fn apply(&self, _partition: i32, payload: Option<&[u8]>) -> Result<(), DecodeError> {
+        let envelope = topics::codec::from_json::<Reply>(payload)?;
+        let id = envelope
+            .id
+            .ok_or_else(|| DecodeError::Malformed("a reply without its record id".into()))?;
+        let at = Position { partition: id.partition, offset: id.offset };
+        self.0.insert_from_tail(at, Arc::new(envelope.body));
+        Ok(())
     }
 }
 

@@ -1,11 +1,13 @@
-//! Following a topic from its beginning (read_committed) on a thread of its own, feeding
-//! every record to a view and publishing how far each partition has been read, so a
-//! request can wait for the view to reach a position, and whether every partition has
-//! been read to an end at least once (the view has caught up with what existed when the
-//! instance started: readiness).
+//! Following a topic (read_committed) on a thread of its own, from its beginning or from
+//! its end, feeding every record to a [`View`] and publishing how far each partition has
+//! been read, so a request can wait for the view to reach a position, and whether every
+//! partition has been read to an end at least once (the view has caught up with what
+//! existed when the follower started: the API's readiness). The API follows the
+//! availability and events topics from the beginning; [`crate::Ingest`] follows the
+//! replies topic from its end into its reply cache.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -35,8 +37,9 @@ pub struct Follower {
     reached_end: Arc<Vec<AtomicBool>>,
     thread: Option<JoinHandle<()>>,
     progress: Progress,
-    /// For high-watermark queries (what "caught up" means right now).
-    probe: BaseConsumer,
+    /// For high-watermark queries (what "caught up" means right now), made on first use.
+    probe: OnceLock<BaseConsumer>,
+    bootstrap: String,
     topic: String,
 }
 
@@ -47,21 +50,25 @@ impl std::fmt::Debug for Follower {
 }
 
 impl Follower {
+    /// Follow `topic` from `from` (`Offset::Beginning` or `Offset::End`) as consumer
+    /// group `group` (used for nothing but the client's name: partitions are assigned,
+    /// not subscribed). `on_undecodable` hears of each record the view could not decode.
     pub fn start(
         bootstrap: &str,
         topic: &str,
+        group: &str,
+        from: Offset,
         view: Arc<dyn View>,
-        undecodable: prometheus::IntCounter,
-    ) -> Result<Self, crate::server::ApiStartError> {
-        let consumer: BaseConsumer =
-            broker::client::consumer_config(bootstrap, "skuflow-api-follower")
-                .set("enable.partition.eof", "true")
-                .create()?;
+        on_undecodable: Box<dyn Fn() + Send>,
+    ) -> Result<Self, crate::IngestError> {
+        let consumer: BaseConsumer = broker::client::consumer_config(bootstrap, group)
+            .set("enable.partition.eof", "true")
+            .create()?;
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
         let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
         let mut tpl = TopicPartitionList::new();
         for p in 0..partitions as i32 {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+            tpl.add_partition_offset(topic, p, from)?;
         }
         consumer.assign(&tpl)?;
         let (tx, progress) = watch::channel(vec![0; partitions]);
@@ -73,14 +80,14 @@ impl Follower {
         let name = topic.to_owned();
         let thread = std::thread::Builder::new()
             .name(format!("follow-{topic}"))
-            .spawn(move || follow(consumer, view, tx, ends, flag, name, undecodable))?;
-        let probe = broker::client::consumer_config(bootstrap, "skuflow-api-probe").create()?;
+            .spawn(move || follow(consumer, view, tx, ends, flag, name, on_undecodable))?;
         Ok(Self {
             stop,
             reached_end,
             thread: Some(thread),
             progress,
-            probe,
+            probe: OnceLock::new(),
+            bootstrap: bootstrap.to_owned(),
             topic: topic.to_owned(),
         })
     }
@@ -109,7 +116,15 @@ impl Follower {
 
     /// The end of a partition of another topic (blocking).
     pub fn end_of(&self, topic: &str, partition: i32) -> Result<i64, KafkaError> {
-        let (_, high) = self.probe.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
+        let probe = match self.probe.get() {
+            Some(p) => p,
+            None => {
+                let made =
+                    broker::client::consumer_config(&self.bootstrap, "skuflow-probe").create()?;
+                self.probe.get_or_init(|| made)
+            }
+        };
+        let (_, high) = probe.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
         Ok(high)
     }
 }
@@ -126,7 +141,7 @@ fn follow(
     ends: Ends,
     stop: Arc<AtomicBool>,
     topic: String,
-    undecodable: prometheus::IntCounter,
+    on_undecodable: Box<dyn Fn() + Send>,
 ) {
     while !stop.load(Ordering::Relaxed) {
         // Apply what is there, then publish progress once per burst.
@@ -136,7 +151,7 @@ fn follow(
             match consumer.poll(wait) {
                 Some(Ok(m)) => {
                     if let Err(e) = view.apply(m.partition(), m.payload()) {
-                        undecodable.inc();
+                        on_undecodable();
                         tracing::warn!(%topic, partition = m.partition(), offset = m.offset(), error = %e,
                             "undecodable record skipped by the view");
                     }
