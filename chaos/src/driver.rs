@@ -388,20 +388,7 @@ impl Driver {
                     Some(p) => format!("/v1/availability/{sku}?min_position={p}&wait={wait}"),
                     None => format!("/v1/availability/{sku}"),
                 };
-                Request {
-                    kind: "availability",
-                    tenant,
-                    key: None,
-                    sku: Some(sku),
-                    method: reqwest::Method::GET,
-                    path,
-                    body: None,
-                    raw: None,
-                    credential: None,
-                    hostile: false,
-                    of: None,
-                    ingest: false,
-                }
+                self.get("availability", &tenant, Some(sku), path, None)
             }
             Kind::Restock => {
                 let w = warehouse_name(d.warehouse);

@@ -28,16 +28,8 @@ fn env(name: &str, default: u64) -> u64 {
 
 /// `VmHWM` (peak) and `VmRSS` (now) of this process, in MiB.
 fn rss_mib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map_or(0, |kb| kb / 1024)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
+    let m = state::store::process_memory();
+    (m.peak_mib, m.rss_mib)
 }
 
 /// The `i`th changelog record of a busy partition.

@@ -97,13 +97,7 @@ struct Result {
 
 /// `VmRSS` of this process, in MiB.
 fn rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
+    state::store::process_memory().rss_mib
 }
 
 fn drain(

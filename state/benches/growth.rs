@@ -33,16 +33,8 @@ fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 /// `VmRSS` and `VmHWM` of this process, in MiB.
 fn memory() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map_or(0, |kb| kb / 1024)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let m = state::store::process_memory();
+    (m.rss_mib, m.peak_mib)
 }
 
 fn disk_mib(dir: &std::path::Path) -> u64 {

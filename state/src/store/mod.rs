@@ -79,6 +79,28 @@ pub struct StoreMemory {
     pub table_readers: u64,
 }
 
+/// This process's resident memory, in MiB, from `/proc/self/status`: now (`VmRSS`) and
+/// at its peak (`VmHWM`); 0 where the system does not say. For the benchmarks and
+/// `skuflow bench`, which report what a store of a given size costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProcessMemory {
+    pub rss_mib: u64,
+    pub peak_mib: u64,
+}
+
+pub fn process_memory() -> ProcessMemory {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb / 1024)
+    };
+    ProcessMemory { rss_mib: field("VmRSS:"), peak_mib: field("VmHWM:") }
+}
+
 /// The default block cache: hot rows a read away, and a bounded part of the memory.
 pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 << 20;
 /// Size of one memtable; at most two exist, so writes hold at most 64 MiB.
