@@ -45,7 +45,8 @@ pub struct Metrics {
     pub stalls: IntCounter,
     /// Consumers recreated to recover from a stall.
     pub stall_recoveries: IntCounter,
-    /// 1 for a partition stopped because applying a record broke an invariant.
+    /// 1 for a partition stopped (an invariant broken, a gap, a log that contradicts
+    /// its state, a restore given up, undecodable store data).
     pub halted: IntGaugeVec,
     /// Times the commands log contradicted a partition's state (the broker lost records
     /// the state applied and reused their offsets).
@@ -167,7 +168,7 @@ impl Metrics {
             halted: IntGaugeVec::new(
                 Opts::new(
                     "skuflow_processor_halted",
-                    "1 for a partition stopped because a record broke an invariant of the machine",
+                    "1 for a partition stopped: a record broke an invariant, a gap or a log that contradicts the state, a failed restore or undecodable store data (/healthz says which)",
                 ),
                 &["partition"],
             )?,
