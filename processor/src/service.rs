@@ -522,8 +522,8 @@ impl Processor {
             let clock = state.log_time();
             if let Some(why) = done.and_then(|applied| {
                 records.iter().find_map(|r| replayed_record(r.offset, r.timestamp, applied, clock))
-            }) {
-                self.diverged_from_log(*partition, why)?;
+            }) && !self.diverged_from_log(*partition, why)?
+            {
                 continue;
             }
             let state =
@@ -574,6 +574,8 @@ impl Processor {
                 // The cache bound is shared by the owned partitions.
                 let per_view = self.config.cache_rows / self.states.len().max(1);
                 for a in &applied {
+                    // Past whatever contradiction it had: a new one restores again.
+                    self.diverged.remove(&a.store.partition);
                     self.store.write(&a.store)?;
                     if let Some(view) = self.states.get_mut(&a.store.partition) {
                         view.evict(per_view);
@@ -732,8 +734,9 @@ impl Processor {
                             self.diverged.remove(&partition);
                         }
                         Verdict::Diverged(why) => {
-                            self.diverged_from_log(partition, why)?;
-                            return Ok(false);
+                            if !self.diverged_from_log(partition, why)? {
+                                return Ok(false);
+                            }
                         }
                         Verdict::Unknown(why) => {
                             tracing::warn!(
@@ -767,7 +770,9 @@ impl Processor {
         for (partition, applied, clock) in loaded {
             match self.history.verify(partition, applied, clock) {
                 Verdict::Same => {}
-                Verdict::Diverged(why) => self.diverged_from_log(partition, why)?,
+                Verdict::Diverged(why) => {
+                    self.diverged_from_log(partition, why)?;
+                }
                 Verdict::Unknown(_) => {
                     // Still away: the others would time out too.
                     unknown = true;
@@ -781,29 +786,36 @@ impl Processor {
 
     /// The commands log is no longer the one `partition`'s state was built from (the
     /// broker lost records the state applied and reused their offsets; `history.rs`).
-    /// Applying on would mix two histories. The first time, the state is dropped and
-    /// rebuilt from the changelog, which a broker that lost the commands usually lost
-    /// with them; if the log contradicts the restored state too, the partition halts.
-    fn diverged_from_log(&mut self, partition: i32, why: String) -> Result<(), ProcessorError> {
-        self.states.remove(&partition);
+    /// Returns whether the state is kept.
+    ///
+    /// The first time, the state is dropped and rebuilt from the changelog: applying on a
+    /// state the changelog does not hold would write deltas onto a base the changelog
+    /// lacks and mix two histories in it. The restored state *is* the changelog, so if
+    /// the log contradicts it too (the broker lost more of the commands than of the
+    /// changelog), it is kept: the records at reused offsets up to its applied offset are
+    /// new commands the broker acknowledged after losing the old ones, and they are
+    /// skipped like the rest of what the broker lost (their senders get no reply and
+    /// retry under the same key, which lands after the state and is applied). What
+    /// follows is applied on a state the changelog holds, so nothing is mixed.
+    fn diverged_from_log(&mut self, partition: i32, why: String) -> Result<bool, ProcessorError> {
         self.metrics.diverged.inc();
         if !self.diverged.insert(partition) {
-            self.halt(
+            tracing::warn!(
                 partition,
-                format!(
-                    "the commands log contradicts the state restored from the changelog: {why}. \
-                     The broker lost acknowledged records and reused their offsets; applying on \
-                     would mix two histories"
-                ),
+                "the commands log contradicts the state restored from the changelog too: {why}. \
+                 Keeping the changelog's state; commands at reused offsets up to its applied \
+                 offset are skipped (the broker lost the ones the state applied)"
             );
-            return Ok(());
+            return Ok(true);
         }
+        self.states.remove(&partition);
         tracing::error!(
             partition,
             "the commands log contradicts the partition's state: {why}; restoring it from the changelog"
         );
         let applied = self.store.applied_offset(partition)?;
-        self.start_restore(partition, applied, None, Duration::ZERO)
+        self.start_restore(partition, applied, None, Duration::ZERO)?;
+        Ok(false)
     }
 
     /// Pause `partition` and start rebuilding it from the changelog in the background,
