@@ -1,8 +1,8 @@
 //! `skuflow chaos run` end to end on a local cluster it starts itself: process faults
 //! and broker restarts under load with the independent checker passing, and a
 //! deliberately broken deployment that the checker must catch. Part of the process
-//! faults' workload goes through the `ingest` library rather than HTTP. (Pauses, network and
-//! disk faults run outside CI: RELIABILITY.md says why.)
+//! faults' workload goes through the `ingest` library rather than HTTP. Network and disk
+//! faults need root (iptables, tmpfs mounts), as CI has.
 
 use serde_json::Value;
 
@@ -65,7 +65,10 @@ fn every_process_fault_under_load_leaves_the_invariants_intact() {
         "{} commands through ingest: {stdout}",
         via_ingest.len()
     );
-    assert_faults(&report, &["kill-processor", "stop-processor", "add-processor", "kill-api"]);
+    assert_faults(
+        &report,
+        &["kill-processor", "pause-processor", "stop-processor", "add-processor", "kill-api"],
+    );
     for check in [
         "model-replay",
         "conservation",
@@ -75,6 +78,20 @@ fn every_process_fault_under_load_leaves_the_invariants_intact() {
         "expired-holds-return",
         "read-your-writes",
     ] {
+        assert!(checked(&report, check) > 0, "{check} looked at nothing: {stdout}");
+    }
+    assert!(report["audit"]["ran"] == true && report["audit"]["ok"] == true, "{}", report["audit"]);
+}
+
+/// Network faults between the processors and the broker (through the harness's proxy
+/// and an iptables rule: root, as CI has) and a full data disk: every command answered,
+/// nothing found.
+#[test]
+fn network_faults_and_a_full_disk_leave_the_invariants_intact() {
+    let (_, report, stdout) = run("ci-network");
+    assert_eq!(report["verdict"]["findings"], serde_json::json!([]), "{stdout}");
+    assert_faults(&report, &["network-latency", "network-reset", "network-blackhole", "fill-disk"]);
+    for check in ["model-replay", "conservation", "every-command-answered", "read-your-writes"] {
         assert!(checked(&report, check) > 0, "{check} looked at nothing: {stdout}");
     }
     assert!(report["audit"]["ran"] == true && report["audit"]["ok"] == true, "{}", report["audit"]);
