@@ -395,8 +395,10 @@ async fn poll(driver: &Driver, accepted: &Entry, api: usize) {
 /// How long the harness keeps sending unanswered requests again after the run.
 const RESOLVE_WITHIN: Duration = Duration::from_secs(60);
 
-/// Every request without a reply anywhere in the history is sent again with its key
-/// and body until it has one, a second apart, for at most [`RESOLVE_WITHIN`].
+/// Every command without a reply anywhere in the history is resolved, a second apart,
+/// for at most [`RESOLVE_WITHIN`]: one the API accepted (202) is polled at its position
+/// (an answer at once, from any instance), and sent again with its key and body when
+/// the poll does not know it; one that got no position is sent again.
 async fn resolve(driver: &Arc<Driver>) {
     let history = driver.history();
     let by_id: BTreeMap<u64, &Entry> = history.iter().map(|e| (e.id, e)).collect();
@@ -411,6 +413,15 @@ async fn resolve(driver: &Arc<Driver>) {
         .filter(|e| e.reply().is_some())
         .filter_map(|e| check::identity(&request_of(e)))
         .collect();
+    // Where each command was accepted, if it was: the poll location of a 202.
+    let mut polls: BTreeMap<_, String> = BTreeMap::new();
+    for e in &history {
+        if let (Some(id), Some(location)) =
+            (check::identity(&request_of(e)), e.response.as_ref().and_then(|r| r["poll"].as_str()))
+        {
+            polls.insert(id, location.to_owned());
+        }
+    }
     let mut seen = std::collections::BTreeSet::new();
     let open: Vec<Entry> = history
         .iter()
@@ -421,21 +432,35 @@ async fn resolve(driver: &Arc<Driver>) {
     let deadline = tokio::time::Instant::now() + RESOLVE_WITHIN;
     let mut tasks = JoinSet::new();
     for (i, e) in open.into_iter().enumerate() {
-        if tasks.len() >= 64 {
+        if tasks.len() >= 128 {
             tasks.join_next().await;
         }
         let driver = driver.clone();
+        let mut poll = check::identity(&e).and_then(|id| polls.get(&id).cloned());
         tasks.spawn(async move {
-            // Past the deadline the rest stay open (the checker reports them): with many
-            // open commands, one more try each would take their number times the wait.
+            // Past the deadline the rest stay open (the checker reports them).
             if tokio::time::Instant::now() > deadline {
                 return;
             }
             for attempt in 0.. {
-                if driver.send(i + attempt, driver.again(&e, "resolve")).await.reply().is_some()
-                    || tokio::time::Instant::now() > deadline
-                {
+                let request = match &poll {
+                    Some(location) => driver.get(
+                        "resolve",
+                        &e.tenant,
+                        e.sku.clone(),
+                        location.clone(),
+                        Some(e.id),
+                    ),
+                    None => driver.again(&e, "resolve"),
+                };
+                let answer = driver.send(i + attempt, request).await;
+                if answer.reply().is_some() || tokio::time::Instant::now() > deadline {
                     return;
+                }
+                // A position the instance does not know (the broker gave it to another
+                // record): the command itself again, under its key.
+                if answer.status == Some(404) {
+                    poll = None;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
