@@ -238,19 +238,17 @@ struct RepliesView(Arc<Replies>);
 
 impl follow::View for RepliesView {
     fn apply(&self, _partition: i32, payload: Option<&[u8]>) -> Result<(), DecodeError> {
-        let envelope = topics::codec::from_json::<Reply>(payload)?;
-        let id = envelope
-            .id
-            .ok_or_else(|| DecodeError::Malformed("a reply without its record id".into()))?;
-        let at = Position { partition: id.partition, offset: id.offset };
-        self.0.insert_from_tail(at, Arc::new(envelope.body));
+        let (at, reply) = reply_at(payload)?;
+        self.0.insert_from_tail(at, Arc::new(reply));
         Ok(())
     }
 }
 
 /// The envelope id of a reply record, as the position of the command it answers.
-pub(crate) fn reply_at(payload: Option<&[u8]>) -> Option<(Position, Reply)> {
-    let envelope = topics::codec::from_json::<Reply>(payload).ok()?;
-    let id = envelope.id?;
-    Some((Position { partition: id.partition, offset: id.offset }, envelope.body))
+pub(crate) fn reply_at(payload: Option<&[u8]>) -> Result<(Position, Reply), DecodeError> {
+    let envelope = topics::codec::from_json::<Reply>(payload)?;
+    let id = envelope
+        .id
+        .ok_or_else(|| DecodeError::Malformed("a reply without its record id".into()))?;
+    Ok((Position { partition: id.partition, offset: id.offset }, envelope.body))
 }

@@ -116,7 +116,7 @@ fn first_from(
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) if m.offset() >= end => return Ok(None),
             Some(Ok(m)) => {
-                if let Some((at, reply)) = crate::reply_at(m.payload()) {
+                if let Ok((at, reply)) = crate::reply_at(m.payload()) {
                     return Ok(Some((m.offset(), at, reply)));
                 }
             }

@@ -37,6 +37,14 @@ pub enum Verdict {
     Unknown(String),
 }
 
+/// A consumed record's log time (`None` when the broker gave none).
+pub fn log_time(timestamp: Timestamp) -> Option<LogTime> {
+    match timestamp {
+        Timestamp::LogAppendTime(t) | Timestamp::CreateTime(t) => Some(LogTime(t.max(0) as u64)),
+        Timestamp::NotAvailable => None,
+    }
+}
+
 /// Why a record at or before `applied` proves the log diverged, if it does.
 pub fn replayed_record(offset: i64, at: LogTime, applied: i64, clock: LogTime) -> Option<String> {
     (offset <= applied && at > clock).then(|| {
@@ -109,11 +117,8 @@ impl HistoryCheck {
             }
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
-                    let at = match m.timestamp() {
-                        Timestamp::LogAppendTime(t) | Timestamp::CreateTime(t) => {
-                            LogTime(t.max(0) as u64)
-                        }
-                        Timestamp::NotAvailable => break Verdict::Unknown("no timestamp".into()),
+                    let Some(at) = log_time(m.timestamp()) else {
+                        break Verdict::Unknown("no timestamp".into());
                     };
                     break match replayed_record(m.offset(), at, applied, clock) {
                         Some(why) => Verdict::Diverged(why),

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, Timestamp};
+use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use state::store::{Store, StoreError};
@@ -35,7 +35,7 @@ use crate::batch::{Applied, BatchError, InRecord, Source, apply_routed};
 use crate::config::ProcessorConfig;
 use crate::group::GroupContext;
 use crate::health::Health;
-use crate::history::{HistoryCheck, Verdict, replayed_record};
+use crate::history::{HistoryCheck, Verdict, log_time, replayed_record};
 use crate::metrics::Metrics;
 use crate::output::{Failure, Outputs};
 use crate::restore::RestoreError;
@@ -467,10 +467,7 @@ impl Processor {
                     break;
                 }
             };
-            let timestamp = match msg.timestamp() {
-                Timestamp::LogAppendTime(t) | Timestamp::CreateTime(t) => LogTime(t.max(0) as u64),
-                Timestamp::NotAvailable => LogTime(0),
-            };
+            let timestamp = log_time(msg.timestamp()).unwrap_or(LogTime(0));
             by_partition.entry(msg.partition()).or_default().push(Owned {
                 offset: msg.offset(),
                 timestamp,
