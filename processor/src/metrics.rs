@@ -51,6 +51,10 @@ pub struct Metrics {
     /// Times the commands log contradicted a partition's state (the broker lost records
     /// the state applied and reused their offsets).
     pub diverged: IntCounter,
+    /// Times a partition's changelog no longer ended with its state's last batch.
+    pub changelog_losses: IntCounter,
+    /// Commands applied a second time after the changelog lost the state they built.
+    pub replayed: IntCounter,
 }
 
 impl Metrics {
@@ -176,9 +180,19 @@ impl Metrics {
                 "skuflow_processor_log_divergences_total",
                 "Times the commands log contradicted a partition's state (lost and reused offsets)",
             )?,
+            changelog_losses: IntCounter::new(
+                "skuflow_processor_changelog_losses_total",
+                "Times a partition's changelog no longer ended with its state's last batch (the broker lost changelog records)",
+            )?,
+            replayed: IntCounter::new(
+                "skuflow_processor_replayed_commands_total",
+                "Commands applied again because the changelog lost the state they had built",
+            )?,
         };
         registry.register(Box::new(m.batch_commands.clone()))?;
         registry.register(Box::new(m.diverged.clone()))?;
+        registry.register(Box::new(m.changelog_losses.clone()))?;
+        registry.register(Box::new(m.replayed.clone()))?;
         registry.register(Box::new(m.commit_seconds.clone()))?;
         registry.register(Box::new(m.applied.clone()))?;
         registry.register(Box::new(m.lag.clone()))?;

@@ -142,6 +142,13 @@ pub struct Processor {
     diverged: BTreeSet<i32>,
     /// The broker was away: check every loaded state against the log again.
     recheck_history: bool,
+    /// Partitions whose changelog lost records their state wrote: once restored from it,
+    /// they apply the commands after it again without waiting (`replay`).
+    changelog_lost: BTreeSet<i32>,
+    /// Partitions applying again the commands between their restored state and the
+    /// committed offset, with the offset the first batch must start at. Cleared by
+    /// the first commit (the committed offset then matches the state again).
+    replaying: BTreeMap<i32, i64>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -204,6 +211,7 @@ impl Processor {
         let history = HistoryCheck::new(
             &config.bootstrap,
             &commands_topic,
+            &config.topics.name(Topic::Changelog),
             config.timeout.min(Duration::from_secs(5)),
         )?;
         let ticker = match config.tick_interval {
@@ -233,6 +241,8 @@ impl Processor {
             history,
             diverged: BTreeSet::new(),
             recheck_history: false,
+            changelog_lost: BTreeSet::new(),
+            replaying: BTreeMap::new(),
             restores: Restores::new(
                 restores::Source {
                     bootstrap: config.bootstrap.clone(),
@@ -265,6 +275,16 @@ impl Processor {
             };
             if batch.is_empty() {
                 continue;
+            }
+            // Nothing is published on a state until it is checked against the logs the
+            // broker came back with: a batch committed first would end the changelog with
+            // the state's META even when the broker lost the batches before it.
+            if self.recheck_history {
+                self.recheck_history()?;
+                if self.recheck_history {
+                    self.rewind(batch.keys().copied())?;
+                    continue;
+                }
             }
             match self.process(&batch) {
                 Ok(()) => backoff = BACKOFF_MIN,
@@ -495,6 +515,8 @@ impl Processor {
                 let _ = self.metrics.halted.remove_label_values(&[&p.to_string()]);
             }
             self.diverged.remove(&p);
+            self.changelog_lost.remove(&p);
+            self.replaying.remove(&p);
             self.watchdog.forget(p);
         }
         for p in &self.halted {
@@ -508,6 +530,14 @@ impl Processor {
         let mut commands = 0;
         for (partition, records) in batch {
             if !self.ensure_state(*partition)? {
+                continue;
+            }
+            // A replay must not skip a command: its first batch starts right after the
+            // state (records fetched before the seek start at the committed offset).
+            if let Some(&from) = self.replaying.get(partition)
+                && records.first().is_some_and(|r| r.offset != from)
+            {
+                self.rewind(std::iter::once(*partition))?;
                 continue;
             }
             let state =
@@ -573,6 +603,7 @@ impl Processor {
                 for a in &applied {
                     // Past whatever contradiction it had: a new one restores again.
                     self.diverged.remove(&a.store.partition);
+                    self.replaying.remove(&a.store.partition);
                     self.store.write(&a.store)?;
                     if let Some(view) = self.states.get_mut(&a.store.partition) {
                         view.evict(per_view);
@@ -665,9 +696,11 @@ impl Processor {
     /// if it still ends *before* it, the restore is tried again after pauses that grow (a
     /// transaction still open on the changelog hides its end until it ends: a frozen
     /// predecessor's commits when it wakes, an abandoned one is aborted after the
-    /// transaction timeout), and once `gap_patience` has passed the partition is halted:
-    /// the broker lost committed changelog records, and applying from the committed
-    /// offset would skip the commands in between (a gap). Nothing is written.
+    /// transaction timeout). Once `gap_patience` has passed (at once when this processor
+    /// saw the changelog lose what its state wrote), the broker lost committed changelog
+    /// records: applying from the committed offset would skip the commands in between (a
+    /// gap), so they are applied again from the restored state (`replay`), or, when the
+    /// commands log no longer holds them, the partition is halted. Nothing is skipped.
     fn ensure_state(&mut self, partition: i32) -> Result<bool, ProcessorError> {
         if self.states.contains_key(&partition) {
             return Ok(true);
@@ -696,9 +729,15 @@ impl Processor {
         let behind = next.is_some_and(|n| resumes_at < n);
         let restored = self.restores.completed(partition);
         let mismatch = applied.map(|a| a + 1) != next || incomplete;
-        if mismatch && (restored == 0 || behind || incomplete) {
+        let replaying = self.replaying.get(&partition) == Some(&resumes_at);
+        if mismatch && !replaying && (restored == 0 || behind || incomplete) {
             let waited = self.restores.since_first(partition);
-            if restored < MIN_RESTORES || waited < self.config.gap_patience {
+            let patient = restored < MIN_RESTORES || waited < self.config.gap_patience;
+            let lost = self.changelog_lost.contains(&partition);
+            if behind && !incomplete && restored > 0 && (lost || !patient) {
+                return self.replay(partition, resumes_at, next).map(|()| false);
+            }
+            if patient {
                 // Again after a pause that grows: a transaction still open on the
                 // changelog (a frozen predecessor's, which it commits when it wakes or
                 // which the coordinator aborts after the transaction timeout) hides the
@@ -712,12 +751,9 @@ impl Processor {
             self.halt(
                 partition,
                 format!(
-                    "gap: after {restored} restores over {:.0} s the changelog ends at applied offset {applied:?} \
-                     (import complete: {}) but the group committed offset {next:?}; applying from there \
-                     would skip offsets {resumes_at}..{next:?}. The broker lost committed changelog \
-                     records; restore them or reset the group offset deliberately",
+                    "gap: after {restored} restores over {:.0} s the store's import is still \
+                     incomplete at applied offset {applied:?} but the group committed offset {next:?}",
                     waited.as_secs_f64(),
-                    !incomplete
                 ),
             );
             return Ok(false);
@@ -726,22 +762,14 @@ impl Processor {
         match self.store.view(partition) {
             Ok(view) => {
                 if let Some(applied) = view.applied_offset() {
-                    match self.history.verify(partition, applied, view.log_time()) {
-                        Verdict::Same => {
-                            self.diverged.remove(&partition);
-                        }
-                        Verdict::Diverged(why) => {
-                            if !self.diverged_from_log(partition, why)? {
-                                return Ok(false);
-                            }
-                        }
-                        Verdict::Unknown(why) => {
-                            tracing::warn!(
-                                partition,
-                                applied,
-                                "could not check the state against the commands log: {why}"
-                            );
-                        }
+                    match self.check_history(partition, applied, view.log_time())? {
+                        Some(true) => {}
+                        Some(false) => return Ok(false),
+                        None => tracing::warn!(
+                            partition,
+                            applied,
+                            "could not check the state against the logs; loaded unchecked"
+                        ),
                     }
                 }
                 self.states.insert(partition, view);
@@ -765,20 +793,101 @@ impl Processor {
             .collect();
         let mut unknown = false;
         for (partition, applied, clock) in loaded {
-            match self.history.verify(partition, applied, clock) {
-                Verdict::Same => {}
-                Verdict::Diverged(why) => {
-                    self.diverged_from_log(partition, why)?;
-                }
-                Verdict::Unknown(_) => {
-                    // Still away: the others would time out too.
-                    unknown = true;
-                    break;
-                }
+            if self.check_history(partition, applied, clock)?.is_none() {
+                // Still away: the others would time out too.
+                unknown = true;
+                break;
             }
         }
         self.recheck_history = unknown;
         Ok(())
+    }
+
+    /// Check a state of `partition` against the commands log and the changelog
+    /// (`history.rs`): `Some(true)` keeps it, `Some(false)` dropped it (to be restored),
+    /// `None`: the broker could not say.
+    fn check_history(
+        &mut self,
+        partition: i32,
+        applied: i64,
+        clock: topics::LogTime,
+    ) -> Result<Option<bool>, ProcessorError> {
+        match self.history.verify_both(partition, applied, clock) {
+            Verdict::Same => {
+                self.diverged.remove(&partition);
+                Ok(Some(true))
+            }
+            Verdict::Diverged(why) => self.diverged_from_log(partition, why).map(Some),
+            Verdict::Changelog(why) => {
+                self.metrics.changelog_losses.inc();
+                self.states.remove(&partition);
+                self.changelog_lost.insert(partition);
+                tracing::error!(
+                    partition,
+                    "the changelog is not the partition's state: {why}; restoring it from the \
+                     changelog and applying the commands after it again"
+                );
+                let applied = self.store.applied_offset(partition)?;
+                self.start_restore(partition, applied, None, Duration::ZERO)?;
+                Ok(Some(false))
+            }
+            Verdict::Unknown(why) => {
+                tracing::debug!(partition, "state not checked against the logs: {why}");
+                Ok(None)
+            }
+        }
+    }
+
+    /// `partition` was restored from a changelog that ends before the committed offset:
+    /// the broker lost committed changelog records (or, past `gap_patience`, no
+    /// transaction still open hides them). The commands from `from` (right after the
+    /// restored state) up to the committed offset `next` were applied once already, on
+    /// the state the changelog held before it lost them; applying them again on the
+    /// restored state gives the same replies and events with the same ids, which
+    /// consumers drop as duplicates. If the commands log no longer holds them, nothing
+    /// can rebuild the state: the partition is halted rather than skip them.
+    fn replay(
+        &mut self,
+        partition: i32,
+        from: i64,
+        next: Option<i64>,
+    ) -> Result<(), ProcessorError> {
+        match self.history.holds(partition, from) {
+            Ok(true) => {
+                let n = next.map_or(0, |n| (n - from).max(0));
+                tracing::warn!(
+                    partition,
+                    from,
+                    ?next,
+                    "the changelog ends before the committed offset (the broker lost committed \
+                     changelog records): applying the {n} commands from offset {from} again"
+                );
+                self.metrics.replayed.inc_by(n as u64);
+                self.changelog_lost.remove(&partition);
+                self.replaying.insert(partition, from);
+                self.rewind(std::iter::once(partition))
+            }
+            Ok(false) => {
+                self.halt(
+                    partition,
+                    format!(
+                        "gap: the changelog ends before offset {from} but the group committed \
+                         offset {next:?}, and the commands log no longer holds offset {from}: \
+                         applying from the committed offset would skip commands. Restore the \
+                         changelog or reset the group offset deliberately"
+                    ),
+                );
+                Ok(())
+            }
+            Err(why) => {
+                tracing::warn!(
+                    partition,
+                    "could not tell whether the commands log holds offset {from}: {why}"
+                );
+                let applied = self.store.applied_offset(partition)?;
+                self.start_restore(partition, applied, next, RESTORE_PAUSE)
+            }
+        }
     }
 
     /// The commands log is no longer the one `partition`'s state was built from (the
