@@ -158,6 +158,9 @@ pub struct ApiConfig {
     /// Finished (released, purchased, expired) reservations the reservations view keeps
     /// readable; the oldest are forgotten first (their reads answer 404).
     pub keep_finished: usize,
+    /// Start a trace for commands whose request brings no `traceparent` (on when spans
+    /// are exported; a request that brings one is always traced).
+    pub start_traces: bool,
 }
 
 /// Finished reservations kept by the reservations view (about 200 bytes each).
@@ -188,6 +191,7 @@ impl ApiConfig {
             reply_cache: ingest::DEFAULT_REPLY_CACHE,
             lookup_queue: ingest::DEFAULT_LOOKUP_QUEUE,
             keep_finished: DEFAULT_KEEP_FINISHED,
+            start_traces: false,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod problem;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod trace;
 pub mod views;
 
 pub use config::{ApiConfig, ApiKey, JwtConfig, Role, hash_key, parse_key};

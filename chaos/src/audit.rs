@@ -185,6 +185,7 @@ fn replay(log: &Log, config: MachineConfig, report: &mut Report) -> Replayed {
                 timestamp: LogTime(r.timestamp.max(0) as u64),
                 key: r.key.as_deref(),
                 payload: r.payload.as_deref(),
+                trace: None,
             })
             .collect();
         let mut state = PartitionState::new();

@@ -23,7 +23,9 @@ use std::time::Duration;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use topics::codec::DecodeError;
-use topics::{Envelope, LogCommand, Position, Reply, Request, Topic, Topics};
+use topics::{
+    Envelope, LogCommand, Position, Reply, Request, TRACE_HEADER, Topic, Topics, TraceContext,
+};
 
 pub use cache::Replies;
 
@@ -170,10 +172,26 @@ impl Ingest {
 
     /// Enqueue `request`; resolves when the broker has acknowledged it.
     pub async fn submit(&self, request: &Request) -> Result<Accepted, IngestError> {
+        self.submit_traced(request, None).await
+    }
+
+    /// [`Ingest::submit`], with `trace` in the record's `traceparent` header: the
+    /// processor copies it onto the command's reply and events.
+    pub async fn submit_traced(
+        &self,
+        request: &Request,
+        trace: Option<TraceContext>,
+    ) -> Result<Accepted, IngestError> {
         let payload =
             topics::codec::to_json(&Envelope::command(LogCommand::Request(request.clone())))?;
         let key = topics::keys::command_key(request.command.sku());
-        let record = FutureRecord::to(&self.commands_topic).key(key).payload(&payload);
+        let traceparent = trace.map(|t| t.to_string());
+        let mut record = FutureRecord::to(&self.commands_topic).key(key).payload(&payload);
+        if let Some(value) = &traceparent {
+            record = record.headers(rdkafka::message::OwnedHeaders::new().insert(
+                rdkafka::message::Header { key: TRACE_HEADER, value: Some(value.as_bytes()) },
+            ));
+        }
         let (generation, producer) = self.current();
         // Never wait for queue space: a full queue is the caller's signal to back off.
         let delivery = producer.send_result(record).map_err(|(e, _)| {

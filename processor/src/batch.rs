@@ -19,7 +19,7 @@ use state::{ApplyError, LogEntry, Machine, PartitionState};
 use topics::codec::{self, EncodeError};
 use topics::{
     Availability, CommandId, Envelope, LogCommand, LogTime, Outcome, Position, RecordId, Rejection,
-    Reply, Sku, TenantId, Topic, keys,
+    Reply, Sku, TRACE_HEADER, TenantId, Topic, TraceContext, keys,
 };
 
 pub use topics::envelope::{ID_HEADER, REASON_HEADER};
@@ -32,6 +32,16 @@ pub struct InRecord<'a> {
     pub timestamp: LogTime,
     pub key: Option<&'a [u8]>,
     pub payload: Option<&'a [u8]>,
+    /// The record's trace context (its `traceparent` header), copied onto the command's
+    /// reply and events under the processor's span for it ([`apply_span_id`]).
+    pub trace: Option<TraceContext>,
+}
+
+/// The span id under which the processor applied the command at `offset` of `partition`:
+/// derived from the position, so that re-applying it writes the same headers.
+pub fn apply_span_id(partition: i32, offset: i64) -> [u8; 8] {
+    let mixed = (offset as u64 ^ ((partition as u64) << 48)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed | 1).to_be_bytes()
 }
 
 /// A record to produce, encoded.
@@ -123,6 +133,13 @@ pub fn apply_routed(
     for (record, decoded) in records.iter().zip(decoded) {
         let position = Position { partition, offset: record.offset };
         let id = |index| RecordId { partition, offset: record.offset, index };
+        let traced = |mut out: OutRecord| {
+            if let Some(trace) = record.trace {
+                let ours = trace.child(apply_span_id(partition, record.offset));
+                out.headers.push((TRACE_HEADER, ours.to_string().into_bytes()));
+            }
+            out
+        };
         let command = match decoded {
             Ok(command) => command,
             Err(refused) => {
@@ -134,7 +151,7 @@ pub fn apply_routed(
                     // Log time did not move for the refused record: its time is not trusted.
                     let reply =
                         Reply { tenant, command_id, position, at: state.log_time(), outcome };
-                    out.push(reply_record(id(0), &reply)?);
+                    out.push(traced(reply_record(id(0), &reply)?));
                     rejections.push("refused");
                 }
                 continue;
@@ -146,17 +163,17 @@ pub fn apply_routed(
             if let Outcome::Rejected(r) = &reply.outcome {
                 rejections.push(r.reason());
             }
-            out.push(reply_record(id(0), reply)?);
+            out.push(traced(reply_record(id(0), reply)?));
         }
         for (i, event) in fx.events.iter().enumerate() {
             let rid = id(i as u32 + 1);
             let key = event_key(event).to_vec();
-            out.push(output(
+            out.push(traced(output(
                 Topic::Events,
                 rid,
                 key,
                 codec::to_json(&Envelope::output(rid, event))?,
-            ));
+            )));
         }
         for sku in fx.touched {
             touched.insert(sku, position);

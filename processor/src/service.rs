@@ -29,9 +29,9 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use state::store::{Store, StoreError};
 use state::{ApplyError, Machine, PartitionState};
-use topics::{LogTime, Topic};
+use topics::{LogTime, TRACE_HEADER, Topic, TraceContext};
 
-use crate::batch::{Applied, BatchError, InRecord, Source, apply_routed};
+use crate::batch::{Applied, BatchError, InRecord, Source, apply_routed, apply_span_id};
 use crate::config::ProcessorConfig;
 use crate::group::GroupContext;
 use crate::health::Health;
@@ -112,6 +112,7 @@ struct Owned {
     timestamp: LogTime,
     key: Option<Vec<u8>>,
     payload: Option<Vec<u8>>,
+    trace: Option<TraceContext>,
 }
 
 pub struct Processor {
@@ -493,6 +494,7 @@ impl Processor {
                 timestamp,
                 key: msg.key().map(<[u8]>::to_vec),
                 payload: msg.payload().map(<[u8]>::to_vec),
+                trace: trace_of(&msg),
             });
             n += 1;
         }
@@ -527,6 +529,7 @@ impl Processor {
 
     fn process(&mut self, batch: &BTreeMap<i32, Vec<Owned>>) -> Result<(), ProcessorError> {
         let mut applied: Vec<Applied> = Vec::new();
+        let mut spans: Vec<tracing::Span> = Vec::new();
         let mut commands = 0;
         for (partition, records) in batch {
             if !self.ensure_state(*partition)? {
@@ -563,8 +566,23 @@ impl Processor {
                     timestamp: r.timestamp,
                     key: r.key.as_deref(),
                     payload: r.payload.as_deref(),
+                    trace: r.trace,
                 })
                 .collect();
+            // One span per traced command, from its apply to the commit of its batch
+            // (dropped with `spans` at the end of this call). Untraced commands cost
+            // nothing.
+            spans.extend(ins.iter().filter_map(|r| {
+                let trace = r.trace?;
+                Some(tracing::info_span!(
+                    "skuflow.apply",
+                    trace_id = %trace.trace_hex(),
+                    span_id = %topics::trace::to_hex(&apply_span_id(*partition, r.offset)),
+                    parent_span_id = %trace.span_hex(),
+                    partition = *partition,
+                    offset = r.offset,
+                ))
+            }));
             if ins.is_empty() {
                 continue;
             }
@@ -1030,4 +1048,16 @@ fn check_retention(config: &ProcessorConfig) -> Result<(), ProcessorError> {
         tracing::warn!("{why}: clients cannot poll for replies older than the topic keeps");
     }
     Ok(())
+}
+
+/// The trace context a command record carries, if any (a header that does not parse is
+/// ignored).
+fn trace_of(msg: &rdkafka::message::BorrowedMessage<'_>) -> Option<TraceContext> {
+    use rdkafka::message::Headers;
+    let headers = msg.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == TRACE_HEADER)
+        .and_then(|h| h.value)
+        .and_then(TraceContext::parse)
 }

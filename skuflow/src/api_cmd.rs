@@ -132,6 +132,7 @@ impl ApiArgs {
         c.max_connections_per_address = self.max_connections_per_address;
         c.lookup_queue = self.lookup_queue.max(1);
         c.keep_finished = self.keep_finished;
+        c.start_traces = crate::telemetry::endpoint().is_some();
         Ok(c)
     }
 }

@@ -12,6 +12,7 @@ mod doctor;
 mod ingest_cmd;
 mod metrics_server;
 mod processor_cmd;
+mod telemetry;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -63,14 +64,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SKUFLOW_LOG")
-                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logs();
     let args = match config_file::expand::<Cli>(std::env::args_os().collect()) {
         Ok(args) => args,
         Err(e) => {
@@ -118,6 +112,25 @@ fn wait_for_shutdown(what: &str, mut alive: impl FnMut() -> bool) -> anyhow::Res
             }
         }
     })
+}
+
+/// Logs to stderr, filtered by `SKUFLOW_LOG`; and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is
+/// set, trace spans to that collector (`telemetry.rs`).
+fn init_logs() {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SKUFLOW_LOG")
+        .unwrap_or_else(|_| "info,rdkafka=warn".into());
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(filter);
+    let subcommand = std::env::args().nth(1).unwrap_or_default();
+    let traces = telemetry::layer(&subcommand).map(|layer| {
+        layer.with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            m.is_span() && m.name().starts_with("skuflow.")
+        }))
+    });
+    tracing_subscriber::registry().with(logs).with(traces).init();
 }
 
 #[cfg(test)]

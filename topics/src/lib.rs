@@ -9,8 +9,10 @@ pub mod ids;
 pub mod keys;
 pub mod model;
 pub mod names;
+pub mod trace;
 
 pub use envelope::{Envelope, RecordId, VERSION};
 pub use ids::{CommandId, IdError, ReservationId, Sku, TenantId, WarehouseId};
 pub use model::*;
 pub use names::{Topic, TopicLayout, Topics};
+pub use trace::{TRACE_HEADER, TraceContext};

@@ -12,6 +12,8 @@ use crate::dto::{ExtendBody, PurchaseBody, ReserveBody, WaitQuery};
 use crate::problem::ApiError;
 use crate::routes::{pending_response, reply_response};
 use crate::state::AppState;
+use crate::trace::RequestTrace;
+use tracing::Instrument;
 
 pub fn idempotency_key(req: &HttpRequest) -> Result<CommandId, ApiError> {
     let value = req
@@ -89,7 +91,40 @@ pub async fn submit(
     let command_id = idempotency_key(req)?;
     let request = Request { tenant: caller.tenant.clone(), command_id, command };
     let _in_flight = state.limits.start(&caller.credential)?;
-    let accepted = state.ingest.submit(&request).await.map_err(|e| match e {
+    let Some(trace) = RequestTrace::of(req, state.config.start_traces) else {
+        return enqueue_and_wait(state, &request, None, wait).await;
+    };
+    let response = enqueue_and_wait(state, &request, Some(trace.ours), wait)
+        .instrument(trace.span(command_name(&request.command)))
+        .await;
+    response.map(|mut r| {
+        let (name, value) = trace.header();
+        r.headers_mut().insert(name, value);
+        r
+    })
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Reserve(_) => "reserve",
+        Command::Release(_) => "release",
+        Command::Purchase(_) => "purchase",
+        Command::Extend(_) => "extend",
+        Command::Restock(_) => "restock",
+        Command::Adjust(_) => "adjust",
+        Command::SetStock(_) => "set_stock",
+    }
+}
+
+/// Enqueue `request` (with `trace` in its record's header) and wait up to `wait` for its
+/// reply.
+async fn enqueue_and_wait(
+    state: &AppState,
+    request: &Request,
+    trace: Option<topics::TraceContext>,
+    wait: Option<u64>,
+) -> Result<HttpResponse, ApiError> {
+    let accepted = state.ingest.submit_traced(request, trace).await.map_err(|e| match e {
         ingest::IngestError::Backpressure => ApiError::Overloaded,
         e => ApiError::Unavailable(e.to_string()),
     })?;

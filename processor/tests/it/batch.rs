@@ -61,6 +61,7 @@ fn records(log: &[(Vec<u8>, Vec<u8>)], from: usize, to: usize) -> Vec<InRecord<'
             timestamp: LogTime(1_000_000 + i as u64),
             key: Some(&log[i].0),
             payload: Some(&log[i].1),
+            trace: None,
         })
         .collect()
 }

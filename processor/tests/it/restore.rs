@@ -86,6 +86,7 @@ fn restore_from_the_changelog_topic_equals_the_live_state() {
                 timestamp: *at,
                 key: Some(key),
                 payload: Some(payload),
+                trace: None,
             })
             .collect();
         let applied = apply_batch(&machine, &mut live, P, &batch).unwrap();

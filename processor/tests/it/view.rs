@@ -150,6 +150,7 @@ fn records(log: &[Entry], from: usize, to: usize) -> Vec<InRecord<'_>> {
             timestamp: log[i].at,
             key: Some(&log[i].key),
             payload: Some(&log[i].payload),
+            trace: None,
         })
         .collect()
 }

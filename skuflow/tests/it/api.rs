@@ -44,6 +44,10 @@ fn concurrent_clients_on_a_hot_sku_get_exactly_the_stock() {
         .count();
     assert_eq!(held, STOCK, "exactly the stock is held");
     assert_eq!(held + refused, answers.len(), "every other request is refused as insufficient");
+    assert!(
+        answers.iter().all(|(_, _, h)| h.get("traceresponse").is_none()),
+        "no trace is started for requests without traceparent while export is off"
+    );
 
     // Read-your-writes: with the position of the last hold, availability shows 0.
     let (_, last, _) = answers

@@ -23,6 +23,8 @@ pub struct Stack {
     pub url: String,
     children: Vec<Child>,
     pub client: Client,
+    /// Environment of every process the stack starts.
+    env: Vec<(String, String)>,
 }
 
 pub fn key_args() -> Vec<String> {
@@ -37,12 +39,18 @@ pub fn key_args() -> Vec<String> {
 impl Stack {
     /// Broker, topics, processor and API; `extra` goes to `skuflow up`.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_env(extra, &[])
+    }
+
+    /// [`Stack::start`] with `env` set for every process of the stack.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let cluster = Cluster::start();
         let mut stack = Self {
             url: String::new(),
             children: Vec::new(),
             client: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
             cluster,
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
         };
         let data = stack.cluster.dir.path().join("up-store");
         let mut args: Vec<String> =
@@ -101,6 +109,7 @@ impl Stack {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_skuflow"))
             .args(args)
             .env("SKUFLOW_LOG", "info,rdkafka=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

@@ -8,3 +8,4 @@ mod http;
 mod kill_cycles;
 mod processor;
 mod support;
+mod trace;
