@@ -1,4 +1,5 @@
-//! Encoding and decoding of envelopes. JSON (serde) is the default. A decode failure is
+//! Encoding and decoding of envelopes. JSON (serde) is the default; [`Format::Avro`]
+//! (with the `avro` feature) is registry-backed Avro (`crate::avro`). A decode failure is
 //! a value, [`DecodeError`], that the processor routes to the dead-letter topic with
 //! its reason instead of stopping the partition.
 
@@ -7,6 +8,64 @@ use serde::de::DeserializeOwned;
 
 use crate::envelope::{Envelope, VERSION};
 use crate::ids::{CommandId, TenantId};
+use crate::names::Topic;
+
+/// How a deployment encodes its envelopes: every writer and reader of one deployment
+/// must use the same one.
+#[derive(Debug, Clone, Default)]
+pub enum Format {
+    #[default]
+    Json,
+    /// Avro in the Confluent wire format, schemas registered at startup.
+    #[cfg(feature = "avro")]
+    Avro(std::sync::Arc<crate::avro::AvroFormat>),
+}
+
+impl Format {
+    /// Encode `envelope` as a value of `topic`.
+    pub fn encode<T: Serialize>(
+        &self,
+        topic: Topic,
+        envelope: &Envelope<T>,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let _ = topic;
+        match self {
+            Format::Json => to_json(envelope),
+            #[cfg(feature = "avro")]
+            Format::Avro(avro) => avro.encode(topic, envelope),
+        }
+    }
+
+    /// Decode an envelope, checking its version before its body.
+    pub fn decode<T: DeserializeOwned>(
+        &self,
+        bytes: Option<&[u8]>,
+    ) -> Result<Envelope<T>, DecodeError> {
+        match self {
+            Format::Json => from_json(bytes),
+            #[cfg(feature = "avro")]
+            Format::Avro(avro) => avro.decode(bytes),
+        }
+    }
+
+    /// [`requester`] in this format.
+    pub fn requester(&self, bytes: Option<&[u8]>) -> Option<(TenantId, CommandId)> {
+        match self {
+            Format::Json => requester(bytes),
+            #[cfg(feature = "avro")]
+            Format::Avro(avro) => requester_of(&avro.decode_json(bytes).ok()?),
+        }
+    }
+
+    /// `json` or `avro`, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            #[cfg(feature = "avro")]
+            Format::Avro(_) => "avro",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -63,15 +122,12 @@ pub fn from_json<T: DeserializeOwned>(bytes: Option<&[u8]>) -> Result<Envelope<T
 /// request, read leniently (any envelope version, any other field broken), so that a
 /// refused request still gets a reply. `None` when even those cannot be read.
 pub fn requester(bytes: Option<&[u8]>) -> Option<(TenantId, CommandId)> {
-    #[derive(serde::Deserialize)]
-    struct Body {
-        tenant: String,
-        command_id: String,
-    }
-    #[derive(serde::Deserialize)]
-    struct Outer {
-        body: Body,
-    }
-    let outer: Outer = serde_json::from_slice(bytes?).ok()?;
-    Some((TenantId::new(outer.body.tenant).ok()?, CommandId::new(outer.body.command_id).ok()?))
+    requester_of(&serde_json::from_slice(bytes?).ok()?)
+}
+
+/// [`requester`] of an envelope's JSON form.
+fn requester_of(envelope: &serde_json::Value) -> Option<(TenantId, CommandId)> {
+    let body = envelope.get("body")?;
+    let text = |field: &str| body.get(field)?.as_str().map(str::to_owned);
+    Some((TenantId::new(text("tenant")?).ok()?, CommandId::new(text("command_id")?).ok()?))
 }

@@ -2,6 +2,7 @@
 //! versioned envelopes, the message types, and their codecs. No other crate builds a
 //! Kafka payload by hand.
 
+#[cfg(feature = "avro")]
 pub mod avro;
 pub mod codec;
 pub mod envelope;

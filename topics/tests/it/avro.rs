@@ -1,7 +1,8 @@
-//! The Avro codec against an HTTP fixture that implements the schema-registry endpoints
-//! `schema_registry_converter` calls: `POST /subjects/{subject}/versions` (register,
-//! answers the id) and `GET /schemas/ids/{id}` (fetch by id). Round trips for every
-//! message kind, the Confluent wire format, and decode failures as values.
+//! The Avro format against an HTTP fixture that implements the schema-registry endpoints
+//! skuflow calls: `PUT /config/{subject}` (compatibility), `POST
+//! /subjects/{subject}/versions` (register, answers the id) and `GET /schemas/ids/{id}`
+//! (fetch by id). Round trips for every message kind, the Confluent wire format, and
+//! decode failures as values.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use topics::avro::AvroCodec;
+use topics::avro::{AvroFormat, RegistryConfig};
 use topics::*;
 
 use crate::support::*;
@@ -66,6 +67,7 @@ fn answer(state: &Mutex<Registry>, request_line: &str, body: &[u8]) -> (&'static
     let path = path.split('?').next().unwrap_or("");
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
+        ("PUT", ["config", _subject]) => ("200 OK", String::from_utf8_lossy(body).into_owned()),
         ("POST", ["subjects", subject, "versions"]) => {
             let json: serde_json::Value = serde_json::from_slice(body).unwrap();
             let schema = json["schema"].as_str().unwrap().to_owned();
@@ -93,22 +95,26 @@ fn answer(state: &Mutex<Registry>, request_line: &str, body: &[u8]) -> (&'static
     }
 }
 
-async fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
-    codec: &AvroCodec,
+fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+    codec: &AvroFormat,
     topic: Topic,
     value: Envelope<T>,
 ) -> Vec<u8> {
-    let bytes = codec.encode(topic, &value).await.unwrap();
+    let bytes = codec.encode(topic, &value).unwrap();
     assert_eq!(bytes[0], 0, "Confluent magic byte");
-    let back: Envelope<T> = codec.decode(Some(&bytes)).await.unwrap();
+    let back: Envelope<T> = codec.decode(Some(&bytes)).unwrap();
     assert_eq!(back, value);
     bytes
 }
 
-#[tokio::test]
-async fn every_message_kind_round_trips_through_the_registry() {
+fn register(url: &str) -> AvroFormat {
+    AvroFormat::register(&RegistryConfig::new(url), &Topics::default()).unwrap()
+}
+
+#[test]
+fn every_message_kind_round_trips_through_the_registry() {
     let (url, registry) = registry();
-    let codec = AvroCodec::new(&url, Topics::default()).unwrap();
+    let codec = register(&url);
 
     let reserve = Command::Reserve(Reserve {
         sku: sku(),
@@ -136,10 +142,10 @@ async fn every_message_kind_round_trips_through_the_registry() {
             command_id: CommandId::new("k").unwrap(),
             command,
         });
-        let bytes = round_trip(&codec, Topic::Commands, Envelope::command(body)).await;
+        let bytes = round_trip(&codec, Topic::Commands, Envelope::command(body));
         schema_ids.push(u32::from_be_bytes(bytes[1..5].try_into().unwrap()));
     }
-    round_trip(&codec, Topic::Commands, Envelope::command(LogCommand::Tick)).await;
+    round_trip(&codec, Topic::Commands, Envelope::command(LogCommand::Tick));
 
     let outcomes = [
         Outcome::Reserved {
@@ -165,7 +171,7 @@ async fn every_message_kind_round_trips_through_the_registry() {
             at: LogTime(1_700_000_000_000),
             outcome,
         };
-        round_trip(&codec, Topic::Replies, Envelope::output(id(), reply)).await;
+        round_trip(&codec, Topic::Replies, Envelope::output(id(), reply));
     }
     let events = [
         Event::ReservationCreated {
@@ -180,7 +186,7 @@ async fn every_message_kind_round_trips_through_the_registry() {
         Event::BackInStock { sku: sku(), available: 4 },
     ];
     for e in events {
-        round_trip(&codec, Topic::Events, Envelope::output(id(), e)).await;
+        round_trip(&codec, Topic::Events, Envelope::output(id(), e));
     }
     let warehouses = BTreeMap::from([(wh("w1"), level()), (wh("w2"), StockLevel::default())]);
     let availability = Availability {
@@ -189,32 +195,52 @@ async fn every_message_kind_round_trips_through_the_registry() {
         warehouses,
         position: Position { partition: 1, offset: 9 },
     };
-    round_trip(&codec, Topic::Availability, Envelope::output(id(), availability)).await;
+    round_trip(&codec, Topic::Availability, Envelope::output(id(), availability));
 
     assert!(schema_ids.windows(2).all(|w| w[0] == w[1]), "one schema per topic: {schema_ids:?}");
     let reg = registry.lock().unwrap();
     let subjects: Vec<&str> = reg.schemas.iter().map(|(s, _)| s.as_str()).collect();
-    assert_eq!(
-        subjects,
-        [
-            "skuflow.commands-value",
-            "skuflow.replies-value",
-            "skuflow.events-value",
-            "skuflow.availability-value"
-        ]
-    );
+    let names = [
+        "skuflow.commands-value",
+        "skuflow.replies-value",
+        "skuflow.events-value",
+        "skuflow.availability-value",
+    ];
+    assert_eq!(subjects, names);
+    for subject in names {
+        let configured = format!("PUT /config/{subject} HTTP/1.1");
+        let at = |line: &str| reg.requests.iter().position(|r| r == line);
+        let registered = format!("POST /subjects/{subject}/versions HTTP/1.1");
+        assert!(
+            at(&configured).is_some() && at(&configured) < at(&registered),
+            "BACKWARD set before registering {subject}: {:?}",
+            reg.requests
+        );
+    }
 }
 
-#[tokio::test]
-async fn decode_failures_are_values() {
-    let (url, _registry) = registry();
-    let codec = AvroCodec::new(&url, Topics::default()).unwrap();
-    let empty: Result<Envelope<LogCommand>, _> = codec.decode(None).await;
+#[test]
+fn decode_failures_are_values() {
+    let (url, registry) = registry();
+    let codec = register(&url);
+    let empty: Result<Envelope<LogCommand>, _> = codec.decode(None);
     assert_eq!(empty.unwrap_err().reason(), "empty");
-    let unknown_id: Result<Envelope<LogCommand>, _> =
-        codec.decode(Some(&[0, 0, 0, 0, 99, 2])).await;
-    assert_eq!(unknown_id.unwrap_err().reason(), "malformed");
-    let good = codec.encode(Topic::Commands, &Envelope::command(LogCommand::Tick)).await.unwrap();
-    let truncated: Result<Envelope<LogCommand>, _> = codec.decode(Some(&good[..8])).await;
+    // An unknown schema id is asked for once, then refused from memory.
+    for _ in 0..3 {
+        let unknown_id: Result<Envelope<LogCommand>, _> = codec.decode(Some(&[0, 0, 0, 0, 99, 2]));
+        assert_eq!(unknown_id.unwrap_err().reason(), "malformed");
+    }
+    let asked =
+        |reg: &Registry| reg.requests.iter().filter(|r| r.contains("/schemas/ids/99")).count();
+    assert_eq!(asked(&registry.lock().unwrap()), 1);
+    let good = codec.encode(Topic::Commands, &Envelope::command(LogCommand::Tick)).unwrap();
+    let truncated: Result<Envelope<LogCommand>, _> = codec.decode(Some(&good[..8]));
     assert_eq!(truncated.unwrap_err().reason(), "malformed");
+    let mut trailing = good.clone();
+    trailing.push(0);
+    let long: Result<Envelope<LogCommand>, _> = codec.decode(Some(&trailing));
+    assert_eq!(long.unwrap_err().reason(), "malformed");
+    let json: Result<Envelope<LogCommand>, _> =
+        codec.decode(Some(&codec::to_json(&Envelope::command(LogCommand::Tick)).unwrap()));
+    assert!(json.unwrap_err().to_string().contains("not the Confluent Avro wire format"));
 }

@@ -1,5 +1,6 @@
 //! The topics crate's integration tests, one binary: golden bytes of the wire format and the Avro codec.
 
+#[cfg(feature = "avro")]
 mod avro;
 mod golden;
 mod support;
