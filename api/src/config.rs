@@ -161,6 +161,9 @@ pub struct ApiConfig {
     /// Start a trace for commands whose request brings no `traceparent` (on when spans
     /// are exported; a request that brings one is always traced).
     pub start_traces: bool,
+    /// How envelopes are encoded: JSON, or Avro through a schema registry (registered
+    /// before the API starts).
+    pub format: topics::codec::Format,
 }
 
 /// Finished reservations kept by the reservations view (about 200 bytes each).
@@ -192,6 +195,7 @@ impl ApiConfig {
             lookup_queue: ingest::DEFAULT_LOOKUP_QUEUE,
             keep_finished: DEFAULT_KEEP_FINISHED,
             start_traces: false,
+            format: topics::codec::Format::Json,
         }
     }
 }

@@ -51,6 +51,7 @@ impl Api {
         ingest_config.topics = config.topics.clone();
         ingest_config.cache_capacity = config.reply_cache;
         ingest_config.lookup_queue = config.lookup_queue;
+        ingest_config.format = config.format.clone();
         let ingest = Ingest::new(ingest_config)?;
         let metrics = Metrics::register(&registry)?;
         let follow = |topic: Topic, view: Arc<dyn ingest::follow::View>| {
@@ -65,9 +66,10 @@ impl Api {
                 Box::new(move || undecodable.inc()),
             )
         };
-        let availability = Arc::new(AvailabilityView::default());
+        let availability = Arc::new(AvailabilityView::new(config.format.clone()));
         let availability_follower = follow(Topic::Availability, availability.clone())?;
-        let reservations = Arc::new(ReservationsView::new(config.keep_finished));
+        let reservations =
+            Arc::new(ReservationsView::new(config.keep_finished, config.format.clone()));
         let reservations_follower = follow(Topic::Events, reservations.clone())?;
         if let Some(set) = config.jwt.as_ref().and_then(|j| j.key_set()) {
             registry.register(Box::new(set.fetches.clone()))?;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
-use topics::codec::{DecodeError, from_json};
+use topics::codec::{DecodeError, Format};
 use topics::{
     Allocation, Availability, Event, LogTime, ReservationId, ReservationState, Sku, TenantId,
 };
@@ -18,6 +18,7 @@ use ingest::follow::View;
 #[derive(Debug, Default)]
 pub struct AvailabilityView {
     by_sku: RwLock<HashMap<Sku, Arc<Rendered>>>,
+    format: Format,
 }
 
 #[derive(Debug)]
@@ -27,6 +28,11 @@ pub struct Rendered {
 }
 
 impl AvailabilityView {
+    /// An empty view of records encoded in `format`.
+    pub fn new(format: Format) -> Self {
+        Self { by_sku: RwLock::default(), format }
+    }
+
     pub fn get(&self, sku: &Sku) -> Option<Arc<Rendered>> {
         self.by_sku.read().unwrap_or_else(|e| e.into_inner()).get(sku).cloned()
     }
@@ -34,7 +40,7 @@ impl AvailabilityView {
 
 impl View for AvailabilityView {
     fn apply(&self, _partition: i32, payload: Option<&[u8]>) -> Result<(), DecodeError> {
-        let a = from_json::<Availability>(payload)?.body;
+        let a = self.format.decode::<Availability>(payload)?.body;
         // Serialising a decoded value cannot fail (no maps with non-string keys).
         let json = serde_json::to_vec(&a).unwrap_or_default();
         let mut map = self.by_sku.write().unwrap_or_else(|e| e.into_inner());
@@ -71,6 +77,7 @@ pub struct ReservationView {
 pub struct ReservationsView {
     inner: RwLock<Reservations>,
     keep_finished: usize,
+    format: Format,
 }
 
 #[derive(Debug, Default)]
@@ -80,8 +87,9 @@ struct Reservations {
 }
 
 impl ReservationsView {
-    pub fn new(keep_finished: usize) -> Self {
-        Self { inner: RwLock::default(), keep_finished }
+    /// An empty view of events encoded in `format`.
+    pub fn new(keep_finished: usize, format: Format) -> Self {
+        Self { inner: RwLock::default(), keep_finished, format }
     }
 
     pub fn get(&self, id: &ReservationId) -> Option<ReservationView> {
@@ -99,7 +107,7 @@ impl ReservationsView {
 
 impl View for ReservationsView {
     fn apply(&self, _partition: i32, payload: Option<&[u8]>) -> Result<(), DecodeError> {
-        let envelope = from_json::<Event>(payload)?;
+        let envelope = self.format.decode::<Event>(payload)?;
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let Reservations { by_id: map, finished } = &mut *inner;
         match envelope.body {
@@ -194,7 +202,7 @@ mod tests {
 
     #[test]
     fn an_undecodable_record_is_an_error_and_changes_nothing() {
-        let view = ReservationsView::new(2);
+        let view = ReservationsView::new(2, Format::Json);
         let (id, bytes) = created(0);
         view.apply(0, Some(&bytes)).unwrap();
         for garbage in [&b"{not json"[..], b"{\"v\":99,\"body\":{}}", b""] {
@@ -202,13 +210,13 @@ mod tests {
         }
         assert!(view.apply(0, None).is_err());
         assert_eq!(view.get(&id).map(|r| r.state), Some(ReservationState::Active));
-        let availability = AvailabilityView::default();
+        let availability = AvailabilityView::new(Format::Json);
         assert!(availability.apply(0, Some(b"[1, 2]")).is_err());
     }
 
     #[test]
     fn a_reservation_ends_once_and_finished_ones_are_bounded() {
-        let view = ReservationsView::new(2);
+        let view = ReservationsView::new(2, Format::Json);
         let mut ids = Vec::new();
         for seq in 0..4 {
             let (id, bytes) = created(seq);
@@ -240,7 +248,7 @@ mod tests {
 
     #[test]
     fn an_extend_that_shortens_a_hold_shows_the_new_expiry() {
-        let view = ReservationsView::new(2);
+        let view = ReservationsView::new(2, Format::Json);
         let (id, bytes) = created(1);
         view.apply(0, Some(&bytes)).unwrap();
         for at in [50, 5] {

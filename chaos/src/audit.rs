@@ -20,7 +20,7 @@ use broker::read::ReadRecord;
 use processor::batch::{InRecord, OutRecord, Source, apply_routed};
 use state::store::{Change, Store};
 use state::{Machine, MachineConfig, PartitionState, Snapshot};
-use topics::codec::from_json;
+use topics::codec::Format;
 use topics::envelope::ID_HEADER;
 use topics::{
     Event, LogCommand, LogTime, RecordId, ReservationId, Sku, StockLevel, Topic, WarehouseId,
@@ -95,7 +95,7 @@ pub fn audit(log: &Log, machine: MachineConfig) -> Report {
     report.dead_lettered = dead.len();
     let mut stock_offsets = BTreeSet::new();
     for r in &log.commands {
-        match from_json::<LogCommand>(r.payload.as_deref()).map(|e| e.body) {
+        match log.format.decode::<LogCommand>(r.payload.as_deref()).map(|e| e.body) {
             Ok(LogCommand::Tick) => report.ticks += 1,
             Ok(LogCommand::Request(req)) => {
                 report.requests += 1;
@@ -112,7 +112,7 @@ pub fn audit(log: &Log, machine: MachineConfig) -> Report {
     compare(&mut report, "I4", "dead letter", &dead, &replayed.outputs(Topic::DeadLetter));
     check_availability(&mut report, log, &replayed);
     check_changelog(&mut report, log, &replayed);
-    check_events(&mut report, &events, &stock_offsets);
+    check_events(&mut report, &log.format, &events, &stock_offsets);
     report
 }
 
@@ -191,7 +191,15 @@ fn replay(log: &Log, config: MachineConfig, report: &mut Report) -> Replayed {
         let mut state = PartitionState::new();
         let partitions = (log.partitions > 0).then_some(log.partitions);
         if !ins.is_empty() {
-            match apply_routed(&machine, Source::Whole, &mut state, p, partitions, &ins) {
+            match apply_routed(
+                &machine,
+                Source::Whole,
+                &mut state,
+                p,
+                partitions,
+                &log.format,
+                &ins,
+            ) {
                 Ok(applied) => replayed.records.extend(applied.records),
                 Err(e) => report.violate("I6", format!("partition {p}: replay failed: {e}")),
             }
@@ -310,7 +318,12 @@ fn check_changelog(report: &mut Report, log: &Log, replayed: &Replayed) {
 
 /// I1, I2 and I7 from the events alone, in log order. `stock_offsets` are the positions
 /// of stock-keeping commands, the only ones allowed to move `on_hand + sold`.
-fn check_events(report: &mut Report, events: &ById, stock_offsets: &BTreeSet<(i32, i64)>) {
+fn check_events(
+    report: &mut Report,
+    format: &Format,
+    events: &ById,
+    stock_offsets: &BTreeSet<(i32, i64)>,
+) {
     type Row = (Sku, WarehouseId);
     let mut rows: BTreeMap<Row, StockLevel> = BTreeMap::new();
     // Units held per row by active reservations, and what each reservation holds.
@@ -344,7 +357,7 @@ fn check_events(report: &mut Report, events: &ById, stock_offsets: &BTreeSet<(i3
             touched.clear();
             current = Some((p, o));
         }
-        let Ok(event) = from_json::<Event>(Some(bytes)).map(|e| e.body) else {
+        let Ok(event) = format.decode::<Event>(Some(bytes)).map(|e| e.body) else {
             report.violate("I3", format!("event {p}/{o} does not decode"));
             continue;
         };

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use broker::read::{ReadError, ReadRecord, partition_count, read_all};
+use topics::codec::Format;
 use topics::{Topic, Topics};
 
 /// Every committed record of skuflow's topics.
@@ -16,6 +17,8 @@ pub struct Log {
     pub availability: Vec<ReadRecord>,
     pub changelog: Vec<ReadRecord>,
     pub dead_letters: Vec<ReadRecord>,
+    /// How the envelopes are encoded (the deployment's format).
+    pub format: Format,
 }
 
 impl Log {
@@ -37,6 +40,12 @@ impl Log {
             availability,
             changelog,
             dead_letters,
+            format: Format::Json,
         })
+    }
+
+    /// This log, its envelopes read in `format`.
+    pub fn in_format(self, format: Format) -> Self {
+        Self { format, ..self }
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use topics::codec::DecodeError;
+use topics::codec::{DecodeError, Format};
 use topics::{
     Envelope, LogCommand, Position, Reply, Request, TRACE_HEADER, Topic, Topics, TraceContext,
 };
@@ -71,6 +71,8 @@ pub struct IngestConfig {
     /// Searches for old replies queued at once (one searcher per instance); beyond it
     /// [`Ingest::lookup`] answers [`IngestError::Busy`].
     pub lookup_queue: usize,
+    /// How envelopes are encoded (the deployment's format).
+    pub format: Format,
 }
 
 impl IngestConfig {
@@ -82,6 +84,7 @@ impl IngestConfig {
             queue_capacity: 100_000,
             delivery_timeout: Duration::from_secs(30),
             lookup_queue: DEFAULT_LOOKUP_QUEUE,
+            format: Format::Json,
         }
     }
 }
@@ -121,13 +124,14 @@ impl Ingest {
             &config.topics.name(Topic::Replies),
             "skuflow-replies-tail",
             rdkafka::Offset::End,
-            Arc::new(RepliesView(replies.clone())),
+            Arc::new(RepliesView(replies.clone(), config.format.clone())),
             Box::new(|| {}),
         )?;
         let lookups = lookup::Lookups::start(
             &config.bootstrap,
             &config.topics.name(Topic::Replies),
             config.lookup_queue,
+            config.format.clone(),
         )?;
         Ok(Self {
             producer,
@@ -182,8 +186,10 @@ impl Ingest {
         request: &Request,
         trace: Option<TraceContext>,
     ) -> Result<Accepted, IngestError> {
-        let payload =
-            topics::codec::to_json(&Envelope::command(LogCommand::Request(request.clone())))?;
+        let payload = self
+            .config
+            .format
+            .encode(Topic::Commands, &Envelope::command(LogCommand::Request(request.clone())))?;
         let key = topics::keys::command_key(request.command.sku());
         let traceparent = trace.map(|t| t.to_string());
         let mut record = FutureRecord::to(&self.commands_topic).key(key).payload(&payload);
@@ -252,19 +258,22 @@ impl Ingest {
 }
 
 /// The replies tail's view: every reply into the cache, under the position it answers.
-struct RepliesView(Arc<Replies>);
+struct RepliesView(Arc<Replies>, Format);
 
 impl follow::View for RepliesView {
     fn apply(&self, _partition: i32, payload: Option<&[u8]>) -> Result<(), DecodeError> {
-        let (at, reply) = reply_at(payload)?;
+        let (at, reply) = reply_at(&self.1, payload)?;
         self.0.insert_from_tail(at, Arc::new(reply));
         Ok(())
     }
 }
 
 /// The envelope id of a reply record, as the position of the command it answers.
-pub(crate) fn reply_at(payload: Option<&[u8]>) -> Result<(Position, Reply), DecodeError> {
-    let envelope = topics::codec::from_json::<Reply>(payload)?;
+pub(crate) fn reply_at(
+    format: &Format,
+    payload: Option<&[u8]>,
+) -> Result<(Position, Reply), DecodeError> {
+    let envelope = format.decode::<Reply>(payload)?;
     let id = envelope
         .id
         .ok_or_else(|| DecodeError::Malformed("a reply without its record id".into()))?;

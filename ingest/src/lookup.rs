@@ -43,7 +43,12 @@ impl std::fmt::Debug for Lookups {
 
 impl Lookups {
     /// Start the searcher of `topic`, queueing at most `capacity` searches.
-    pub fn start(bootstrap: &str, topic: &str, capacity: usize) -> Result<Self, IngestError> {
+    pub fn start(
+        bootstrap: &str,
+        topic: &str,
+        capacity: usize,
+        format: topics::codec::Format,
+    ) -> Result<Self, IngestError> {
         let consumer: BaseConsumer =
             broker::client::consumer_config(bootstrap, "skuflow-replies-lookup").create()?;
         let (queue, jobs) = sync_channel::<Job>(capacity.max(1));
@@ -54,7 +59,7 @@ impl Lookups {
                 if job.done.is_closed() {
                     continue;
                 }
-                let _ = job.done.send(find(&consumer, &topic, job.at));
+                let _ = job.done.send(find(&consumer, &topic, &format, job.at));
             }
         })?;
         Ok(Self { queue: Some(queue), thread: Some(thread) })
@@ -82,14 +87,19 @@ impl Drop for Lookups {
 }
 
 /// The reply to the command at `at`, if the replies topic still holds it.
-fn find(consumer: &BaseConsumer, topic: &str, at: Position) -> Answer {
+fn find(
+    consumer: &BaseConsumer,
+    topic: &str,
+    format: &topics::codec::Format,
+    at: Position,
+) -> Answer {
     let (low, high) = consumer.fetch_watermarks(topic, at.partition, TIMEOUT)?;
     // Invariant: every reply before `lo` answers a command before `at`; none at or after
     // `hi` can be the one (it is past the end or answers a later command).
     let (mut lo, mut hi) = (low, high);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        match first_from(consumer, topic, at.partition, mid, hi)? {
+        match first_from(consumer, topic, format, at.partition, mid, hi)? {
             None => hi = mid,
             Some((_, found, reply)) if found == at => return Ok(Some(reply)),
             Some((offset, found, _)) if found.offset < at.offset => lo = offset + 1,
@@ -104,6 +114,7 @@ fn find(consumer: &BaseConsumer, topic: &str, at: Position) -> Answer {
 fn first_from(
     consumer: &BaseConsumer,
     topic: &str,
+    format: &topics::codec::Format,
     partition: i32,
     from: i64,
     end: i64,
@@ -116,7 +127,7 @@ fn first_from(
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) if m.offset() >= end => return Ok(None),
             Some(Ok(m)) => {
-                if let Ok((at, reply)) = crate::reply_at(m.payload()) {
+                if let Ok((at, reply)) = crate::reply_at(format, m.payload()) {
                     return Ok(Some((m.offset(), at, reply)));
                 }
             }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use state::store::{self, Batch, Needs, Store, StoreError};
 use state::{ApplyError, LogEntry, Machine, PartitionState};
-use topics::codec::{self, EncodeError};
+use topics::codec::{EncodeError, Format};
 use topics::{
     Availability, CommandId, Envelope, LogCommand, LogTime, Outcome, Position, RecordId, Rejection,
     Reply, Sku, TRACE_HEADER, TenantId, Topic, TraceContext, keys,
@@ -100,23 +100,25 @@ pub fn apply_batch(
     partition: i32,
     records: &[InRecord<'_>],
 ) -> Result<Applied, BatchError> {
-    apply_routed(machine, Source::Whole, state, partition, None, records)
+    apply_routed(machine, Source::Whole, state, partition, None, &Format::Json, records)
 }
 
 /// [`apply_batch`] for partition `partition` of a commands topic of `partitions`
 /// partitions: a request found on another partition than its key maps to (a producer
 /// with another partitioner) is dead-lettered, since applying it would give its SKU a
-/// second writer.
+/// second writer. Records are read and written in `format`.
 pub fn apply_routed(
     machine: &Machine,
     source: Source<'_>,
     state: &mut PartitionState,
     partition: i32,
     partitions: Option<i32>,
+    format: &Format,
     records: &[InRecord<'_>],
 ) -> Result<Applied, BatchError> {
     let last = records.last().ok_or(BatchError::Empty)?.offset;
-    let decoded: Vec<_> = records.iter().map(|r| decode(r, partition, partitions)).collect();
+    let decoded: Vec<_> =
+        records.iter().map(|r| decode(format, r, partition, partitions)).collect();
     if let Source::Store(store) = source {
         let mut needs = Needs::new();
         for (record, command) in records.iter().zip(&decoded) {
@@ -151,7 +153,7 @@ pub fn apply_routed(
                     // Log time did not move for the refused record: its time is not trusted.
                     let reply =
                         Reply { tenant, command_id, position, at: state.log_time(), outcome };
-                    out.push(traced(reply_record(id(0), &reply)?));
+                    out.push(traced(reply_record(format, id(0), &reply)?));
                     rejections.push("refused");
                 }
                 continue;
@@ -163,7 +165,7 @@ pub fn apply_routed(
             if let Outcome::Rejected(r) = &reply.outcome {
                 rejections.push(r.reason());
             }
-            out.push(traced(reply_record(id(0), reply)?));
+            out.push(traced(reply_record(format, id(0), reply)?));
         }
         for (i, event) in fx.events.iter().enumerate() {
             let rid = id(i as u32 + 1);
@@ -172,7 +174,7 @@ pub fn apply_routed(
                 Topic::Events,
                 rid,
                 key,
-                codec::to_json(&Envelope::output(rid, event))?,
+                format.encode(Topic::Events, &Envelope::output(rid, event))?,
             )));
         }
         for sku in fx.touched {
@@ -187,7 +189,7 @@ pub fn apply_routed(
             Topic::Availability,
             rid,
             key,
-            codec::to_json(&Envelope::output(rid, &availability))?,
+            format.encode(Topic::Availability, &Envelope::output(rid, &availability))?,
         ));
     }
     let batch = store::batch(partition, state).map_err(StoreError::from)?;
@@ -204,9 +206,14 @@ pub fn apply_routed(
     Ok(Applied { store: batch, records: out, next_offset: last + 1, dead_lettered, rejections })
 }
 
-fn reply_record(id: RecordId, reply: &Reply) -> Result<OutRecord, EncodeError> {
+fn reply_record(format: &Format, id: RecordId, reply: &Reply) -> Result<OutRecord, EncodeError> {
     let key = keys::reply_key(&reply.tenant, &reply.command_id);
-    Ok(output(Topic::Replies, id, key, codec::to_json(&Envelope::output(id, reply))?))
+    Ok(output(
+        Topic::Replies,
+        id,
+        key,
+        format.encode(Topic::Replies, &Envelope::output(id, reply))?,
+    ))
 }
 
 /// A record that cannot be applied: a stable reason, and who sent it if that can be read.
@@ -216,13 +223,14 @@ struct Refused {
 }
 
 fn decode(
+    format: &Format,
     record: &InRecord<'_>,
     partition: i32,
     partitions: Option<i32>,
 ) -> Result<LogCommand, Refused> {
-    let envelope = codec::from_json::<LogCommand>(record.payload).map_err(|e| Refused {
+    let envelope = format.decode::<LogCommand>(record.payload).map_err(|e| Refused {
         reason: format!("{}: {e}", e.reason()),
-        requester: codec::requester(record.payload),
+        requester: format.requester(record.payload),
     })?;
     if let LogCommand::Request(request) = &envelope.body {
         let refused = |reason| Refused {

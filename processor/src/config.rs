@@ -73,6 +73,9 @@ pub struct ProcessorConfig {
     /// Refuse to start unless the commands topic is stamped with LogAppendTime. Off only
     /// for librdkafka's mock cluster, whose topics carry no configuration.
     pub require_log_append_time: bool,
+    /// How envelopes are encoded: JSON, or Avro through a schema registry (registered
+    /// before the processor starts). Every writer and reader of a deployment must agree.
+    pub format: topics::codec::Format,
 }
 
 impl ProcessorConfig {
@@ -102,6 +105,7 @@ impl ProcessorConfig {
             gap_patience: Duration::from_secs(65),
             stall_timeout: Duration::from_secs(30),
             require_log_append_time: true,
+            format: topics::codec::Format::Json,
         }
     }
 

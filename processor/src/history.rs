@@ -213,8 +213,12 @@ impl HistoryCheck {
                         None => Tail::NoMetaNearEnd,
                     });
                 }
-                Some(Err(e)) => break Err(format!("changelog fetch: {e}")),
-                None => {}
+                Some(Err(e)) if is_fatal(&self.changelog) => {
+                    break Err(format!("changelog fetch: {e}"));
+                }
+                // A report (a connection the broker's restart cut, queued before it came
+                // back): librdkafka retries underneath, the deadline bounds it.
+                Some(Err(_)) | None => {}
             }
         };
         let _ = self.changelog.unassign();
@@ -264,13 +268,20 @@ impl HistoryCheck {
                         None => Verdict::Same,
                     };
                 }
-                Some(Err(e)) => break Verdict::Unknown(format!("fetch: {e}")),
-                None => {}
+                Some(Err(e)) if is_fatal(&self.consumer) => {
+                    break Verdict::Unknown(format!("fetch: {e}"));
+                }
+                Some(Err(_)) | None => {}
             }
         };
         let _ = self.consumer.unassign();
         verdict
     }
+}
+
+/// Whether `consumer` failed for good (its other errors are reports).
+fn is_fatal(consumer: &BaseConsumer) -> bool {
+    consumer.client().fatal_error().is_some()
 }
 
 #[cfg(test)]

@@ -216,7 +216,9 @@ impl Processor {
             config.timeout.min(Duration::from_secs(5)),
         )?;
         let ticker = match config.tick_interval {
-            Some(every) => Some(Ticker::new(&config.bootstrap, commands_topic.clone(), every)?),
+            Some(every) => {
+                Some(Ticker::new(&config.bootstrap, commands_topic.clone(), every, &config.format)?)
+            }
             None => None,
         };
         tracing::info!(
@@ -594,6 +596,7 @@ impl Processor {
                 state,
                 *partition,
                 Some(self.partitions),
+                &self.config.format,
                 &ins,
             ) {
                 Ok(a) => applied.push(a),
@@ -781,12 +784,12 @@ impl Processor {
             Ok(view) => {
                 if let Some(applied) = view.applied_offset() {
                     match self.check_history(partition, applied, view.log_time())? {
-                        Some(true) => {}
-                        Some(false) => return Ok(false),
-                        None => tracing::warn!(
+                        Checked::Kept => {}
+                        Checked::Dropped => return Ok(false),
+                        Checked::Unknown(why) => tracing::warn!(
                             partition,
                             applied,
-                            "could not check the state against the logs; loaded unchecked"
+                            "could not check the state against the logs ({why}); loaded unchecked"
                         ),
                     }
                 }
@@ -811,7 +814,8 @@ impl Processor {
             .collect();
         let mut unknown = false;
         for (partition, applied, clock) in loaded {
-            if self.check_history(partition, applied, clock)?.is_none() {
+            if let Checked::Unknown(why) = self.check_history(partition, applied, clock)? {
+                tracing::debug!(partition, "state not checked against the logs: {why}");
                 // Still away: the others would time out too.
                 unknown = true;
                 break;
@@ -822,20 +826,22 @@ impl Processor {
     }
 
     /// Check a state of `partition` against the commands log and the changelog
-    /// (`history.rs`): `Some(true)` keeps it, `Some(false)` dropped it (to be restored),
-    /// `None`: the broker could not say.
+    /// (`history.rs`).
     fn check_history(
         &mut self,
         partition: i32,
         applied: i64,
         clock: topics::LogTime,
-    ) -> Result<Option<bool>, ProcessorError> {
+    ) -> Result<Checked, ProcessorError> {
         match self.history.verify_both(partition, applied, clock) {
             Verdict::Same => {
                 self.diverged.remove(&partition);
-                Ok(Some(true))
+                Ok(Checked::Kept)
             }
-            Verdict::Diverged(why) => self.diverged_from_log(partition, why).map(Some),
+            Verdict::Diverged(why) => Ok(match self.diverged_from_log(partition, why)? {
+                true => Checked::Kept,
+                false => Checked::Dropped,
+            }),
             Verdict::Changelog(why) => {
                 self.metrics.changelog_losses.inc();
                 self.states.remove(&partition);
@@ -847,12 +853,9 @@ impl Processor {
                 );
                 let applied = self.store.applied_offset(partition)?;
                 self.start_restore(partition, applied, None, Duration::ZERO)?;
-                Ok(Some(false))
+                Ok(Checked::Dropped)
             }
-            Verdict::Unknown(why) => {
-                tracing::debug!(partition, "state not checked against the logs: {why}");
-                Ok(None)
-            }
+            Verdict::Unknown(why) => Ok(Checked::Unknown(why)),
         }
     }
 
@@ -1060,4 +1063,13 @@ fn trace_of(msg: &rdkafka::message::BorrowedMessage<'_>) -> Option<TraceContext>
         .find(|h| h.key == TRACE_HEADER)
         .and_then(|h| h.value)
         .and_then(TraceContext::parse)
+}
+
+/// What checking a loaded state against the logs did with it.
+enum Checked {
+    Kept,
+    /// Dropped, to be restored.
+    Dropped,
+    /// The broker could not say; why.
+    Unknown(String),
 }

@@ -51,9 +51,15 @@ impl std::fmt::Debug for Ticker {
 }
 
 impl Ticker {
-    pub fn new(bootstrap: &str, topic: String, every: Duration) -> Result<Self, KafkaError> {
+    pub fn new(
+        bootstrap: &str,
+        topic: String,
+        every: Duration,
+        format: &topics::codec::Format,
+    ) -> Result<Self, KafkaError> {
         let producer = Self::producer(bootstrap, TickContext::default())?;
-        let payload = topics::codec::to_json(&Envelope::command(LogCommand::Tick))
+        let payload = format
+            .encode(topics::Topic::Commands, &Envelope::command(LogCommand::Tick))
             .unwrap_or_else(|e| unreachable!("a tick always encodes: {e}"));
         let bootstrap = bootstrap.to_owned();
         Ok(Self { producer, bootstrap, topic, payload, every, last: Instant::now() })

@@ -182,7 +182,8 @@ impl Running {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let registry = prometheus::Registry::new();
-    let config = args.api.config(&args.cluster.brokers, args.cluster.topics())?;
+    let mut config = args.api.config(&args.cluster.brokers, args.cluster.topics())?;
+    config.format = args.cluster.registry.format(&config.topics)?;
     if config.keys.is_empty() && config.jwt.is_none() {
         anyhow::bail!(
             "no credentials configured: give --api-key (skuflow api-key makes one) or --jwt-secret"

@@ -17,8 +17,10 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let topics = args.cluster.topics();
+    let format = args.cluster.registry.format(&topics)?;
     let log =
-        chaos::Log::read(&args.cluster.brokers, &topics, Duration::from_secs(args.timeout_secs))?;
+        chaos::Log::read(&args.cluster.brokers, &topics, Duration::from_secs(args.timeout_secs))?
+            .in_format(format);
     let report = chaos::audit(&log, MachineConfig::default());
     print!("{report}");
     Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })

@@ -67,6 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut config = IngestConfig::new(&args.cluster.brokers);
     config.topics = args.cluster.topics();
+    config.format = args.cluster.registry.format(&config.topics)?;
     let ingest = Ingest::new(config)?;
     let bar = indicatif::ProgressBar::new(requests.len() as u64).with_style(
         indicatif::ProgressStyle::with_template(

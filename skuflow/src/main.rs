@@ -12,6 +12,7 @@ mod doctor;
 mod ingest_cmd;
 mod metrics_server;
 mod processor_cmd;
+mod registry_cmd;
 mod telemetry;
 mod up;
 
@@ -43,6 +44,9 @@ struct Cli {
 enum Command {
     /// Run the local development broker in the foreground.
     Broker(broker_cmd::Args),
+    /// Run a development schema registry (in memory) in the foreground, for trying
+    /// `--schema-registry` without a JVM.
+    SchemaRegistry(registry_cmd::Args),
     /// Check that a broker does what skuflow relies on (transactions, fencing, groups, ...).
     Doctor(doctor::Args),
     /// Run one processor: the single writer of the command partitions it is assigned.
@@ -75,6 +79,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Broker(args) => broker_cmd::run(args),
+        Command::SchemaRegistry(args) => registry_cmd::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Up(args) => up::run(args),
         Command::Processor(args) => processor_cmd::run(args),

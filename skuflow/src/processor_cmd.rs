@@ -146,7 +146,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     )?;
     tracing::info!(addr = %metrics.addr(), "metrics at http://{}/metrics", metrics.addr());
     let shutdown = Arc::new(AtomicBool::new(false));
-    let config = args.processor.config(&args.cluster.brokers, args.cluster.topics());
+    let mut config = args.processor.config(&args.cluster.brokers, args.cluster.topics());
+    config.format = args.cluster.registry.format(&config.topics)?;
     let worker = spawn(config, registry, health, shutdown.clone())?;
     crate::wait_for_shutdown("the processor", || !worker.is_finished())?;
     shutdown.store(true, Ordering::Relaxed);

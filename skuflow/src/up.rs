@@ -35,6 +35,8 @@ pub struct Args {
     #[arg(long, env = "SKUFLOW_DEV_KEY")]
     dev_key: bool,
     #[command(flatten)]
+    registry: crate::cluster_args::RegistryArgs,
+    #[command(flatten)]
     processor: crate::processor_cmd::ProcessorArgs,
     #[command(flatten)]
     api: crate::api_cmd::ApiArgs,
@@ -74,10 +76,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let metrics =
         MetricsServer::start(args.processor.metrics_addr, registry.clone(), health.clone())?;
     let shutdown = Arc::new(AtomicBool::new(false));
-    let config = args.processor.config(&bootstrap, topics.clone());
+    let format = args.registry.format(&topics)?;
+    let mut config = args.processor.config(&bootstrap, topics.clone());
+    config.format = format.clone();
     let worker = crate::processor_cmd::spawn(config, registry, health, shutdown.clone())?;
 
     let mut api_config = args.api.config(&bootstrap, topics)?;
+    api_config.format = format;
     let dev_key = dev_key_wanted(&api_config, args.dev_key, own_broker)?;
     if dev_key {
         let line = format!("{DEV_TENANT}:admin:{}", hex::encode(api::hash_key(DEV_KEY)));

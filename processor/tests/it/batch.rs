@@ -189,6 +189,7 @@ fn a_request_on_another_partition_than_its_key_maps_to_is_dead_lettered() {
         &mut state,
         P,
         Some(partitions),
+        &topics::codec::Format::Json,
         &records(&log, 0, 2),
     )
     .unwrap();

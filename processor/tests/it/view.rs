@@ -205,6 +205,7 @@ fn viewed(
             &mut view,
             P,
             None,
+            &topics::codec::Format::Json,
             &records(log, from, to),
         )
         .unwrap();

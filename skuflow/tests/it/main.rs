@@ -3,6 +3,7 @@
 
 mod abuse;
 mod api;
+mod avro;
 mod chaos;
 mod http;
 mod kill_cycles;
