@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -107,8 +108,8 @@ def main():
     ap.add_argument("--skuflow", required=True)
     ap.add_argument("--baseline", required=True)
     ap.add_argument("--out", required=True, help="directory for results.json, table.md, plots")
-    ap.add_argument("--rates", default="1000,2000,5000,10000,20000")
-    ap.add_argument("--read-rates", default="5000,10000,20000,40000")
+    ap.add_argument("--rates", default="250,500,1000,1500,2000,3000,5000,7500,10000")
+    ap.add_argument("--read-rates", default="1000,2000,5000,7500,10000,20000")
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--skus", type=int, default=1000)
     ap.add_argument("--systems", default="skuflow,redis,postgres")
@@ -237,12 +238,14 @@ def baseline(args, work, procs, backend, url, keys, key, roots):
 
 
 def seed_skuflow(url, admin, skus):
-    """Stock every SKU through the admin API (10 M units each, so no run runs out)."""
-    for i in range(skus):
+    """Stock every SKU through the admin API: 10,000 units each (the largest restock),
+    and 500,000 for sku-0, the hot one, so that no run runs out."""
+    restocks = [(i, f"seed-{i}") for i in range(skus)] + [(0, f"seed-hot-{j}") for j in range(50)]
+    for i, key in restocks:
         req = urllib.request.Request(
             f"{url}/v1/admin/stock/sku-{i}/main/restock?wait=30000",
-            data=json.dumps({"quantity": 10_000_000}).encode(),
-            headers={"X-Api-Key": admin, "Idempotency-Key": f"seed-{i}", "Content-Type": "application/json"},
+            data=json.dumps({"quantity": 10_000}).encode(),
+            headers={"X-Api-Key": admin, "Idempotency-Key": key, "Content-Type": "application/json"},
             method="POST",
         )
         with urllib.request.urlopen(req, timeout=60) as r:
@@ -252,12 +255,16 @@ def seed_skuflow(url, admin, skus):
 
 def run_load(args, system, kind, rate, skus, run):
     before = tree_cpu(system.roots)
+    generator_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.check_output(
         [args.baseline, "load", "--url", system.url, "--kind", kind, "--rate", str(rate),
          "--duration-s", str(args.duration), "--skus", str(skus), "--run", run],
         env={**os.environ, "BENCH_API_KEY": system.key}, text=True)
     after = tree_cpu(system.roots)
+    generator_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = json.loads(out)
+    r["generator_cpu_s"] = round(
+        generator_after.ru_utime + generator_after.ru_stime - generator_before.ru_utime - generator_before.ru_stime, 3)
     answered = max(r["ok"] + r["rejected"], 1)
     cpu = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in after}
     r["cpu_s"] = {k: round(v, 3) for k, v in cpu.items() if v > 0.005}

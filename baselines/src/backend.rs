@@ -107,15 +107,55 @@ impl RedisStore {
 
 /// PostgreSQL: per reserve one transaction that claims the idempotency key first (a
 /// concurrent retry waits on it), then decrements the stock only if enough is there.
-/// Synchronous commit stays on (the server's default). A fixed pool of connections.
+/// Synchronous commit stays on (the server's default). A fixed pool of connections, each
+/// with its statements prepared once, as a pooled application would.
 pub struct PostgresStore {
-    pool: Vec<Mutex<tokio_postgres::Client>>,
+    pool: Vec<Mutex<Conn>>,
     next: AtomicUsize,
 }
 
+struct Conn {
+    client: tokio_postgres::Client,
+    claim: tokio_postgres::Statement,
+    answer: tokio_postgres::Statement,
+    take: tokio_postgres::Statement,
+    available: tokio_postgres::Statement,
+    record: tokio_postgres::Statement,
+}
+
+impl Conn {
+    async fn prepare(client: tokio_postgres::Client) -> anyhow::Result<Self> {
+        Ok(Self {
+            claim: client
+                .prepare("INSERT INTO idem VALUES ($1, $2, $3, '') ON CONFLICT DO NOTHING")
+                .await?,
+            answer: client
+                .prepare("SELECT answer FROM idem WHERE tenant = $1 AND sku = $2 AND key = $3")
+                .await?,
+            take: client
+                .prepare(
+                    "UPDATE stock SET available = available - $2, seq = seq + 1
+                     WHERE sku = $1 AND available >= $2 RETURNING seq",
+                )
+                .await?,
+            available: client.prepare("SELECT available FROM stock WHERE sku = $1").await?,
+            record: client
+                .prepare("UPDATE idem SET answer = $4 WHERE tenant = $1 AND sku = $2 AND key = $3")
+                .await?,
+            client,
+        })
+    }
+}
+
 impl PostgresStore {
-    pub async fn connect(url: &str, connections: usize) -> anyhow::Result<Self> {
-        let mut pool = Vec::new();
+    /// Connect, create and fill the tables (`skus` SKUs of `stock` units), prepare.
+    pub async fn connect(
+        url: &str,
+        connections: usize,
+        skus: usize,
+        stock: i64,
+    ) -> anyhow::Result<Self> {
+        let mut clients = Vec::new();
         for _ in 0..connections.max(1) {
             let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
             tokio::spawn(async move {
@@ -123,14 +163,9 @@ impl PostgresStore {
                     tracing::warn!(error = %e, "postgres connection ended");
                 }
             });
-            pool.push(Mutex::new(client));
+            clients.push(client);
         }
-        Ok(Self { pool, next: AtomicUsize::new(0) })
-    }
-
-    pub async fn seed(&self, skus: usize, stock: i64) -> anyhow::Result<()> {
-        let client = self.pool[0].lock().await;
-        client
+        clients[0]
             .batch_execute(
                 "DROP TABLE IF EXISTS stock, idem;
                  CREATE TABLE stock (sku text PRIMARY KEY, available bigint NOT NULL, seq bigint NOT NULL DEFAULT 0);
@@ -138,13 +173,17 @@ impl PostgresStore {
                                     PRIMARY KEY (tenant, sku, key));",
             )
             .await?;
-        client
+        clients[0]
             .execute(
                 "INSERT INTO stock SELECT 'sku-' || g, $1, 0 FROM generate_series(0, $2 - 1) g",
                 &[&stock, &(skus as i32)],
             )
             .await?;
-        Ok(())
+        let mut pool = Vec::new();
+        for client in clients {
+            pool.push(Mutex::new(Conn::prepare(client).await?));
+        }
+        Ok(Self { pool, next: AtomicUsize::new(0) })
     }
 
     pub async fn reserve(
@@ -155,53 +194,31 @@ impl PostgresStore {
         quantity: u32,
     ) -> anyhow::Result<Reserved> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
-        let mut client = self.pool[i].lock().await;
+        let mut conn = self.pool[i].lock().await;
+        let Conn { client, claim, answer, take, available, record } = &mut *conn;
         let tx = client.transaction().await?;
-        let claimed = tx
-            .execute(
-                "INSERT INTO idem VALUES ($1, $2, $3, '') ON CONFLICT DO NOTHING",
-                &[&tenant, &sku, &key],
-            )
-            .await?;
-        if claimed == 0 {
-            let row = tx
-                .query_one(
-                    "SELECT answer FROM idem WHERE tenant = $1 AND sku = $2 AND key = $3",
-                    &[&tenant, &sku, &key],
-                )
-                .await?;
+        if tx.execute(&*claim, &[&tenant, &sku, &key]).await? == 0 {
+            let row = tx.query_one(&*answer, &[&tenant, &sku, &key]).await?;
             tx.commit().await?;
             return Reserved::decode(row.get(0));
         }
         let q = i64::from(quantity);
-        let held = tx
-            .query_opt(
-                "UPDATE stock SET available = available - $2, seq = seq + 1
-                 WHERE sku = $1 AND available >= $2 RETURNING seq",
-                &[&sku, &q],
-            )
-            .await?;
-        let answer = match held {
+        let answered = match tx.query_opt(&*take, &[&sku, &q]).await? {
             Some(row) => Reserved::Held(row.get(0)),
             None => {
-                let row =
-                    tx.query_opt("SELECT available FROM stock WHERE sku = $1", &[&sku]).await?;
+                let row = tx.query_opt(&*available, &[&sku]).await?;
                 Reserved::Insufficient(row.map_or(0, |r| r.get(0)))
             }
         };
-        tx.execute(
-            "UPDATE idem SET answer = $4 WHERE tenant = $1 AND sku = $2 AND key = $3",
-            &[&tenant, &sku, &key, &answer.encode()],
-        )
-        .await?;
+        tx.execute(&*record, &[&tenant, &sku, &key, &answered.encode()]).await?;
         tx.commit().await?;
-        Ok(answer)
+        Ok(answered)
     }
 
     pub async fn available(&self, sku: &str) -> anyhow::Result<Option<i64>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
-        let client = self.pool[i].lock().await;
-        let row = client.query_opt("SELECT available FROM stock WHERE sku = $1", &[&sku]).await?;
+        let conn = self.pool[i].lock().await;
+        let row = conn.client.query_opt(&conn.available, &[&sku]).await?;
         Ok(row.map(|r| r.get(0)))
     }
 }
@@ -213,13 +230,6 @@ pub enum Store {
 }
 
 impl Store {
-    pub async fn seed(&self, skus: usize, stock: i64) -> anyhow::Result<()> {
-        match self {
-            Store::Redis(s) => s.seed(skus, stock).await,
-            Store::Postgres(s) => s.seed(skus, stock).await,
-        }
-    }
-
     pub async fn reserve(
         &self,
         tenant: &str,

@@ -62,12 +62,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     config.keys = args.api_keys.clone();
     actix_web::rt::System::new().block_on(async move {
         let store = match args.backend {
-            Backend::Redis => Store::Redis(RedisStore::connect(&args.url).await?),
-            Backend::Postgres => {
-                Store::Postgres(PostgresStore::connect(&args.url, args.connections).await?)
+            Backend::Redis => {
+                let redis = RedisStore::connect(&args.url).await?;
+                redis.seed(args.skus, args.stock).await?;
+                Store::Redis(redis)
             }
+            Backend::Postgres => Store::Postgres(
+                PostgresStore::connect(&args.url, args.connections, args.skus, args.stock).await?,
+            ),
         };
-        store.seed(args.skus, args.stock).await?;
         let state = web::Data::new(Arc::new(State { store, config }));
         let server = actix_web::HttpServer::new(move || {
             actix_web::App::new()

@@ -96,6 +96,8 @@ enum Tail {
 /// How far before the changelog's end its last META is looked for: more than one
 /// transaction's records of one partition (a batch writes a few records per command).
 const CHANGELOG_TAIL: i64 = 16_384;
+/// The windows tried in turn, the narrowest first: most checks read a few records.
+const TAIL_WINDOWS: [i64; 3] = [64, 2_048, CHANGELOG_TAIL];
 
 impl std::fmt::Debug for HistoryCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -176,20 +178,33 @@ impl HistoryCheck {
         ))
     }
 
-    /// The last META among the last [`CHANGELOG_TAIL`] offsets of changelog partition
-    /// `partition` (read_committed).
+    /// The last META among the last offsets of changelog partition `partition`
+    /// (read_committed): the last [`TAIL_WINDOWS`] offsets first (META is the last record
+    /// of a transaction, right before its commit marker), then wider windows up to
+    /// [`CHANGELOG_TAIL`].
     fn last_meta(&self, partition: i32) -> Result<Tail, String> {
-        let topic = &self.changelog_topic;
         let (low, high) = self
             .changelog
-            .fetch_watermarks(topic, partition, self.timeout)
+            .fetch_watermarks(&self.changelog_topic, partition, self.timeout)
             .map_err(|e| format!("changelog watermarks: {e}"))?;
         if high <= low {
             return Ok(Tail::Empty);
         }
-        let from = (high - CHANGELOG_TAIL).max(low);
+        for window in TAIL_WINDOWS {
+            let from = (high - window).max(low);
+            match self.last_meta_from(partition, from)? {
+                Some(meta) => return Ok(Tail::Meta(meta)),
+                None if from == low => return Ok(Tail::Empty),
+                None => {}
+            }
+        }
+        Ok(Tail::NoMetaNearEnd)
+    }
+
+    /// The last META from `from` to the end of changelog partition `partition`.
+    fn last_meta_from(&self, partition: i32, from: i64) -> Result<Option<values::Meta>, String> {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition, Offset::Offset(from))
+        tpl.add_partition_offset(&self.changelog_topic, partition, Offset::Offset(from))
             .and_then(|()| self.changelog.assign(&tpl))
             .map_err(|e| format!("assign the changelog: {e}"))?;
         let deadline = Instant::now() + self.timeout;
@@ -203,16 +218,13 @@ impl HistoryCheck {
                     if let (Ok(keys::Key::Meta), Some(value)) =
                         (keys::decode(m.key().unwrap_or_default()), m.payload())
                     {
-                        last = Some(values::meta_from(value).map_err(|e| e.to_string())?);
+                        match values::meta_from(value) {
+                            Ok(meta) => last = Some(meta),
+                            Err(e) => break Err(e.to_string()),
+                        }
                     }
                 }
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
-                    break Ok(match last {
-                        Some(meta) => Tail::Meta(meta),
-                        None if from == low => Tail::Empty,
-                        None => Tail::NoMetaNearEnd,
-                    });
-                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break Ok(last),
                 Some(Err(e)) if is_fatal(&self.changelog) => {
                     break Err(format!("changelog fetch: {e}"));
                 }
