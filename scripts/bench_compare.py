@@ -6,7 +6,7 @@ Started by scripts/bench-compare, which installs and builds what this needs. It 
 - Redis (AOF, appendfsync everysec) with `skuflow-baseline serve --backend redis`;
 - PostgreSQL (synchronous commit on, fsync on) with `skuflow-baseline serve --backend
   postgres`;
-then sends each of them open-loop load (`skuflow-baseline load`) at fixed rates: reserves
+one system at a time (each is stopped before the next starts), and sends it open-loop load (`skuflow-baseline load`) at fixed rates: reserves
 spread over many SKUs and on one hot SKU, and reads. For every run it records the
 latency percentiles and, from /proc, the CPU time of every process of the system under
 test (the load generator excluded) divided by the commands answered. It writes a JSON
@@ -117,87 +117,19 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="bench-compare-")
     os.chmod(work, 0o755)
-    procs = []
     key = "bench-client-key"
     admin = "bench-admin-key"
     keys = [f"bench:client:{sha(key)}", f"bench:admin:{sha(admin)}"]
-    systems = []
     wanted = args.systems.split(",")
+    results = []
     try:
-        if "skuflow" in wanted:
-            bport, aport, mport = free_port(), free_port(), free_port()
-            broker = start([args.skuflow, "broker", "--port", str(bport), "--data-dir", f"{work}/broker"],
-                           f"{work}/broker.log")
-            procs.append(broker)
-            wait_for("the dev broker", lambda: log_has(f"{work}/broker.log", "dev broker ready"))
-            cmd = [args.skuflow, "up", "--brokers", f"127.0.0.1:{bport}", "--partitions", "4",
-                   "--bind", f"127.0.0.1:{aport}", "--metrics-addr", f"127.0.0.1:{mport}",
-                   "--data-dir", f"{work}/store", "--rate", "1000000", "--burst", "1000000",
-                   "--max-in-flight", "1000000", "--max-connections-per-address", "100000",
-                   "--max-connections", "100000"]
-            for k in keys:
-                cmd += ["--api-key", k]
-            up = start(cmd, f"{work}/up.log")
-            procs.append(up)
-            wait_for("skuflow up", lambda: log_has(f"{work}/up.log", "skuflow is up"))
-            url = f"http://127.0.0.1:{aport}"
-            seed_skuflow(url, admin, args.skus)
-            systems.append(System("skuflow", url, {"broker": broker.pid, "skuflow-up": up.pid}, key))
-        if "redis" in wanted:
-            rport = free_port()
-            os.makedirs(f"{work}/redis")
-            redis = start(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--dir", f"{work}/redis",
-                           "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
-                          f"{work}/redis.log")
-            procs.append(redis)
-            wait_for("redis", lambda: log_has(f"{work}/redis.log", "Ready to accept connections"))
-            systems.append(baseline(args, work, procs, "redis", f"redis://127.0.0.1:{rport}/", keys, key,
-                                    {"redis-server": redis.pid}))
-        if "postgres" in wanted:
-            pport = free_port()
-            pgdir = f"{work}/pg"
-            os.makedirs(pgdir)
-            shutil.chown(pgdir, "postgres", "postgres")
-            bindir = subprocess.check_output(["pg_config", "--bindir"], text=True).strip()
-            as_pg = ["runuser", "-u", "postgres", "--"]
-            subprocess.check_call(as_pg + [f"{bindir}/initdb", "-D", pgdir, "--auth=trust", "-U", "postgres"],
-                                  stdout=subprocess.DEVNULL)
-            pg = start(as_pg + [f"{bindir}/postgres", "-D", pgdir, "-p", str(pport), "-k", pgdir,
-                                "-c", "listen_addresses=127.0.0.1", "-c", "synchronous_commit=on",
-                                "-c", "fsync=on", "-c", "max_connections=200", "-c", "shared_buffers=256MB"],
-                       f"{work}/postgres.log")
-            procs.append(pg)
-            wait_for("postgres", lambda: log_has(f"{work}/postgres.log", "ready to accept connections"))
-            pg_pid = int(open(f"{pgdir}/postmaster.pid").readline())
-            systems.append(baseline(args, work, procs, "postgres",
-                                    f"host=127.0.0.1 port={pport} user=postgres dbname=postgres", keys, key,
-                                    {"postgres": pg_pid}))
-        results = []
-        for system in systems:
-            for mode, skus in (("spread", args.skus), ("hot", 1)):
-                for rate in [int(r) for r in args.rates.split(",")]:
-                    r = run_load(args, system, "reserve", rate, skus, f"{system.name}-{mode}-{rate}-{time.time_ns()}")
-                    r.update(system=system.name, mode=mode)
-                    results.append(r)
-                    print(summary_line(r), flush=True)
-                    if saturated(r):
-                        break
-            for rate in [int(r) for r in args.read_rates.split(",")]:
-                r = run_load(args, system, "read", rate, args.skus, "read")
-                r.update(system=system.name, mode="read")
-                results.append(r)
-                print(summary_line(r), flush=True)
-                if saturated(r):
-                    break
-        if any(s.name == "redis" for s in systems):
-            redis_sys = next(s for s in systems if s.name == "redis")
-            for rate in [int(r) for r in args.read_rates.split(",")]:
-                r = run_load(args, redis_sys, "trivial", rate, args.skus, "trivial")
-                r.update(system="http-layer", mode="trivial")
-                results.append(r)
-                print(summary_line(r), flush=True)
-                if saturated(r):
-                    break
+        for name in wanted:
+            started = []
+            try:
+                system = start_system(name, args, work, started, keys, key, admin)
+                results += bench_system(args, system)
+            finally:
+                stop(started)
         meta = {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "cpus": os.cpu_count(),
@@ -208,14 +140,95 @@ def main():
         json.dump({"meta": meta, "runs": results}, open(f"{args.out}/results.json", "w"), indent=1)
         print(f"wrote {args.out}/results.json")
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def stop(procs):
+    for p in reversed(procs):
+        p.terminate()
+    for p in reversed(procs):
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def start_system(name, args, work, procs, keys, key, admin):
+    """Start system `name` (its processes go into `procs`) and return it, ready."""
+    if name == "skuflow":
+        bport, aport, mport = free_port(), free_port(), free_port()
+        broker = start([args.skuflow, "broker", "--port", str(bport), "--data-dir", f"{work}/broker"],
+                       f"{work}/broker.log")
+        procs.append(broker)
+        wait_for("the dev broker", lambda: log_has(f"{work}/broker.log", "dev broker ready"))
+        cmd = [args.skuflow, "up", "--brokers", f"127.0.0.1:{bport}", "--partitions", "4",
+               "--bind", f"127.0.0.1:{aport}", "--metrics-addr", f"127.0.0.1:{mport}",
+               "--data-dir", f"{work}/store", "--rate", "1000000", "--burst", "1000000",
+               "--max-in-flight", "1000000", "--max-connections-per-address", "100000",
+               "--max-connections", "100000"]
+        for k in keys:
+            cmd += ["--api-key", k]
+        up = start(cmd, f"{work}/up.log")
+        procs.append(up)
+        wait_for("skuflow up", lambda: log_has(f"{work}/up.log", "skuflow is up"))
+        url = f"http://127.0.0.1:{aport}"
+        seed_skuflow(url, admin, args.skus)
+        return System("skuflow", url, {"broker": broker.pid, "skuflow-up": up.pid}, key)
+    if name == "redis":
+        rport = free_port()
+        os.makedirs(f"{work}/redis", exist_ok=True)
+        redis = start(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--dir", f"{work}/redis",
+                       "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
+                      f"{work}/redis.log")
+        procs.append(redis)
+        wait_for("redis", lambda: log_has(f"{work}/redis.log", "Ready to accept connections"))
+        return baseline(args, work, procs, "redis", f"redis://127.0.0.1:{rport}/", keys, key,
+                        {"redis-server": redis.pid})
+    if name == "postgres":
+        pport = free_port()
+        pgdir = f"{work}/pg"
+        os.makedirs(pgdir)
+        shutil.chown(pgdir, "postgres", "postgres")
+        bindir = subprocess.check_output(["pg_config", "--bindir"], text=True).strip()
+        as_pg = ["runuser", "-u", "postgres", "--"]
+        subprocess.check_call(as_pg + [f"{bindir}/initdb", "-D", pgdir, "--auth=trust", "-U", "postgres"],
+                              stdout=subprocess.DEVNULL)
+        pg = start(as_pg + [f"{bindir}/postgres", "-D", pgdir, "-p", str(pport), "-k", pgdir,
+                            "-c", "listen_addresses=127.0.0.1", "-c", "synchronous_commit=on",
+                            "-c", "fsync=on", "-c", "max_connections=200", "-c", "shared_buffers=256MB"],
+                   f"{work}/postgres.log")
+        procs.append(pg)
+        wait_for("postgres", lambda: log_has(f"{work}/postgres.log", "ready to accept connections"))
+        pg_pid = int(open(f"{pgdir}/postmaster.pid").readline())
+        return baseline(args, work, procs, "postgres",
+                        f"host=127.0.0.1 port={pport} user=postgres dbname=postgres", keys, key,
+                        {"postgres": pg_pid})
+    raise SystemExit(f"unknown system {name}")
+
+
+def ladder(args, system, kind, mode, rates, skus):
+    """Runs at increasing rates until the system saturates."""
+    out = []
+    for rate in rates:
+        r = run_load(args, system, kind, rate, skus, f"{system.name}-{mode}-{rate}-{time.time_ns()}")
+        r.update(system=system.name if kind != "trivial" else "http-layer", mode=mode)
+        out.append(r)
+        print(summary_line(r), flush=True)
+        if saturated(r):
+            break
+    return out
+
+
+def bench_system(args, system):
+    rates = [int(r) for r in args.rates.split(",")]
+    read_rates = [int(r) for r in args.read_rates.split(",")]
+    out = ladder(args, system, "reserve", "spread", rates, args.skus)
+    out += ladder(args, system, "reserve", "hot", rates, 1)
+    out += ladder(args, system, "read", "read", read_rates, args.skus)
+    if system.name == "redis":
+        out += ladder(args, system, "trivial", "trivial", read_rates, args.skus)
+    return out
 
 
 def cpu_model():
