@@ -46,12 +46,19 @@ pub enum Verdict {
     Same,
     /// The commands log is not the one the state was built from; why.
     Diverged(String),
-    /// The changelog does not end with the state's last batch (it lost records the
-    /// state wrote, or another writer wrote after it); why.
+    /// The changelog does not end with the state's last batch: it lost records the state
+    /// wrote, or another writer wrote after it; why.
     Changelog(String),
-    /// The log could not tell (the record is deleted by retention, or the broker did not
-    /// answer in time); why.
+    /// The changelog is ahead of the state (the store missed a batch that was published:
+    /// at-least-once delivery, or a crash between commit and store write). Not a loss:
+    /// the state is rebuilt from the changelog as when it does not match the offset.
+    ChangelogAhead(String),
+    /// The broker did not answer in time (it is away); worth asking again; why.
     Unknown(String),
+    /// The logs cannot tell, and asking again soon will not help (the record is deleted by
+    /// retention, an open transaction hides the changelog's end, no META near the end);
+    /// why.
+    Unverifiable(String),
 }
 
 /// A consumed record's log time (`None` when the broker gave none).
@@ -91,6 +98,13 @@ enum Tail {
     Empty,
     /// None among the offsets read (a transaction longer than [`CHANGELOG_TAIL`]).
     NoMetaNearEnd,
+    /// A transaction still open (ours whose markers are on their way, or a frozen
+    /// predecessor's) hides what follows its first record from read_committed readers:
+    /// the end cannot be judged now.
+    Hidden {
+        stable: i64,
+        high: i64,
+    },
 }
 
 /// How far before the changelog's end its last META is looked for: more than one
@@ -112,11 +126,15 @@ impl HistoryCheck {
         changelog_topic: &str,
         timeout: Duration,
     ) -> Result<Self, rdkafka::error::KafkaError> {
+        // Short fetch waits: a check reads a few records and the end of the log, and the
+        // empty fetch that finds the end is held by the broker for this long.
         let consumer = broker::client::consumer_config(bootstrap, "skuflow-processor-history")
             .set("isolation.level", "read_uncommitted")
+            .set("fetch.wait.max.ms", "10")
             .create()?;
         let changelog = broker::client::consumer_config(bootstrap, "skuflow-processor-history")
             .set("enable.partition.eof", "true")
+            .set("fetch.wait.max.ms", "10")
             .create()?;
         Ok(Self {
             consumer,
@@ -161,14 +179,27 @@ impl HistoryCheck {
                 ));
             }
             Ok(Tail::NoMetaNearEnd) => {
-                return Verdict::Unknown(format!(
+                return Verdict::Unverifiable(format!(
                     "no META in the last {CHANGELOG_TAIL} offsets of changelog partition {partition}"
+                ));
+            }
+            Ok(Tail::Hidden { stable, high }) => {
+                return Verdict::Unverifiable(format!(
+                    "an open transaction hides the end of changelog partition {partition} \
+                     (stable up to {stable}, written up to {high})"
                 ));
             }
             Err(why) => return Verdict::Unknown(why),
         };
         if last.applied == Some(applied) && last.log_time == clock {
             return Verdict::Same;
+        }
+        if last.applied > Some(applied) {
+            return Verdict::ChangelogAhead(format!(
+                "the changelog of partition {partition} is at applied offset {:?}, ahead of \
+                 the state's {applied}",
+                last.applied
+            ));
         }
         Verdict::Changelog(format!(
             "the changelog of partition {partition} ends at applied offset {:?} (clock {} ms), \
@@ -183,10 +214,19 @@ impl HistoryCheck {
     /// of a transaction, right before its commit marker), then wider windows up to
     /// [`CHANGELOG_TAIL`].
     fn last_meta(&self, partition: i32) -> Result<Tail, String> {
+        // read_committed: the high end is the last stable offset; read_uncommitted: the
+        // high watermark. Apart, a transaction is open on the changelog.
         let (low, high) = self
             .changelog
             .fetch_watermarks(&self.changelog_topic, partition, self.timeout)
             .map_err(|e| format!("changelog watermarks: {e}"))?;
+        let (_, written) = self
+            .consumer
+            .fetch_watermarks(&self.changelog_topic, partition, self.timeout)
+            .map_err(|e| format!("changelog high watermark: {e}"))?;
+        if written > high {
+            return Ok(Tail::Hidden { stable: high, high: written });
+        }
         if high <= low {
             return Ok(Tail::Empty);
         }
@@ -251,7 +291,7 @@ impl HistoryCheck {
             ));
         }
         if applied < low {
-            return Verdict::Unknown(format!(
+            return Verdict::Unverifiable(format!(
                 "offset {applied} is deleted (the log starts at {low})"
             ));
         }
@@ -273,8 +313,14 @@ impl HistoryCheck {
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
                     let Some(at) = log_time(m.timestamp()) else {
-                        break Verdict::Unknown("no timestamp".into());
+                        break Verdict::Unverifiable("no timestamp".into());
                     };
+                    if m.offset() != applied {
+                        break Verdict::Unverifiable(format!(
+                            "read offset {} where {applied} was asked for",
+                            m.offset()
+                        ));
+                    }
                     break match replayed_record(m.offset(), at, applied, clock) {
                         Some(why) => Verdict::Diverged(why),
                         None => Verdict::Same,

@@ -537,13 +537,26 @@ impl Processor {
             if !self.ensure_state(*partition)? {
                 continue;
             }
-            // A replay must not skip a command: its first batch starts right after the
-            // state (records fetched before the seek start at the committed offset).
-            if let Some(&from) = self.replaying.get(partition)
-                && records.first().is_some_and(|r| r.offset != from)
-            {
-                self.rewind(std::iter::once(*partition))?;
-                continue;
+            // A replay must not skip a command: records fetched before the seek start at
+            // the committed offset, past the state. Back to the record after the state; if
+            // the log no longer holds it, that is a gap.
+            if self.replaying.contains_key(partition) {
+                let from = self
+                    .states
+                    .get(partition)
+                    .and_then(|s| s.applied_offset())
+                    .map_or(0, |a| a + 1);
+                if records.first().is_some_and(|r| r.offset > from) {
+                    if let Ok(false) = self.history.holds(*partition, from) {
+                        self.halt(
+                            *partition,
+                            format!("gap: the commands log no longer holds offset {from}, which the replay must apply"),
+                        );
+                    } else {
+                        self.rewind(std::iter::once(*partition))?;
+                    }
+                    continue;
+                }
             }
             let state =
                 self.states.get_mut(partition).unwrap_or_else(|| unreachable!("loaded above"));
@@ -750,7 +763,11 @@ impl Processor {
         let behind = next.is_some_and(|n| resumes_at < n);
         let restored = self.restores.completed(partition);
         let mismatch = applied.map(|a| a + 1) != next || incomplete;
-        let replaying = self.replaying.get(&partition) == Some(&resumes_at);
+        // A replay decided for another state (restored again since) no longer holds.
+        if self.replaying.get(&partition).is_some_and(|from| *from != resumes_at) {
+            self.replaying.remove(&partition);
+        }
+        let replaying = self.replaying.contains_key(&partition) && !incomplete;
         if mismatch && !replaying && (restored == 0 || behind || incomplete) {
             let waited = self.restores.since_first(partition);
             let patient = restored < MIN_RESTORES || waited < self.config.gap_patience;
@@ -786,7 +803,7 @@ impl Processor {
                     match self.check_history(partition, applied, view.log_time())? {
                         Checked::Kept => {}
                         Checked::Dropped => return Ok(false),
-                        Checked::Unknown(why) => tracing::warn!(
+                        Checked::Unknown(why) | Checked::Unverifiable(why) => tracing::warn!(
                             partition,
                             applied,
                             "could not check the state against the logs ({why}); loaded unchecked"
@@ -814,11 +831,18 @@ impl Processor {
             .collect();
         let mut unknown = false;
         for (partition, applied, clock) in loaded {
-            if let Checked::Unknown(why) = self.check_history(partition, applied, clock)? {
-                tracing::debug!(partition, "state not checked against the logs: {why}");
-                // Still away: the others would time out too.
-                unknown = true;
-                break;
+            match self.check_history(partition, applied, clock)? {
+                Checked::Unknown(why) => {
+                    tracing::debug!(partition, "state not checked against the logs: {why}");
+                    // Still away: the others would time out too.
+                    unknown = true;
+                    break;
+                }
+                // Asking again would not tell more: the state goes on unchecked.
+                Checked::Unverifiable(why) => {
+                    tracing::warn!(partition, "could not check the state against the logs: {why}");
+                }
+                Checked::Kept | Checked::Dropped => {}
             }
         }
         self.recheck_history = unknown;
@@ -836,12 +860,20 @@ impl Processor {
         match self.history.verify_both(partition, applied, clock) {
             Verdict::Same => {
                 self.diverged.remove(&partition);
+                self.changelog_lost.remove(&partition);
                 Ok(Checked::Kept)
             }
             Verdict::Diverged(why) => Ok(match self.diverged_from_log(partition, why)? {
                 true => Checked::Kept,
                 false => Checked::Dropped,
             }),
+            Verdict::ChangelogAhead(why) => {
+                self.states.remove(&partition);
+                tracing::info!(partition, "{why}; restoring the state from the changelog");
+                let applied = self.store.applied_offset(partition)?;
+                self.start_restore(partition, applied, None, Duration::ZERO)?;
+                Ok(Checked::Dropped)
+            }
             Verdict::Changelog(why) => {
                 self.metrics.changelog_losses.inc();
                 self.states.remove(&partition);
@@ -856,6 +888,7 @@ impl Processor {
                 Ok(Checked::Dropped)
             }
             Verdict::Unknown(why) => Ok(Checked::Unknown(why)),
+            Verdict::Unverifiable(why) => Ok(Checked::Unverifiable(why)),
         }
     }
 
@@ -963,6 +996,7 @@ impl Processor {
         );
         self.pause(partition);
         self.watchdog.forget(partition);
+        self.replaying.remove(&partition);
         self.restores.start(partition, delay);
         Ok(())
     }
@@ -1070,6 +1104,8 @@ enum Checked {
     Kept,
     /// Dropped, to be restored.
     Dropped,
-    /// The broker could not say; why.
+    /// The broker could not say (it is away); why.
     Unknown(String),
+    /// The logs cannot tell, and asking again soon would not help; why.
+    Unverifiable(String),
 }
