@@ -87,6 +87,11 @@ pub struct AvroFormat {
     settings: SrSettings,
 }
 
+/// The most bytes one decoded string, byte array, array or map may claim: more than any
+/// record skuflow writes (its largest command is a few kilobytes) and than Kafka's
+/// default record size (1 MiB).
+pub const MAX_DECODE_ALLOCATION: usize = 4 * 1024 * 1024;
+
 /// The most unknown schema ids remembered; past it, every unknown id is refused without
 /// a registry call (until the process restarts).
 const MAX_MISSING: usize = 1024;
@@ -103,6 +108,9 @@ impl AvroFormat {
     /// schemas (an existing identical schema keeps its id). Blocking: call it at startup,
     /// not on an async runtime.
     pub fn register(config: &RegistryConfig, topics: &Topics) -> Result<Self, RegistryError> {
+        // A hostile record's length prefix must not make the decoder allocate more than a
+        // record can hold (apache-avro's default allows 512 MiB; the first call wins).
+        apache_avro::util::max_allocation_bytes(MAX_DECODE_ALLOCATION);
         let call = |what: &str, reason: String| RegistryError::Call {
             url: config.url.clone(),
             what: what.to_owned(),
