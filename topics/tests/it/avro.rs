@@ -244,3 +244,27 @@ fn decode_failures_are_values() {
         codec.decode(Some(&codec::to_json(&Envelope::command(LogCommand::Tick)).unwrap()));
     assert!(json.unwrap_err().to_string().contains("not the Confluent Avro wire format"));
 }
+
+/// A hostile length prefix (a 100 MiB string in a few bytes) is refused before anything
+/// that large is allocated: the decoder's limit is 4 MiB, not apache-avro's 512 MiB.
+#[test]
+fn a_hostile_length_prefix_is_refused_without_allocating_it() {
+    let (url, _registry) = registry();
+    let codec = register(&url);
+    let good = codec.encode(Topic::Commands, &Envelope::command(LogCommand::Tick)).unwrap();
+    // After the 5-byte header: v = 1 (zigzag 0x02), id = null (union index 0), then the
+    // body's `type` string, length 4 (zigzag 0x08) and "tick".
+    assert_eq!(&good[5..8], &[0x02, 0x00, 0x08]);
+    let mut length = Vec::new();
+    let mut n: u64 = 2 * 100 * 1024 * 1024; // zigzag of 100 MiB
+    while n >= 0x80 {
+        length.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    length.push(n as u8);
+    let hostile: Vec<u8> = good[..7].iter().chain(&length).chain(&good[8..]).copied().collect();
+    let refused = codec.decode::<LogCommand>(Some(&hostile)).unwrap_err();
+    assert_eq!(refused.reason(), "malformed");
+    let limit = topics::avro::MAX_DECODE_ALLOCATION.to_string();
+    assert!(refused.to_string().contains(&format!("maximum allowed: {limit}")), "{refused}");
+}
