@@ -479,3 +479,56 @@ fn a_changelog_that_cannot_be_restored_halts_its_partition_after_retries() {
     let replies = cluster.wait_replies(1);
     assert!(replies.values().any(|r| r.command_id.as_str() == "other"), "partition 1 goes on");
 }
+
+/// A transaction of someone else's left open on the changelog hides the batches committed
+/// after it from read_committed readers (the last stable offset stays at its first
+/// record). A processor that loads the partition then must not take its own hidden batches
+/// for a loss: the check cannot judge, and the state is loaded as it is.
+#[test]
+fn an_open_transaction_on_the_changelog_is_not_taken_for_a_loss() {
+    let cluster = Cluster::start();
+    let p = cluster.processor("p-0", "store-0");
+    let first: Vec<_> =
+        (0..4).map(|i| request(&format!("a-{i}"), restock_command(&home_sku(0, i), 1))).collect();
+    cluster.produce(&first);
+    cluster.wait_replies(first.len());
+
+    let blocker = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &cluster.bootstrap)
+        .set("transactional.id", "someone-else-on-the-changelog")
+        .create::<rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>>()
+        .unwrap();
+    use rdkafka::producer::Producer;
+    blocker.init_transactions(WAIT).unwrap();
+    blocker.begin_transaction().unwrap();
+    let changelog = cluster.topics.name(Topic::Changelog);
+    let record = rdkafka::producer::BaseRecord::<[u8], [u8]>::to(&changelog)
+        .partition(0)
+        .key(b"x")
+        .payload(b"x");
+    blocker.send(record).map_err(|(e, _)| e).unwrap();
+    blocker.flush(WAIT).unwrap();
+
+    // Batches committed behind the open transaction, then a reload of the partition.
+    let more: Vec<_> = (0..4)
+        .map(|i| request(&format!("b-{i}"), restock_command(&home_sku(0, 10 + i), 1)))
+        .collect();
+    cluster.produce(&more);
+    cluster.wait_replies(first.len() + more.len());
+    assert!(p.stop().success());
+    let p = cluster.processor("p-0", "store-0");
+    let other = vec![request("c-0", restock_command(&home_sku(0, 20), 1))];
+    cluster.produce(&other);
+    wait_until(
+        || p.log_text().contains("open transaction hides the end"),
+        "the check says it cannot judge",
+        &p,
+    );
+    let metrics = p.metrics();
+    assert!(metrics.contains("skuflow_processor_changelog_losses_total 0"), "{metrics}");
+
+    blocker.abort_transaction(WAIT).unwrap();
+    let replies = cluster.wait_replies(first.len() + more.len() + other.len());
+    assert!(replies.values().any(|r| r.command_id.as_str() == "c-0"), "the partition goes on");
+    assert!(p.stop().success());
+}
