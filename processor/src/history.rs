@@ -34,7 +34,8 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Message, Timestamp};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::{Offset, TopicPartitionList};
 use state::store::{keys, values};
 use topics::LogTime;
@@ -243,38 +244,21 @@ impl HistoryCheck {
 
     /// The last META from `from` to the end of changelog partition `partition`.
     fn last_meta_from(&self, partition: i32, from: i64) -> Result<Option<values::Meta>, String> {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.changelog_topic, partition, Offset::Offset(from))
-            .and_then(|()| self.changelog.assign(&tpl))
-            .map_err(|e| format!("assign the changelog: {e}"))?;
-        let deadline = Instant::now() + self.timeout;
         let mut last = None;
-        let outcome = loop {
-            if Instant::now() > deadline {
-                break Err(format!("the changelog's end not reached within {:?}", self.timeout));
-            }
-            match self.changelog.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) => {
-                    if let (Ok(keys::Key::Meta), Some(value)) =
-                        (keys::decode(m.key().unwrap_or_default()), m.payload())
-                    {
-                        match values::meta_from(value) {
-                            Ok(meta) => last = Some(meta),
-                            Err(e) => break Err(e.to_string()),
-                        }
-                    }
+        let (topic, timeout) = (&self.changelog_topic, self.timeout);
+        scan(&self.changelog, topic, partition, from, timeout, |record| {
+            let Some(m) = record else { return Some(Ok(last)) };
+            if let (Ok(keys::Key::Meta), Some(value)) =
+                (keys::decode(m.key().unwrap_or_default()), m.payload())
+            {
+                match values::meta_from(value) {
+                    Ok(meta) => last = Some(meta),
+                    Err(e) => return Some(Err(e.to_string())),
                 }
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break Ok(last),
-                Some(Err(e)) if is_fatal(&self.changelog) => {
-                    break Err(format!("changelog fetch: {e}"));
-                }
-                // A report (a connection the broker's restart cut, queued before it came
-                // back): librdkafka retries underneath, the deadline bounds it.
-                Some(Err(_)) | None => {}
             }
-        };
-        let _ = self.changelog.unassign();
-        outcome
+            None
+        })
+        .map_err(|e| format!("changelog: {e}"))?
     }
 
     /// Check the record at `applied` of `partition` against a state whose clock is `clock`.
@@ -295,51 +279,64 @@ impl HistoryCheck {
                 "offset {applied} is deleted (the log starts at {low})"
             ));
         }
-        let mut tpl = TopicPartitionList::new();
-        if let Err(e) = tpl
-            .add_partition_offset(&self.topic, partition, Offset::Offset(applied))
-            .and_then(|()| self.consumer.assign(&tpl))
-        {
-            return Verdict::Unknown(format!("assign: {e}"));
-        }
-        let deadline = Instant::now() + self.timeout;
-        let verdict = loop {
-            if Instant::now() > deadline {
-                break Verdict::Unknown(format!(
-                    "no record at offset {applied} within {:?}",
-                    self.timeout
-                ));
+        let read = scan(&self.consumer, &self.topic, partition, applied, self.timeout, |record| {
+            // Without partition-EOF events this consumer only ever hands over records.
+            let m = record?;
+            let Some(at) = log_time(m.timestamp()) else {
+                return Some(Verdict::Unverifiable("no timestamp".into()));
+            };
+            if m.offset() != applied {
+                return Some(Verdict::Unverifiable(format!(
+                    "read offset {} where {applied} was asked for",
+                    m.offset()
+                )));
             }
-            match self.consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) => {
-                    let Some(at) = log_time(m.timestamp()) else {
-                        break Verdict::Unverifiable("no timestamp".into());
-                    };
-                    if m.offset() != applied {
-                        break Verdict::Unverifiable(format!(
-                            "read offset {} where {applied} was asked for",
-                            m.offset()
-                        ));
-                    }
-                    break match replayed_record(m.offset(), at, applied, clock) {
-                        Some(why) => Verdict::Diverged(why),
-                        None => Verdict::Same,
-                    };
-                }
-                Some(Err(e)) if is_fatal(&self.consumer) => {
-                    break Verdict::Unknown(format!("fetch: {e}"));
-                }
-                Some(Err(_)) | None => {}
-            }
-        };
-        let _ = self.consumer.unassign();
-        verdict
+            Some(match replayed_record(m.offset(), at, applied, clock) {
+                Some(why) => Verdict::Diverged(why),
+                None => Verdict::Same,
+            })
+        });
+        read.unwrap_or_else(|e| Verdict::Unknown(format!("offset {applied}: {e}")))
     }
 }
 
-/// Whether `consumer` failed for good (its other errors are reports).
-fn is_fatal(consumer: &BaseConsumer) -> bool {
-    consumer.client().fatal_error().is_some()
+/// Read `partition` of `topic` with `consumer` from offset `from`, handing each record to
+/// `on` (and the end of the partition as `None`, when the consumer reports it) until `on`
+/// returns an answer; `Err` when there is none within `timeout`, or the consumer cannot be
+/// assigned or failed for good. Other consumer errors are reports (a connection a broker's
+/// restart cut, queued before it came back): librdkafka retries underneath, and the
+/// deadline bounds it.
+fn scan<T>(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    timeout: Duration,
+    mut on: impl FnMut(Option<&BorrowedMessage<'_>>) -> Option<T>,
+) -> Result<T, String> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(from))
+        .and_then(|()| consumer.assign(&tpl))
+        .map_err(|e| format!("assign: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    let outcome = loop {
+        if Instant::now() > deadline {
+            break Err(format!("no answer from offset {from} on within {timeout:?}"));
+        }
+        let answer = match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => on(Some(&m)),
+            Some(Err(KafkaError::PartitionEOF(_))) => on(None),
+            Some(Err(e)) if consumer.client().fatal_error().is_some() => {
+                break Err(format!("fetch: {e}"));
+            }
+            Some(Err(_)) | None => None,
+        };
+        if let Some(answer) = answer {
+            break Ok(answer);
+        }
+    };
+    let _ = consumer.unassign();
+    outcome
 }
 
 #[cfg(test)]
