@@ -147,9 +147,10 @@ pub struct Processor {
     /// they apply the commands after it again without waiting (`replay`).
     changelog_lost: BTreeSet<i32>,
     /// Partitions applying again the commands between their restored state and the
-    /// committed offset, with the offset the first batch must start at. Cleared by
-    /// the first commit (the committed offset then matches the state again).
-    replaying: BTreeMap<i32, i64>,
+    /// committed offset: their first batch must start right after the state. Cleared by
+    /// the first commit (the committed offset then matches the state again) and by a new
+    /// restore (which is then judged afresh).
+    replaying: BTreeSet<i32>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -245,7 +246,7 @@ impl Processor {
             diverged: BTreeSet::new(),
             recheck_history: false,
             changelog_lost: BTreeSet::new(),
-            replaying: BTreeMap::new(),
+            replaying: BTreeSet::new(),
             restores: Restores::new(
                 restores::Source {
                     bootstrap: config.bootstrap.clone(),
@@ -540,7 +541,7 @@ impl Processor {
             // A replay must not skip a command: records fetched before the seek start at
             // the committed offset, past the state. Back to the record after the state; if
             // the log no longer holds it, that is a gap.
-            if self.replaying.contains_key(partition) {
+            if self.replaying.contains(partition) {
                 let from = self
                     .states
                     .get(partition)
@@ -763,11 +764,7 @@ impl Processor {
         let behind = next.is_some_and(|n| resumes_at < n);
         let restored = self.restores.completed(partition);
         let mismatch = applied.map(|a| a + 1) != next || incomplete;
-        // A replay decided for another state (restored again since) no longer holds.
-        if self.replaying.get(&partition).is_some_and(|from| *from != resumes_at) {
-            self.replaying.remove(&partition);
-        }
-        let replaying = self.replaying.contains_key(&partition) && !incomplete;
+        let replaying = self.replaying.contains(&partition) && !incomplete;
         if mismatch && !replaying && (restored == 0 || behind || incomplete) {
             let waited = self.restores.since_first(partition);
             let patient = restored < MIN_RESTORES || waited < self.config.gap_patience;
@@ -868,23 +865,19 @@ impl Processor {
                 false => Checked::Dropped,
             }),
             Verdict::ChangelogAhead(why) => {
-                self.states.remove(&partition);
                 tracing::info!(partition, "{why}; restoring the state from the changelog");
-                let applied = self.store.applied_offset(partition)?;
-                self.start_restore(partition, applied, None, Duration::ZERO)?;
+                self.restore_now(partition)?;
                 Ok(Checked::Dropped)
             }
             Verdict::Changelog(why) => {
                 self.metrics.changelog_losses.inc();
-                self.states.remove(&partition);
                 self.changelog_lost.insert(partition);
                 tracing::error!(
                     partition,
                     "the changelog is not the partition's state: {why}; restoring it from the \
                      changelog and applying the commands after it again"
                 );
-                let applied = self.store.applied_offset(partition)?;
-                self.start_restore(partition, applied, None, Duration::ZERO)?;
+                self.restore_now(partition)?;
                 Ok(Checked::Dropped)
             }
             Verdict::Unknown(why) => Ok(Checked::Unknown(why)),
@@ -918,7 +911,7 @@ impl Processor {
                 );
                 self.metrics.replayed.inc_by(n as u64);
                 self.changelog_lost.remove(&partition);
-                self.replaying.insert(partition, from);
+                self.replaying.insert(partition);
                 self.rewind(std::iter::once(partition))
             }
             Ok(false) => {
@@ -968,14 +961,19 @@ impl Processor {
             );
             return Ok(true);
         }
-        self.states.remove(&partition);
         tracing::error!(
             partition,
             "the commands log contradicts the partition's state: {why}; restoring it from the changelog"
         );
-        let applied = self.store.applied_offset(partition)?;
-        self.start_restore(partition, applied, None, Duration::ZERO)?;
+        self.restore_now(partition)?;
         Ok(false)
+    }
+
+    /// Drop `partition`'s state and rebuild it from the changelog at once.
+    fn restore_now(&mut self, partition: i32) -> Result<(), ProcessorError> {
+        self.states.remove(&partition);
+        let applied = self.store.applied_offset(partition)?;
+        self.start_restore(partition, applied, None, Duration::ZERO)
     }
 
     /// Pause `partition` and start rebuilding it from the changelog in the background,
