@@ -56,15 +56,6 @@ impl Format {
             Format::Avro(avro) => requester_of(&avro.decode_json(bytes).ok()?),
         }
     }
-
-    /// `json` or `avro`, for logs.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Format::Json => "json",
-            #[cfg(feature = "avro")]
-            Format::Avro(_) => "avro",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

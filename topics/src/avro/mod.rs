@@ -116,13 +116,13 @@ impl AvroFormat {
             what: what.to_owned(),
             reason,
         };
+        let auth = config.basic_auth.as_deref().map(|auth| match auth.split_once(':') {
+            Some((user, password)) => (user, Some(password)),
+            None => (auth, None),
+        });
         let mut builder = SrSettings::new_builder(config.url.clone());
         builder.no_proxy().set_timeout(config.timeout);
-        if let Some(auth) = &config.basic_auth {
-            let (user, password) = match auth.split_once(':') {
-                Some((u, p)) => (u, Some(p)),
-                None => (auth.as_str(), None),
-            };
+        if let Some((user, password)) = auth {
             builder.set_basic_authorization(user, password);
         }
         let settings = builder.build().map_err(|e| call("settings", e.to_string()))?;
@@ -140,9 +140,8 @@ impl AvroFormat {
             let url = format!("{}/config/{subject}", config.url.trim_end_matches('/'));
             let mut put =
                 http.put(&url).json(&serde_json::json!({ "compatibility": COMPATIBILITY }));
-            if let Some(auth) = &config.basic_auth {
-                let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
-                put = put.basic_auth(user, Some(password));
+            if let Some((user, password)) = auth {
+                put = put.basic_auth(user, password);
             }
             put.send()
                 .and_then(reqwest::blocking::Response::error_for_status)
@@ -154,11 +153,6 @@ impl AvroFormat {
         }
         let by_id = ours.iter().map(|(_, id, schema)| (*id, schema.clone())).collect();
         Ok(Self { ours, by_id: RwLock::new(by_id), missing: RwLock::default(), settings })
-    }
-
-    /// The id the registry gave this build's schema of `topic`.
-    pub fn schema_id(&self, topic: Topic) -> Option<u32> {
-        self.ours.iter().find_map(|(t, id, _)| (*t == topic).then_some(*id))
     }
 
     /// Encode `envelope` for `topic` (no I/O).
