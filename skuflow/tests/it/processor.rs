@@ -4,6 +4,7 @@
 use crate::support::*;
 use nix::sys::signal::Signal;
 use processor::restore::restore_partition;
+use rdkafka::producer::Producer;
 use state::store::Store;
 use topics::Topic;
 
@@ -164,19 +165,7 @@ fn a_stalled_partition_fails_healthz_and_recovers_when_the_cause_goes() {
     wait_until(|| p.assigned() == PARTITIONS, "partitions assigned", &p);
     wait_until(|| p.healthz().contains(" 200 "), "healthy at first", &p);
 
-    let blocker = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", &cluster.bootstrap)
-        .set("transactional.id", "someone-else")
-        .create::<rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>>()
-        .unwrap();
-    use rdkafka::producer::Producer;
-    blocker.init_transactions(WAIT).unwrap();
-    blocker.begin_transaction().unwrap();
-    let commands = cluster.topics.name(Topic::Commands);
-    let record =
-        rdkafka::producer::BaseRecord::<[u8], [u8]>::to(&commands).partition(0).payload(b"x");
-    blocker.send(record).map_err(|(e, _)| e).unwrap();
-    blocker.flush(WAIT).unwrap();
+    let blocker = open_transaction(&cluster, "someone-else", Topic::Commands);
 
     wait_until(|| p.healthz().contains(" 503 "), "healthz fails while stalled", &p);
     let why = p.healthz();
@@ -191,6 +180,31 @@ fn a_stalled_partition_fails_healthz_and_recovers_when_the_cause_goes() {
     blocker.abort_transaction(WAIT).unwrap();
     wait_until(|| p.healthz().contains(" 200 "), "healthy once the transaction ended", &p);
     assert!(p.stop().success());
+}
+
+/// Another producer (transactional id `id`) with a transaction left open on partition 0
+/// of `topic`, holding one record: read_committed readers see nothing past it until it
+/// ends (`abort_transaction`).
+fn open_transaction(
+    cluster: &Cluster,
+    id: &str,
+    topic: Topic,
+) -> rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
+    let producer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &cluster.bootstrap)
+        .set("transactional.id", id)
+        .create::<rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>>()
+        .unwrap();
+    producer.init_transactions(WAIT).unwrap();
+    producer.begin_transaction().unwrap();
+    let topic = cluster.topics.name(topic);
+    let record = rdkafka::producer::BaseRecord::<[u8], [u8]>::to(&topic)
+        .partition(0)
+        .key(b"x")
+        .payload(b"x");
+    producer.send(record).map_err(|(e, _)| e).unwrap();
+    producer.flush(WAIT).unwrap();
+    producer
 }
 
 fn wait_until(mut f: impl FnMut() -> bool, what: &str, p: &Proc) {
@@ -223,7 +237,6 @@ fn a_commands_topic_with_create_time_is_refused() {
     let (key, payload) = request("ahead", restock_command("sku-0", 1));
     let producer: rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
         broker::client::producer_config(&cluster.bootstrap).create().unwrap();
-    use rdkafka::producer::Producer;
     producer
         .send(
             rdkafka::producer::BaseRecord::to(&commands)
@@ -493,21 +506,7 @@ fn an_open_transaction_on_the_changelog_is_not_taken_for_a_loss() {
     cluster.produce(&first);
     cluster.wait_replies(first.len());
 
-    let blocker = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", &cluster.bootstrap)
-        .set("transactional.id", "someone-else-on-the-changelog")
-        .create::<rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>>()
-        .unwrap();
-    use rdkafka::producer::Producer;
-    blocker.init_transactions(WAIT).unwrap();
-    blocker.begin_transaction().unwrap();
-    let changelog = cluster.topics.name(Topic::Changelog);
-    let record = rdkafka::producer::BaseRecord::<[u8], [u8]>::to(&changelog)
-        .partition(0)
-        .key(b"x")
-        .payload(b"x");
-    blocker.send(record).map_err(|(e, _)| e).unwrap();
-    blocker.flush(WAIT).unwrap();
+    let blocker = open_transaction(&cluster, "someone-else-on-the-changelog", Topic::Changelog);
 
     // Batches committed behind the open transaction, then a reload of the partition.
     let more: Vec<_> = (0..4)
