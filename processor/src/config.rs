@@ -67,6 +67,10 @@ pub struct ProcessorConfig {
     /// halted as a gap: a transaction left open on the changelog hides its end until it
     /// commits or the coordinator aborts it (after `transaction_timeout`).
     pub gap_patience: Duration,
+    /// How long the coordinator's description of the group may stay wrong (a rebalance
+    /// that does not end, an assignment this member does not hold, partitions held by
+    /// nobody or by two members) before this member rejoins the group.
+    pub group_patience: Duration,
     /// How long a partition with records waiting may apply nothing before the watchdog
     /// calls it stalled (logs an error, fails `/healthz`, recreates the consumer).
     pub stall_timeout: Duration,
@@ -101,6 +105,7 @@ impl ProcessorConfig {
             tick_interval: Some(Duration::from_secs(1)),
             session_timeout: Duration::from_secs(10),
             max_poll_interval: Duration::from_secs(60),
+            group_patience: Duration::from_secs(20),
             transaction_timeout: Duration::from_secs(60),
             gap_patience: Duration::from_secs(65),
             stall_timeout: Duration::from_secs(30),

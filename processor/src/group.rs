@@ -30,9 +30,15 @@ pub fn join(
     config: &ProcessorConfig,
     commands_topic: &str,
 ) -> KafkaResult<BaseConsumer<GroupContext>> {
-    let context = GroupContext::new(commands_topic.to_owned());
+    // A client id of its own per consumer: how this member finds itself in the
+    // coordinator's description of the group (`membership`).
+    static JOINS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = JOINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let client_id = format!("{}-{}-{n}", config.instance, std::process::id());
+    let context = GroupContext::new(commands_topic.to_owned(), client_id.clone());
     let consumer = BaseConsumer::from_config_and_context(
         broker::client::consumer_config(&config.bootstrap, &config.group_id)
+            .set("client.id", &client_id)
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("group.instance.id", &config.instance)
             .set("session.timeout.ms", millis(config.session_timeout))
@@ -78,16 +84,23 @@ pub struct GroupContext {
     assigned: std::sync::atomic::AtomicBool,
     fetch: Mutex<BTreeMap<i32, FetchStats>>,
     commands_topic: String,
+    client_id: String,
 }
 
 impl GroupContext {
-    pub fn new(commands_topic: String) -> Self {
+    pub fn new(commands_topic: String, client_id: String) -> Self {
         Self {
             revoked: Mutex::default(),
             assigned: std::sync::atomic::AtomicBool::new(false),
             fetch: Mutex::default(),
             commands_topic,
+            client_id,
         }
+    }
+
+    /// This consumer's `client.id`, unique to it.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
     }
 
     /// The latest fetch statistics of every partition librdkafka reported.

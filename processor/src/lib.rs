@@ -12,6 +12,7 @@ pub mod group;
 pub mod health;
 pub mod history;
 mod identity;
+pub mod membership;
 pub mod metrics;
 pub mod output;
 pub mod produce;

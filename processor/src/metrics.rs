@@ -55,6 +55,9 @@ pub struct Metrics {
     pub changelog_losses: IntCounter,
     /// Commands applied a second time after the changelog lost the state they built.
     pub replayed: IntCounter,
+    /// Times this member rejoined its group because the coordinator's description of it
+    /// stayed wrong (`membership`), by what was wrong.
+    pub group_rejoins: IntCounterVec,
 }
 
 impl Metrics {
@@ -188,7 +191,15 @@ impl Metrics {
                 "skuflow_processor_replayed_commands_total",
                 "Commands applied again because the changelog lost the state they had built",
             )?,
+            group_rejoins: IntCounterVec::new(
+                Opts::new(
+                    "skuflow_processor_group_rejoins_total",
+                    "Times this member rejoined its group because the coordinator's description of it stayed wrong for the group patience",
+                ),
+                &["finding"],
+            )?,
         };
+        registry.register(Box::new(m.group_rejoins.clone()))?;
         registry.register(Box::new(m.batch_commands.clone()))?;
         registry.register(Box::new(m.diverged.clone()))?;
         registry.register(Box::new(m.changelog_losses.clone()))?;

@@ -151,6 +151,8 @@ pub struct Processor {
     /// the first commit (the committed offset then matches the state again) and by a new
     /// restore (which is then judged afresh).
     replaying: BTreeSet<i32>,
+    /// The coordinator's description of the group, looked at every few seconds.
+    audit: crate::membership::Audit,
 }
 
 impl std::fmt::Debug for Processor {
@@ -247,6 +249,7 @@ impl Processor {
             recheck_history: false,
             changelog_lost: BTreeSet::new(),
             replaying: BTreeSet::new(),
+            audit: crate::membership::Audit::new(config.group_patience),
             restores: Restores::new(
                 restores::Source {
                     bootstrap: config.bootstrap.clone(),
@@ -329,7 +332,51 @@ impl Processor {
             self.watchdog.unhalted(p);
         }
         self.consumer = crate::group::join(&self.config, &self.commands_topic)?;
+        self.audit.reset();
         Ok(())
+    }
+
+    /// Every few seconds: the group as its coordinator describes it, against what this
+    /// member holds (`membership`). Wrong for the group patience: rejoin (`true`).
+    fn audit_group(&mut self, holds: &[i32]) -> Result<bool, ProcessorError> {
+        let now = Instant::now();
+        if !self.audit.due(now) {
+            return Ok(false);
+        }
+        let view = crate::membership::describe(
+            &self.consumer,
+            &self.config.group_id,
+            &self.commands_topic,
+            self.config.timeout.min(Duration::from_secs(2)),
+        );
+        let view = match view {
+            Ok(Some(view)) => view,
+            Ok(None) => {
+                // Not described at all: the coordinator does not know the group.
+                crate::membership::GroupView { state: "unknown".into(), members: Vec::new() }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the group could not be described");
+                self.audit.skipped(now);
+                return Ok(false);
+            }
+        };
+        let me = self.consumer.context().client_id().to_owned();
+        let holds: BTreeSet<i32> = holds.iter().copied().collect();
+        let finding = crate::membership::judge(&view, &me, &holds, self.partitions);
+        if let Some(finding) = &finding {
+            tracing::debug!(%finding, ?view, "the group's description is wrong");
+        }
+        let Some(finding) = self.audit.record(now, finding) else { return Ok(false) };
+        tracing::error!(
+            %finding,
+            ?view,
+            patience = ?self.config.group_patience,
+            "the group's coordinator has described the group wrongly for too long; rejoining"
+        );
+        self.metrics.group_rejoins.with_label_values(&[finding.kind()]).inc();
+        self.recreate_consumer()?;
+        Ok(true)
     }
 
     /// Once a second: compare every owned partition's position with where its log is
@@ -356,6 +403,9 @@ impl Processor {
             }
         };
         self.metrics.assigned_partitions.set(assigned.len() as i64);
+        if self.audit_group(&assigned)? {
+            return Ok(());
+        }
         let restoring: Vec<i32> =
             assigned.iter().copied().filter(|p| self.restores.is_restoring(*p)).collect();
         self.health.set_ready(if !self.consumer.context().has_assignment() {

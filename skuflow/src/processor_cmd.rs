@@ -74,6 +74,11 @@ pub struct ProcessorArgs {
     /// timeout).
     #[arg(long, env = "SKUFLOW_GAP_PATIENCE_MS", default_value_t = ms(defaults().gap_patience))]
     pub gap_patience_ms: u64,
+    /// Milliseconds the group coordinator's description of the group may stay wrong (a
+    /// rebalance that does not end, an assignment this member does not hold, partitions
+    /// held by no member or by two) before this member rejoins the group.
+    #[arg(long, env = "SKUFLOW_GROUP_PATIENCE_MS", default_value_t = ms(defaults().group_patience))]
+    pub group_patience_ms: u64,
     /// How long a command id is remembered, in milliseconds of log time: a retry within it
     /// gets the first reply; after it the same id is a new command. Every processor of a
     /// deployment must use the same value (it is part of the state machine's input).
@@ -128,6 +133,7 @@ impl ProcessorArgs {
         config.sync_store = self.sync_store;
         config.stall_timeout = Duration::from_millis(self.stall_timeout_ms.max(1));
         config.gap_patience = Duration::from_millis(self.gap_patience_ms);
+        config.group_patience = Duration::from_millis(self.group_patience_ms);
         config.machine.dedup_window_ms = self.idempotency_window_ms;
         config.machine.reservation_retention_ms = self.reservation_retention_ms;
         config.cache_rows = self.cache_rows;

@@ -70,7 +70,7 @@ fn a_partition_paused_when_revoked_is_fetched_when_it_comes_back() {
     // static member's session.)
     let b_member: BaseConsumer<GroupContext> = broker::client::consumer_config(&b, "paused-group")
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .create_with_context(GroupContext::new(commands.clone()))
+        .create_with_context(GroupContext::new(commands.clone(), "test".into()))
         .unwrap();
     b_member.subscribe(&[&commands]).unwrap();
     poll_until(&[&a, &b_member], "b takes one", |now| now[0].len() == 1 && now[1].len() == 1);
@@ -98,4 +98,55 @@ fn a_partition_paused_when_revoked_is_fetched_when_it_comes_back() {
         assert!(Instant::now() < deadline, "partition {moved:?} came back to a, still paused");
     };
     assert_eq!(got, moved[0], "only the partition that came back is fetched");
+}
+
+/// The coordinator's description of a settled two-member group (`membership`) lists
+/// each member under its own client id with the partitions it holds: nothing to find;
+/// and a member that held other partitions than it was given would be found.
+#[test]
+fn the_coordinator_describes_a_settled_group_as_its_members_hold_it() {
+    use processor::membership::{Finding, describe, judge};
+    super::logs();
+    let broker = DevBroker::start().expect("dev broker starts");
+    let b = broker.bootstrap();
+    let topics = topics::Topics::default();
+    ensure_topics(&b, &topic_specs(&topics, 4, 1)).unwrap();
+    let commands = topics.name(Topic::Commands);
+    let dir = tempfile::tempdir().unwrap();
+    let config = |instance: &str| {
+        let mut c = ProcessorConfig::new(&b, instance, dir.path());
+        c.group_id = "described-group".into();
+        c
+    };
+    let a = join(&config("a"), &commands).unwrap();
+    let b_member = join(&config("b"), &commands).unwrap();
+    poll_until(&[&a, &b_member], "two members split four partitions", |now| {
+        now[0].len() == 2 && now[1].len() == 2
+    });
+    let deadline = Instant::now() + WITHIN;
+    let (view, holds) = loop {
+        let holds = [assigned(&a), assigned(&b_member)];
+        let view = describe(&a, "described-group", &commands, Duration::from_secs(5)).unwrap();
+        let findings: Vec<Option<Finding>> = [&a, &b_member]
+            .iter()
+            .zip(&holds)
+            .map(|(m, h)| view.as_ref().and_then(|v| judge(v, m.context().client_id(), h, 4)))
+            .collect();
+        if let Some(view) = &view
+            && findings.iter().all(Option::is_none)
+        {
+            break (view.clone(), holds);
+        }
+        assert!(Instant::now() < deadline, "still {findings:?} in {view:?}");
+        for m in [&a, &b_member] {
+            let _ = m.poll(Duration::from_millis(100));
+        }
+    };
+    assert_eq!(view.state, "Stable");
+    assert_eq!(view.members.len(), 2, "{view:?}");
+    // The description carries the assignments: a holds what the coordinator gave b.
+    assert_eq!(
+        judge(&view, a.context().client_id(), &holds[1], 4),
+        Some(Finding::Mine { holds: holds[1].clone(), given: holds[0].clone() })
+    );
 }

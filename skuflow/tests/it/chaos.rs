@@ -22,10 +22,13 @@ fn run_with_history(scenario: &str) -> (bool, Value, String, Vec<Value>) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_skuflow"))
         .args(["chaos", "run", &format!("{path}{scenario}.toml"), "--out"])
         .arg(&out)
-        .env("SKUFLOW_LOG", "warn")
+        .env("SKUFLOW_LOG", "warn,processor=info")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        stdout.push_str(&processor_notes(&out.join("cluster")));
+    }
     let text = std::fs::read_to_string(out.join("report.json")).unwrap_or_else(|e| {
         panic!("no report ({e}): {stdout}\n{}", String::from_utf8_lossy(&output.stderr))
     });
@@ -33,6 +36,33 @@ fn run_with_history(scenario: &str) -> (bool, Value, String, Vec<Value>) {
     let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
     let entries = history.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     (output.status.success(), serde_json::from_str(&text).unwrap(), stdout, entries)
+}
+
+/// What the processors said about their group, restores and halts, for a failed run's
+/// message (the full logs stay under the run's directory).
+fn processor_notes(cluster: &std::path::Path) -> String {
+    let mut notes = String::new();
+    let Ok(dir) = std::fs::read_dir(cluster) else { return notes };
+    let mut logs: Vec<_> = dir
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("processor-")))
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(" processor::") && !l.contains("consumer error"))
+            .collect();
+        notes.push_str(&format!("\n--- {} (last of {} lines)\n", log.display(), lines.len()));
+        for l in &lines[lines.len().saturating_sub(40)..] {
+            notes.push_str(&l.chars().take(400).collect::<String>());
+            notes.push('\n');
+        }
+    }
+    notes
 }
 
 fn checked(report: &Value, check: &str) -> u64 {
