@@ -196,6 +196,7 @@ pub struct LocalSpec {
 
 impl LocalCluster {
     pub fn start(spec: &LocalSpec) -> Result<Self, ClusterError> {
+        clear_dir(&spec.dir)?;
         std::fs::create_dir_all(&spec.dir).map_err(io(spec.dir.display().to_string()))?;
         let broker = DevBroker::start_with(DevBrokerConfig {
             data_dir: Some(spec.dir.join("broker")),
@@ -450,6 +451,31 @@ impl Drop for LocalCluster {
             let _ = Command::new("umount").arg(dir).status();
         }
     }
+}
+
+/// A cluster starts on an empty directory: a broker that found an earlier run's data
+/// would serve it, and the checker would compare this run's history with another's. An
+/// earlier run that was killed can leave its data disks mounted under it: unmounted first.
+fn clear_dir(dir: &Path) -> Result<(), ClusterError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let canonical = dir.canonicalize().map_err(io(dir.display().to_string()))?;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for point in mounts.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+        if Path::new(point).starts_with(&canonical) {
+            let _ = Command::new("umount").arg(point).status();
+        }
+    }
+    std::fs::remove_dir_all(dir).map_err(|e| {
+        ClusterError::Io(
+            format!(
+                "the cluster directory {} holds an earlier run and cannot be cleared",
+                dir.display()
+            ),
+            e,
+        )
+    })
 }
 
 /// `mount -t tmpfs -o size=<mb>m tmpfs <dir>` (root needed).

@@ -190,30 +190,38 @@ pub fn describe<C: ConsumerContext>(
 /// How often the coordinator is asked.
 pub const AUDIT_EVERY: Duration = Duration::from_secs(5);
 
+/// How long after a look that got no answer the next is made: the look blocks the
+/// processing thread up to its timeout while a broker is away.
+pub const AUDIT_AFTER_FAILURE: Duration = Duration::from_secs(30);
+
 /// Findings over time: rejoin once the group has been found wrong at every look for
 /// `patience`.
 #[derive(Debug)]
 pub struct Audit {
     patience: Duration,
     last: Option<Instant>,
+    /// The last look got no answer.
+    failed: bool,
     /// Since when every look found something wrong, and the latest finding.
     wrong_since: Option<(Instant, Finding)>,
 }
 
 impl Audit {
     pub fn new(patience: Duration) -> Self {
-        Self { patience, last: None, wrong_since: None }
+        Self { patience, last: None, failed: false, wrong_since: None }
     }
 
     /// Whether it is time to look again.
     pub fn due(&self, now: Instant) -> bool {
-        self.last.is_none_or(|t| now.duration_since(t) >= AUDIT_EVERY)
+        let every = if self.failed { AUDIT_AFTER_FAILURE } else { AUDIT_EVERY };
+        self.last.is_none_or(|t| now.duration_since(t) >= every)
     }
 
     /// Record a look's finding (`None`: consistent). Returns the finding when it has
     /// persisted for the patience: time to rejoin.
     pub fn record(&mut self, now: Instant, finding: Option<Finding>) -> Option<Finding> {
         self.last = Some(now);
+        self.failed = false;
         let Some(finding) = finding else {
             self.wrong_since = None;
             return None;
@@ -223,9 +231,11 @@ impl Audit {
         (now.duration_since(since) >= self.patience).then_some(finding)
     }
 
-    /// A look that could not be made (the broker is away): says nothing either way.
+    /// A look that got no answer (a broker is away): says nothing either way, and the
+    /// next is made later.
     pub fn skipped(&mut self, now: Instant) {
         self.last = Some(now);
+        self.failed = true;
     }
 
     /// A new member starts with a clean record.
@@ -317,7 +327,10 @@ mod tests {
         assert_eq!(audit.record(t0 + Duration::from_secs(15), None), None);
         assert_eq!(audit.record(t0 + Duration::from_secs(25), wrong.clone()), None);
         audit.skipped(t0 + Duration::from_secs(30));
-        assert_eq!(audit.record(t0 + Duration::from_secs(45), wrong.clone()), wrong);
+        assert!(!audit.due(t0 + Duration::from_secs(35)), "after no answer, a longer pause");
+        assert!(audit.due(t0 + Duration::from_secs(60)));
+        assert_eq!(audit.record(t0 + Duration::from_secs(60), wrong.clone()), wrong);
+        assert!(audit.due(t0 + Duration::from_secs(65)));
         audit.reset();
         assert_eq!(audit.record(t0 + Duration::from_secs(50), wrong), None);
     }

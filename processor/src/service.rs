@@ -462,8 +462,17 @@ impl Processor {
     /// stopped processor's partitions would wait for the session timeout (and forever
     /// on the dev broker, which never expires a member, BROKERS.md).
     fn leave_group(&mut self) {
-        self.consumer.unsubscribe();
         let deadline = Instant::now() + self.config.timeout.min(Duration::from_secs(10));
+        // A member stopped while it is still joining finishes joining first: a leave sent
+        // before the coordinator answered the join is lost, and the dev broker then keeps
+        // the member for ever and the group's rebalance waits for it (BROKERS.md). What
+        // arrives meanwhile is dropped; nothing of it is committed.
+        while Instant::now() < deadline && !self.consumer.context().has_assignment() {
+            if let Some(Err(e)) = self.consumer.poll(Duration::from_millis(100)) {
+                tracing::debug!(error = %e, "while finishing the join before leaving");
+            }
+        }
+        self.consumer.unsubscribe();
         while Instant::now() < deadline && self.consumer.assignment().is_ok_and(|a| a.count() > 0) {
             if let Some(Err(e)) = self.consumer.poll(Duration::from_millis(100)) {
                 tracing::debug!(error = %e, "while leaving the group");

@@ -1,0 +1,45 @@
+//! The pure machine under callgrind: instructions per command, which, unlike time, do not
+//! depend on the machine or on what else runs on it. `scripts/callgrind-machine` runs it:
+//!
+//! ```sh
+//! valgrind --tool=callgrind --toggle-collect='*apply_all*' \
+//!     target/release/examples/instructions spread 20000
+//! ```
+//!
+//! Only `apply_all` is counted (building the workload is not); divide by the count.
+
+use state::{LogEntry, Machine, MachineConfig};
+
+// The allocator the skuflow binary uses.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "../benches/workload/mod.rs"]
+mod workload;
+use workload::{Shape, Workload, workload};
+
+#[inline(never)]
+fn apply_all(machine: &Machine, w: &mut Workload) -> usize {
+    let mut replies = 0;
+    for (position, at, command) in &w.log {
+        let applied = machine
+            .apply(&mut w.state, LogEntry { position: *position, at: *at, command })
+            .expect("the workload applies");
+        replies += usize::from(std::hint::black_box(applied).reply.is_some());
+    }
+    replies
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let shape = match args.next().as_deref() {
+        Some("hot") => Shape::Hot,
+        Some("spread") | None => Shape::Spread,
+        Some(other) => panic!("shape is spread or hot, not {other}"),
+    };
+    let n: usize = args.next().map_or(20_000, |s| s.parse().expect("a count"));
+    let machine = Machine::new(MachineConfig::default());
+    let mut w = workload(&machine, shape, n);
+    let replies = apply_all(&machine, &mut w);
+    println!("{n} commands, {replies} replies");
+}
