@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use state::store::{self, Needs, Store};
 use state::{LogEntry, Machine, MachineConfig, PartitionState};
-use topics::*;
 
 // The allocator the skuflow binary uses.
 #[global_allocator]

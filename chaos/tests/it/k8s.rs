@@ -52,13 +52,13 @@ fn every_manifest_validates_against_the_chaos_mesh_schema() {
     broken["spec"]["gracePeriod"] = serde_json::json!("zero");
     let bad = dir.path().join("broken.json");
     std::fs::write(&bad, broken.to_string()).unwrap();
-    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/k8s/chaos-mesh.schema.json");
+    let schema = crate::manifest_dir().join("k8s/chaos-mesh.schema.json");
     let bin = broker::dev::install_root().join("bin/check-jsonschema");
     assert!(bin.exists(), "check-jsonschema missing at {}: run scripts/setup", bin.display());
     let check = |paths: &[std::path::PathBuf]| {
         std::process::Command::new(&bin)
             .arg("--schemafile")
-            .arg(schema)
+            .arg(&schema)
             .args(paths)
             .output()
             .unwrap()

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use chaos::scenario::Scenario;
 
 fn shipped() -> Vec<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"));
+    let dir = crate::manifest_dir().join("scenarios");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

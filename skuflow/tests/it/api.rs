@@ -746,7 +746,7 @@ fn old_reply_lookups_share_one_bounded_queue() {
 #[test]
 fn jwts_signed_by_a_jwks_key_with_the_configured_issuer_are_accepted() {
     use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let fixtures = format!("{}/tests/fixtures", crate::manifest_dir().display());
     let jwks = format!("{fixtures}/jwks.json");
     let stack = Stack::start(&["--jwks-file", &jwks, "--jwt-issuer", "https://idp.example"]);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
@@ -845,7 +845,7 @@ impl JwksServer {
 
 /// The keys of the fixture JWKS whose `kid` is in `kids`.
 fn jwks_with(kids: &[&str]) -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwks.json");
+    let path = crate::manifest_dir().join("tests/fixtures/jwks.json");
     let mut set: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     set["keys"].as_array_mut().unwrap().retain(|k| kids.contains(&k["kid"].as_str().unwrap()));
     set.to_string()
@@ -858,7 +858,7 @@ fn jwks_with(kids: &[&str]) -> String {
 #[test]
 fn jwks_from_a_url_follows_the_providers_rotation_without_being_hammered() {
     use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let fixtures = format!("{}/tests/fixtures", crate::manifest_dir().display());
     let idp = JwksServer::start(jwks_with(&["ec-1"]));
     let stack = Stack::start(&["--jwks-url", &idp.url, "--jwks-refresh-s", "3600"]);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();

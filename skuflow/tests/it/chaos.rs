@@ -18,7 +18,7 @@ fn run_with_history(scenario: &str) -> (bool, Value, String, Vec<Value>) {
     let out =
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("chaos-{scenario}"));
     let _ = std::fs::remove_dir_all(&out);
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../chaos/scenarios/");
+    let path = format!("{}/../chaos/scenarios/", crate::manifest_dir().display());
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_skuflow"))
         .args(["chaos", "run", &format!("{path}{scenario}.toml"), "--out"])
         .arg(&out)

@@ -5,7 +5,6 @@
 //! deliberate change (review the diff).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -18,8 +17,7 @@ fn check<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
     name: &str,
     value: Envelope<T>,
 ) {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.json"));
+    let path = crate::manifest_dir().join("tests/golden").join(format!("{name}.json"));
     let bytes = to_json(&value).unwrap();
     if std::env::var_os("SKUFLOW_BLESS").is_some() {
         std::fs::write(&path, &bytes).unwrap();
