@@ -306,7 +306,15 @@ impl LocalCluster {
         args.push("--tick-interval-ms".into());
         args.push(tick_interval_ms.to_string());
         args.extend(
-            ["--session-timeout-ms", "6000", "--max-poll-interval-ms", "15000"].map(String::from),
+            [
+                "--session-timeout-ms",
+                "6000",
+                "--max-poll-interval-ms",
+                "15000",
+                "--group-patience-ms",
+                "20000",
+            ]
+            .map(String::from),
         );
         args.extend(self.processor_args.iter().cloned());
         let log = self.dir.join(format!("{name}.log"));

@@ -69,7 +69,9 @@ pub struct ProcessorConfig {
     pub gap_patience: Duration,
     /// How long the coordinator's description of the group may stay wrong (a rebalance
     /// that does not end, an assignment this member does not hold, partitions held by
-    /// nobody or by two members) before this member rejoins the group.
+    /// nobody or by two members) before this member rejoins the group. Longer than
+    /// `max_poll_interval` by default, so that on Apache Kafka the coordinator's own
+    /// rebalance timeout acts first and every member does not rejoin at once.
     pub group_patience: Duration,
     /// How long a partition with records waiting may apply nothing before the watchdog
     /// calls it stalled (logs an error, fails `/healthz`, recreates the consumer).
@@ -105,7 +107,7 @@ impl ProcessorConfig {
             tick_interval: Some(Duration::from_secs(1)),
             session_timeout: Duration::from_secs(10),
             max_poll_interval: Duration::from_secs(60),
-            group_patience: Duration::from_secs(20),
+            group_patience: Duration::from_secs(90),
             transaction_timeout: Duration::from_secs(60),
             gap_patience: Duration::from_secs(65),
             stall_timeout: Duration::from_secs(30),

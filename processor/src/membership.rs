@@ -156,8 +156,9 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Ask the coordinator to describe `group`. With several brokers every one answers; the
-/// coordinator's answer is the one with a state.
+/// Ask the coordinator to describe `group` (only its coordinator lists it; librdkafka asks
+/// every broker, and fails the whole call when one does not answer). `None`: not
+/// described, or an assignment in it that does not parse.
 pub fn describe<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     group: &str,
@@ -170,21 +171,25 @@ pub fn describe<C: ConsumerContext>(
         .iter()
         .filter(|g| g.name() == group && !g.state().is_empty())
         .max_by_key(|g| g.members().len())
-        .map(|g| GroupView {
-            state: g.state().to_owned(),
-            members: g
-                .members()
+        .map(|g| {
+            g.members()
                 .iter()
-                .map(|m| MemberView {
-                    client_id: m.client_id().to_owned(),
-                    partitions: m
-                        .assignment()
-                        .and_then(|a| assigned_partitions(a, topic))
-                        .unwrap_or_default(),
+                .map(|m| {
+                    // No assignment yet is none; one that does not parse makes the
+                    // whole look worthless (`None` below), never a finding.
+                    let partitions = match m.assignment() {
+                        None | Some([]) => Some(BTreeSet::new()),
+                        Some(a) => assigned_partitions(a, topic),
+                    };
+                    partitions.map(|partitions| MemberView {
+                        client_id: m.client_id().to_owned(),
+                        partitions,
+                    })
                 })
-                .collect(),
+                .collect::<Option<Vec<_>>>()
+                .map(|members| GroupView { state: g.state().to_owned(), members })
         });
-    Ok(view)
+    Ok(view.flatten())
 }
 
 /// How often the coordinator is asked.

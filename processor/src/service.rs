@@ -352,8 +352,9 @@ impl Processor {
         let view = match view {
             Ok(Some(view)) => view,
             Ok(None) => {
-                // Not described at all: the coordinator does not know the group.
-                crate::membership::GroupView { state: "unknown".into(), members: Vec::new() }
+                tracing::debug!("the group was not described, or not in a form this reads");
+                self.audit.skipped(now);
+                return Ok(false);
             }
             Err(e) => {
                 tracing::debug!(error = %e, "the group could not be described");
