@@ -30,11 +30,13 @@ pub fn join(
     config: &ProcessorConfig,
     commands_topic: &str,
 ) -> KafkaResult<BaseConsumer<GroupContext>> {
-    // The client id is the instance name: how this member finds itself in the
-    // coordinator's description of the group (`membership`). Not a per-consumer id:
+    // A client id of its own per consumer, starting with the instance name: how this
+    // member finds itself in the coordinator's description of the group (`membership`;
     // Apache Kafka keeps a static member's first client id when a new consumer of the
-    // same instance replaces it.
-    let client_id = config.instance.clone();
+    // same instance replaces it, so the instance part is what is compared then).
+    static JOINS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = JOINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let client_id = format!("{}-{}-{n}", config.instance, std::process::id());
     let context = GroupContext::new(commands_topic.to_owned(), client_id.clone());
     let consumer = BaseConsumer::from_config_and_context(
         broker::client::consumer_config(&config.bootstrap, &config.group_id)

@@ -94,7 +94,14 @@ pub fn judge(
     if view.state != "Stable" {
         return Some(Finding::Rebalancing(view.state.clone()));
     }
-    let Some(mine) = view.members.iter().find(|m| m.client_id == me) else {
+    // This consumer's own client id, or else one an earlier consumer of this instance
+    // joined with (Kafka keeps that one when a static member is replaced).
+    let mine = view
+        .members
+        .iter()
+        .find(|m| m.client_id == me)
+        .or_else(|| view.members.iter().find(|m| instance_of(&m.client_id) == instance_of(me)));
+    let Some(mine) = mine else {
         return Some(Finding::Absent);
     };
     if &mine.partitions != holds {
@@ -113,6 +120,15 @@ pub fn judge(
         return Some(Finding::Orphaned(orphaned));
     }
     None
+}
+
+/// The instance name in a processor's client id, `<instance>-<pid>-<n>`.
+fn instance_of(client_id: &str) -> &str {
+    let mut parts = client_id.rsplitn(3, '-');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(_), Some(instance)) => instance,
+        _ => client_id,
+    }
 }
 
 /// The partitions of `topic` in a consumer-protocol assignment (`ConsumerProtocolAssignment`:
@@ -273,13 +289,24 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_static_member_is_found_by_its_instance_name() {
+        // Kafka kept the client id of processor-0's first consumer.
+        let v = view("Stable", vec![member("processor-0-7-0", &[0, 2]), member("b-8-0", &[1, 3])]);
+        assert_eq!(judge(&v, "processor-0-7-3", &set(&[0, 2]), 4), None);
+        assert_eq!(judge(&v, "processor-1-7-0", &set(&[]), 4), Some(Finding::Absent));
+    }
+
+    #[test]
     fn each_inconsistency_is_found() {
         let ok = vec![member("a", &[0, 2]), member("b", &[1, 3])];
         assert_eq!(
             judge(&view("PreparingRebalance", ok.clone()), "a", &set(&[0, 2]), 4),
             Some(Finding::Rebalancing("PreparingRebalance".into()))
         );
-        assert_eq!(judge(&view("Stable", ok.clone()), "c", &set(&[]), 4), Some(Finding::Absent));
+        assert_eq!(
+            judge(&view("Stable", ok.clone()), "c-1-0", &set(&[]), 4),
+            Some(Finding::Absent)
+        );
         // What the ci-network run showed: a member still applying what was given away.
         assert_eq!(
             judge(&view("Stable", ok), "a", &set(&[1, 3]), 4),
