@@ -223,8 +223,8 @@ pub struct Audit {
     last: Option<Instant>,
     /// The last look got no answer.
     failed: bool,
-    /// Since when every look found something wrong, and the latest finding.
-    wrong_since: Option<(Instant, Finding)>,
+    /// Since when every look found something wrong.
+    wrong_since: Option<Instant>,
 }
 
 impl Audit {
@@ -247,8 +247,7 @@ impl Audit {
             self.wrong_since = None;
             return None;
         };
-        let since = self.wrong_since.as_ref().map_or(now, |(t, _)| *t);
-        self.wrong_since = Some((since, finding.clone()));
+        let since = *self.wrong_since.get_or_insert(now);
         (now.duration_since(since) >= self.patience).then_some(finding)
     }
 

@@ -351,20 +351,16 @@ impl Processor {
         );
         let view = match view {
             Ok(Some(view)) => view,
-            Ok(None) => {
-                tracing::debug!("the group was not described, or not in a form this reads");
-                self.audit.skipped(now);
-                return Ok(false);
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "the group could not be described");
+            other => {
+                // Not described, not in a form this reads (`None`), or no answer.
+                tracing::debug!(error = ?other.err(), "the group could not be described");
                 self.audit.skipped(now);
                 return Ok(false);
             }
         };
-        let me = self.consumer.context().client_id().to_owned();
         let holds: BTreeSet<i32> = holds.iter().copied().collect();
-        let finding = crate::membership::judge(&view, &me, &holds, self.partitions);
+        let me = self.consumer.context().client_id();
+        let finding = crate::membership::judge(&view, me, &holds, self.partitions);
         if let Some(finding) = &finding {
             tracing::debug!(%finding, ?view, "the group's description is wrong");
         }

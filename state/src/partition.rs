@@ -252,11 +252,8 @@ impl PartitionState {
             let mut seen = FxHashSet::with_capacity_and_hasher(changed.len(), Default::default());
             changed.iter().map(|k| seen.insert(k)).collect()
         };
-        let mut i = 0;
-        changed.retain(|_| {
-            i += 1;
-            first[i - 1]
-        });
+        let mut first = first.into_iter();
+        changed.retain(|_| first.next().unwrap_or(false));
         changed
     }
 

@@ -123,25 +123,18 @@ fn the_coordinator_describes_a_settled_group_as_its_members_hold_it() {
     poll_until(&[&a, &b_member], "two members split four partitions", |now| {
         now[0].len() == 2 && now[1].len() == 2
     });
-    let deadline = Instant::now() + WITHIN;
-    let (view, holds) = loop {
-        let holds = [assigned(&a), assigned(&b_member)];
-        let view = describe(&a, "described-group", &commands, Duration::from_secs(5)).unwrap();
-        let findings: Vec<Option<Finding>> = [&a, &b_member]
-            .iter()
-            .zip(&holds)
-            .map(|(m, h)| view.as_ref().and_then(|v| judge(v, m.context().client_id(), h, 4)))
-            .collect();
-        if let Some(view) = &view
-            && findings.iter().all(Option::is_none)
-        {
-            break (view.clone(), holds);
-        }
-        assert!(Instant::now() < deadline, "still {findings:?} in {view:?}");
-        for m in [&a, &b_member] {
-            let _ = m.poll(Duration::from_millis(100));
-        }
-    };
+    let described = || describe(&a, "described-group", &commands, Duration::from_secs(5)).unwrap();
+    poll_until(&[&a, &b_member], "the description matches what each member holds", |holds| {
+        described().is_some_and(|view| {
+            [&a, &b_member]
+                .iter()
+                .zip(holds)
+                .all(|(m, h)| judge(&view, m.context().client_id(), h, 4).is_none())
+        })
+    });
+    // Settled: read once more for what the description says.
+    let holds = [assigned(&a), assigned(&b_member)];
+    let view = described().expect("described");
     assert_eq!(view.state, "Stable");
     assert_eq!(view.members.len(), 2, "{view:?}");
     // The description carries the assignments: a holds what the coordinator gave b.
