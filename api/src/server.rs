@@ -14,7 +14,7 @@ use crate::problem::{bad_request, body_error};
 use crate::routes::{admin, commands, ops, reads};
 use crate::state::{AppState, Metrics};
 use crate::views::{AvailabilityView, ReservationsView};
-use ingest::follow::Follower;
+use ingest::follow::Follow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiStartError {
@@ -52,25 +52,28 @@ impl Api {
         ingest_config.cache_capacity = config.reply_cache;
         ingest_config.lookup_queue = config.lookup_queue;
         ingest_config.format = config.format.clone();
-        let ingest = Ingest::new(ingest_config)?;
         let metrics = Metrics::register(&registry)?;
         let follow = |topic: Topic, view: Arc<dyn ingest::follow::View>| {
-            let name = config.topics.name(topic);
-            let undecodable = metrics.undecodable.with_label_values(&[name.as_str()]);
-            Follower::start(
-                &config.bootstrap,
-                &name,
-                "skuflow-api-follower",
-                rdkafka::Offset::Beginning,
+            let topic = config.topics.name(topic);
+            let undecodable = metrics.undecodable.with_label_values(&[topic.as_str()]);
+            Follow {
+                topic,
+                from: rdkafka::Offset::Beginning,
                 view,
-                Box::new(move || undecodable.inc()),
-            )
+                on_undecodable: Box::new(move || undecodable.inc()),
+            }
         };
         let availability = Arc::new(AvailabilityView::new(config.format.clone()));
-        let availability_follower = follow(Topic::Availability, availability.clone())?;
         let reservations =
             Arc::new(ReservationsView::new(config.keep_finished, config.format.clone()));
-        let reservations_follower = follow(Topic::Events, reservations.clone())?;
+        // The views' topics are read by the replies tail's consumer.
+        let (ingest, [availability_follower, reservations_follower]) = Ingest::with_follows(
+            ingest_config,
+            [
+                follow(Topic::Availability, availability.clone()),
+                follow(Topic::Events, reservations.clone()),
+            ],
+        )?;
         if let Some(set) = config.jwt.as_ref().and_then(|j| j.key_set()) {
             registry.register(Box::new(set.fetches.clone()))?;
         }

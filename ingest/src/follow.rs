@@ -1,10 +1,10 @@
-//! Following a topic (read_committed) on a thread of its own, from its beginning or from
-//! its end, feeding every record to a [`View`] and publishing how far each partition has
-//! been read, so a request can wait for the view to reach a position, and whether every
-//! partition has been read to an end at least once (the view has caught up with what
-//! existed when the follower started: the API's readiness). The API follows the
-//! availability and events topics from the beginning; [`crate::Ingest`] follows the
-//! replies topic from its end into its reply cache.
+//! Following topics (read_committed) on a thread of their own, each from its beginning or
+//! from its end, feeding every record to its topic's [`View`] and publishing how far each
+//! partition has been read, so a request can wait for a view to reach a position, and
+//! whether every partition has caught up with where it ended when the follower started
+//! (the API's readiness). [`crate::Ingest`] follows the replies topic from its end into
+//! its reply cache; the API adds the availability and events topics, from the beginning,
+//! to the same consumer ([`crate::Ingest::with_follows`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -31,16 +31,38 @@ pub trait View: Send + Sync + 'static {
 /// Per partition: the next offset to read (everything below has been applied).
 pub type Progress = watch::Receiver<Vec<i64>>;
 
+/// One topic to follow: where to start, the view its records feed, and who hears of a
+/// record the view could not decode.
+pub struct Follow {
+    pub topic: String,
+    /// `Offset::Beginning` or `Offset::End`.
+    pub from: Offset,
+    pub view: Arc<dyn View>,
+    pub on_undecodable: Box<dyn Fn() + Send>,
+}
+
+impl std::fmt::Debug for Follow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follow")
+            .field("topic", &self.topic)
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One followed topic: its progress, which partitions have caught up, and queries of
+/// partition ends. Every topic of one [`Follower::start`] is read by one consumer on one
+/// thread (one fetching client instead of one per topic: each costs a broker connection
+/// and, on a broker that answers empty fetches at once, a busy fetch loop); the thread
+/// stops when the last of them is dropped.
+#[derive(Clone)]
 pub struct Follower {
-    stop: Arc<AtomicBool>,
     /// Per partition: its end has been reached at least once.
     reached_end: Arc<Vec<AtomicBool>>,
-    thread: Option<JoinHandle<()>>,
     progress: Progress,
-    /// For high-watermark queries (what "caught up" means right now), made on first use.
-    probe: OnceLock<BaseConsumer>,
-    bootstrap: String,
+    probe: Arc<Probe>,
     topic: String,
+    _running: Arc<Running>,
 }
 
 impl std::fmt::Debug for Follower {
@@ -49,47 +71,60 @@ impl std::fmt::Debug for Follower {
     }
 }
 
-impl Follower {
-    /// Follow `topic` from `from` (`Offset::Beginning` or `Offset::End`) as consumer
-    /// group `group` (used for nothing but the client's name: partitions are assigned,
-    /// not subscribed). `on_undecodable` hears of each record the view could not decode.
-    pub fn start(
-        bootstrap: &str,
-        topic: &str,
-        group: &str,
-        from: Offset,
-        view: Arc<dyn View>,
-        on_undecodable: Box<dyn Fn() + Send>,
-    ) -> Result<Self, crate::IngestError> {
-        let consumer: BaseConsumer = broker::client::consumer_config(bootstrap, group)
-            .set("enable.partition.eof", "true")
-            .create()?;
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions as i32 {
-            tpl.add_partition_offset(topic, p, from)?;
+/// For high-watermark queries (what "caught up" means right now), made on first use.
+struct Probe {
+    consumer: OnceLock<BaseConsumer>,
+    bootstrap: String,
+}
+
+/// The follower thread; stopped and joined when dropped.
+struct Running {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
-        consumer.assign(&tpl)?;
-        let (tx, progress) = watch::channel(vec![0; partitions]);
-        let stop = Arc::new(AtomicBool::new(false));
-        let reached_end: Arc<Vec<AtomicBool>> =
-            Arc::new((0..partitions).map(|_| AtomicBool::new(false)).collect());
-        let ends = Ends { flags: reached_end.clone() };
-        let flag = stop.clone();
-        let name = topic.to_owned();
-        let thread = std::thread::Builder::new()
-            .name(format!("follow-{topic}"))
-            .spawn(move || follow(consumer, view, tx, ends, flag, name, on_undecodable))?;
-        Ok(Self {
-            stop,
-            reached_end,
-            thread: Some(thread),
-            progress,
-            probe: OnceLock::new(),
-            bootstrap: bootstrap.to_owned(),
-            topic: topic.to_owned(),
-        })
+    }
+}
+
+/// What the follower thread keeps of one topic.
+struct Followed {
+    topic: String,
+    view: Arc<dyn View>,
+    on_undecodable: Box<dyn Fn() + Send>,
+    progress: watch::Sender<Vec<i64>>,
+    reached_end: Arc<Vec<AtomicBool>>,
+    /// Per partition: its end when the follower started; reaching it is catching up.
+    start_ends: Vec<i64>,
+}
+
+impl Follower {
+    /// Follow `follows` with one consumer named after consumer group `group` (used for
+    /// nothing but the client's name: partitions are assigned, not subscribed). One
+    /// handle per topic, in the order given. Blocking (metadata and end queries).
+    pub fn start<const N: usize>(
+        bootstrap: &str,
+        group: &str,
+        follows: [Follow; N],
+    ) -> Result<[Self; N], crate::IngestError> {
+        let handles = spawn(bootstrap, group, follows.into_iter().collect())?;
+        Ok(std::array::from_fn(|i| handles[i].clone()))
+    }
+
+    /// [`Follower::start`] with `first` ahead of `follows`, returned apart.
+    pub fn start_with<const N: usize>(
+        bootstrap: &str,
+        group: &str,
+        first: Follow,
+        follows: [Follow; N],
+    ) -> Result<(Self, [Self; N]), crate::IngestError> {
+        let handles = spawn(bootstrap, group, std::iter::once(first).chain(follows).collect())?;
+        Ok((handles[0].clone(), std::array::from_fn(|i| handles[i + 1].clone())))
     }
 
     /// Partitions of the followed topic (0: it did not exist when the follower started).
@@ -97,7 +132,7 @@ impl Follower {
         self.reached_end.len()
     }
 
-    /// Partitions whose end has not been reached yet.
+    /// Partitions that have not caught up yet with where they ended at the start.
     pub fn behind(&self) -> Vec<i32> {
         (0..self.reached_end.len())
             .filter(|&p| !self.reached_end[p].load(Ordering::Relaxed))
@@ -116,12 +151,12 @@ impl Follower {
 
     /// The end of a partition of another topic (blocking).
     pub fn end_of(&self, topic: &str, partition: i32) -> Result<i64, KafkaError> {
-        let probe = match self.probe.get() {
+        let probe = match self.probe.consumer.get() {
             Some(p) => p,
             None => {
-                let made =
-                    broker::client::consumer_config(&self.bootstrap, "skuflow-probe").create()?;
-                self.probe.get_or_init(|| made)
+                let made = broker::client::consumer_config(&self.probe.bootstrap, "skuflow-probe")
+                    .create()?;
+                self.probe.consumer.get_or_init(|| made)
             }
         };
         let (_, high) = probe.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
@@ -129,57 +164,118 @@ impl Follower {
     }
 }
 
-/// Where the follower thread marks the partitions whose end it has reached.
-struct Ends {
-    flags: Arc<Vec<AtomicBool>>,
+/// One consumer and thread for `follows`; a handle per topic, in order.
+fn spawn(
+    bootstrap: &str,
+    group: &str,
+    follows: Vec<Follow>,
+) -> Result<Vec<Follower>, crate::IngestError> {
+    let consumer: BaseConsumer = broker::client::consumer_config(bootstrap, group)
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    let mut followed = Vec::with_capacity(follows.len());
+    let mut handles = Vec::with_capacity(follows.len());
+    for f in follows {
+        let metadata = consumer.fetch_metadata(Some(&f.topic), Duration::from_secs(10))?;
+        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
+        let mut start_ends = Vec::with_capacity(partitions);
+        for p in 0..partitions as i32 {
+            tpl.add_partition_offset(&f.topic, p, f.from)?;
+            // From the end there is nothing to catch up with.
+            start_ends.push(match f.from {
+                Offset::End => 0,
+                _ => consumer.fetch_watermarks(&f.topic, p, Duration::from_secs(10))?.1,
+            });
+        }
+        let (tx, progress) = watch::channel(vec![0; partitions]);
+        // A partition empty at the start (or followed from its end) has nothing to
+        // catch up with.
+        let reached_end: Arc<Vec<AtomicBool>> =
+            Arc::new(start_ends.iter().map(|&end| AtomicBool::new(end == 0)).collect());
+        handles.push((f.topic.clone(), reached_end.clone(), progress));
+        followed.push(Followed {
+            topic: f.topic,
+            view: f.view,
+            on_undecodable: f.on_undecodable,
+            progress: tx,
+            reached_end,
+            start_ends,
+        });
+    }
+    consumer.assign(&tpl)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let name = followed.iter().map(|f| f.topic.as_str()).collect::<Vec<_>>().join("+");
+    let thread = std::thread::Builder::new()
+        .name(format!("follow-{name}"))
+        .spawn(move || follow(consumer, followed, flag))?;
+    let running = Arc::new(Running { stop, thread: Some(thread) });
+    let probe = Arc::new(Probe { consumer: OnceLock::new(), bootstrap: bootstrap.to_owned() });
+    Ok(handles
+        .into_iter()
+        .map(|(topic, reached_end, progress)| Follower {
+            reached_end,
+            progress,
+            probe: probe.clone(),
+            topic,
+            _running: running.clone(),
+        })
+        .collect())
 }
 
-fn follow(
-    consumer: BaseConsumer,
-    view: Arc<dyn View>,
-    progress: watch::Sender<Vec<i64>>,
-    ends: Ends,
-    stop: Arc<AtomicBool>,
-    topic: String,
-    on_undecodable: Box<dyn Fn() + Send>,
-) {
+fn follow(consumer: BaseConsumer, followed: Vec<Followed>, stop: Arc<AtomicBool>) {
+    let index = |topic: &str| followed.iter().position(|f| f.topic == topic);
     while !stop.load(Ordering::Relaxed) {
         // Apply what is there, then publish progress once per burst.
-        let mut read: Vec<(i32, i64)> = Vec::new();
+        let mut read: Vec<(usize, i32, i64)> = Vec::new();
         let mut wait = Duration::from_millis(100);
         while read.len() < 10_000 {
             match consumer.poll(wait) {
                 Some(Ok(m)) => {
-                    if let Err(e) = view.apply(m.partition(), m.payload()) {
-                        on_undecodable();
-                        tracing::warn!(%topic, partition = m.partition(), offset = m.offset(), error = %e,
+                    let Some(i) = index(m.topic()) else { continue };
+                    let f = &followed[i];
+                    if let Err(e) = f.view.apply(m.partition(), m.payload()) {
+                        (f.on_undecodable)();
+                        tracing::warn!(topic = %f.topic, partition = m.partition(), offset = m.offset(), error = %e,
                             "undecodable record skipped by the view");
                     }
-                    read.push((m.partition(), m.offset() + 1));
+                    read.push((i, m.partition(), m.offset() + 1));
                     wait = Duration::ZERO;
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) => {
-                    if let Some(flag) = ends.flags.get(p as usize) {
-                        flag.store(true, Ordering::Relaxed);
-                    }
-                    // At the end the consumer's position is the partition's end, past any
-                    // commit or abort markers and aborted records it skipped: the view has
-                    // read everything up to there (a trailing aborted transaction must
-                    // not keep `min_position` waiting for records it will never see).
-                    if let Some(end) = position(&consumer, &topic, p) {
-                        read.push((p, end));
+                    // The event names the partition, not the topic. At an end the
+                    // consumer's position is that end, past any commit or abort markers
+                    // and aborted records it skipped, and everywhere else it is one past
+                    // the last record handed out (all applied by now): so every followed
+                    // topic's partition `p` can publish its position, and a partition
+                    // whose position reached its end at the start has caught up (a
+                    // trailing aborted transaction must not keep `min_position` waiting
+                    // for records it will never see).
+                    let Ok(positions) = consumer.position() else { continue };
+                    for (i, f) in followed.iter().enumerate() {
+                        let Some(at) = position(&positions, &f.topic, p) else { continue };
+                        if let Some(flag) = f.reached_end.get(p as usize)
+                            && f.start_ends.get(p as usize).is_some_and(|&end| at >= end)
+                        {
+                            flag.store(true, Ordering::Relaxed);
+                        }
+                        read.push((i, p, at));
                     }
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(%topic, error = %e, "follower");
+                    tracing::warn!(error = %e, "follower");
                     break;
                 }
                 None => break,
             }
         }
-        if !read.is_empty() {
-            progress.send_modify(|next| {
-                for (p, o) in read {
+        for (i, f) in followed.iter().enumerate() {
+            if !read.iter().any(|(j, ..)| *j == i) {
+                continue;
+            }
+            f.progress.send_modify(|next| {
+                for &(_, p, o) in read.iter().filter(|(j, ..)| *j == i) {
                     if let Some(n) = next.get_mut(p as usize) {
                         *n = (*n).max(o);
                     }
@@ -189,20 +285,10 @@ fn follow(
     }
 }
 
-/// The consumer's position in `partition`, if it has one.
-fn position(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
-    let tpl = consumer.position().ok()?;
-    match tpl.find_partition(topic, partition)?.offset() {
+/// A partition's position in `positions`, if it has one.
+fn position(positions: &TopicPartitionList, topic: &str, partition: i32) -> Option<i64> {
+    match positions.find_partition(topic, partition)?.offset() {
         Offset::Offset(o) => Some(o),
         _ => None,
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

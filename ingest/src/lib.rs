@@ -117,30 +117,40 @@ impl std::fmt::Debug for Ingest {
 impl Ingest {
     /// Start the producer and the replies tail. Blocking (metadata lookups).
     pub fn new(config: IngestConfig) -> Result<Self, IngestError> {
+        Ok(Self::with_follows(config, [])?.0)
+    }
+
+    /// [`Ingest::new`], and `follows` read by the replies tail's consumer: one fetching
+    /// client for all of them. Returns their followers in the order given.
+    pub fn with_follows<const N: usize>(
+        config: IngestConfig,
+        follows: [follow::Follow; N],
+    ) -> Result<(Self, [follow::Follower; N]), IngestError> {
         let producer = Arc::new(std::sync::RwLock::new((0, Self::create_producer(&config)?)));
         let replies = Arc::new(Replies::new(config.cache_capacity));
-        let tail = follow::Follower::start(
-            &config.bootstrap,
-            &config.topics.name(Topic::Replies),
-            "skuflow-replies-tail",
-            rdkafka::Offset::End,
-            Arc::new(RepliesView(replies.clone(), config.format.clone())),
-            Box::new(|| {}),
-        )?;
+        let tail = follow::Follow {
+            topic: config.topics.name(Topic::Replies),
+            from: rdkafka::Offset::End,
+            view: Arc::new(RepliesView(replies.clone(), config.format.clone())),
+            on_undecodable: Box::new(|| {}),
+        };
+        let (tail, followers) =
+            follow::Follower::start_with(&config.bootstrap, "skuflow-follower", tail, follows)?;
         let lookups = lookup::Lookups::start(
             &config.bootstrap,
             &config.topics.name(Topic::Replies),
             config.lookup_queue,
             config.format.clone(),
         )?;
-        Ok(Self {
+        let ingest = Self {
             producer,
             commands_topic: config.topics.name(Topic::Commands).into(),
             replies,
             config: Arc::new(config),
             _tail: Arc::new(tail),
             lookups: Arc::new(lookups),
-        })
+        };
+        Ok((ingest, followers))
     }
 
     fn create_producer(config: &IngestConfig) -> Result<FutureProducer, KafkaError> {

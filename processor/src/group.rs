@@ -25,8 +25,22 @@ use crate::ProcessorConfig;
 use crate::output::millis;
 
 /// A consumer-group member on the commands topic: cooperative-sticky, static membership
-/// under the instance name.
+/// under the instance name, subscribed.
 pub fn join(
+    config: &ProcessorConfig,
+    commands_topic: &str,
+) -> KafkaResult<BaseConsumer<GroupContext>> {
+    let consumer = member(config, commands_topic)?;
+    consumer.subscribe(&[commands_topic])?;
+    Ok(consumer)
+}
+
+/// The same consumer, not yet subscribed. Until it subscribes it sends no JoinGroup, so
+/// what it asks the coordinator first (committed offsets) is not queued behind a join
+/// that waits for the whole group to rebalance, and a processor stopped before then never
+/// becomes a member (a member that leaves before its join is answered cannot send its
+/// LeaveGroup, and the dev broker then keeps it for ever, BROKERS.md).
+pub fn member(
     config: &ProcessorConfig,
     commands_topic: &str,
 ) -> KafkaResult<BaseConsumer<GroupContext>> {
@@ -38,7 +52,7 @@ pub fn join(
     let n = JOINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let client_id = format!("{}-{}-{n}", config.instance, std::process::id());
     let context = GroupContext::new(commands_topic.to_owned(), client_id.clone());
-    let consumer = BaseConsumer::from_config_and_context(
+    BaseConsumer::from_config_and_context(
         broker::client::consumer_config(&config.bootstrap, &config.group_id)
             .set("client.id", &client_id)
             .set("partition.assignment.strategy", "cooperative-sticky")
@@ -47,9 +61,7 @@ pub fn join(
             .set("max.poll.interval.ms", millis(config.max_poll_interval))
             .set("statistics.interval.ms", "1000"),
         context,
-    )?;
-    consumer.subscribe(&[commands_topic])?;
-    Ok(consumer)
+    )
 }
 
 /// Un-pause `tpl`'s partitions; a failure only means the partition was not assigned.

@@ -192,7 +192,8 @@ impl Processor {
         // The producer first: fencing the earlier producers of this instance aborts
         // whatever a crashed incarnation left open, before we read any committed offset.
         let mut outputs = Outputs::new(&config)?;
-        let consumer = crate::group::join(&config, &commands_topic)?;
+        // Subscribed in `run`, after the committed offsets are read (`group::member`).
+        let consumer = crate::group::member(&config, &commands_topic)?;
         let partitions = broker::read::partition_count(&consumer, &commands_topic, config.timeout)?;
         // A predecessor on another disk (a rescheduled pod, a frozen zombie) is named in
         // the metadata of the offsets it committed.
@@ -228,7 +229,7 @@ impl Processor {
             instance = %config.instance,
             transactional_id = %outputs.transactional_id(),
             delivery = ?config.delivery,
-            "processor joined group {}",
+            "processor ready for group {}",
             config.group_id
         );
         Ok(Self {
@@ -267,6 +268,12 @@ impl Processor {
     /// Process until `shutdown` is set. Returns an error only when the processor cannot
     /// go on (fenced, store failure); transaction failures are recovered from here.
     pub fn run(&mut self, shutdown: &AtomicBool) -> Result<(), ProcessorError> {
+        if shutdown.load(Ordering::Relaxed) {
+            tracing::info!(instance = %self.config.instance, "stopped before joining the group");
+            return Ok(());
+        }
+        self.consumer.subscribe(&[&self.commands_topic])?;
+        tracing::info!(instance = %self.config.instance, "subscribed; joining group {}", self.config.group_id);
         let mut backoff = BACKOFF_MIN;
         while !shutdown.load(Ordering::Relaxed) {
             self.tick();

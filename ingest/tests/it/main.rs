@@ -2,6 +2,8 @@
 //! resolves with its reply, and a client started later (no cache, tail from the end)
 //! still finds old replies in Kafka by binary search.
 
+mod follow;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
