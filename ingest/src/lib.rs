@@ -156,6 +156,9 @@ impl Ingest {
     fn create_producer(config: &IngestConfig) -> Result<FutureProducer, KafkaError> {
         broker::client::producer_config(&config.bootstrap)
             .set("enable.idempotence", "true")
+            // A command waits for its reply: 1 ms of lingering, not 5. Under load
+            // librdkafka still batches what queues while a request is in flight.
+            .set("linger.ms", "1")
             .set("queue.buffering.max.messages", config.queue_capacity.to_string())
             .set("message.timeout.ms", config.delivery_timeout.as_millis().to_string())
             .create()
