@@ -13,6 +13,8 @@ pub struct Metrics {
     /// Seconds from `begin_transaction` to a successful commit (at-least-once: produce,
     /// flush and offset commit).
     pub commit_seconds: Histogram,
+    /// How long each look at the group's description held the processing thread.
+    pub group_describe_seconds: Histogram,
     /// Records applied; `rate()` of it is the apply rate.
     pub applied: IntCounter,
     /// Records waiting in each assigned partition: where its log is known to end (last
@@ -78,6 +80,13 @@ impl Metrics {
                     "Latency of producing a batch's outputs and committing its transaction",
                 )
                 .buckets(prometheus::exponential_buckets(0.000_5, 1.25, 40)?),
+            )?,
+            group_describe_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "skuflow_processor_group_describe_seconds",
+                    "Time the processing thread spent asking the coordinator to describe the group (the membership audit, every few seconds)",
+                )
+                .buckets(prometheus::exponential_buckets(0.000_5, 2.0, 14)?),
             )?,
             applied: IntCounter::new(
                 "skuflow_processor_applied_total",
@@ -205,6 +214,7 @@ impl Metrics {
         registry.register(Box::new(m.changelog_losses.clone()))?;
         registry.register(Box::new(m.replayed.clone()))?;
         registry.register(Box::new(m.commit_seconds.clone()))?;
+        registry.register(Box::new(m.group_describe_seconds.clone()))?;
         registry.register(Box::new(m.applied.clone()))?;
         registry.register(Box::new(m.lag.clone()))?;
         registry.register(Box::new(m.restore_records.clone()))?;

@@ -356,6 +356,7 @@ impl Processor {
             &self.commands_topic,
             self.config.timeout.min(Duration::from_secs(2)),
         );
+        self.metrics.group_describe_seconds.observe(now.elapsed().as_secs_f64());
         let view = match view {
             Ok(Some(view)) => view,
             other => {
