@@ -36,7 +36,7 @@ impl AppState {
 
     /// Why this instance cannot serve reads yet, if it cannot: a followed topic is
     /// missing or has another partition count than the commands topic, or a view has not
-    /// read every partition to its end once since the instance started (a restarted
+    /// caught up in every partition with where it ended when the instance started (a restarted
     /// instance would answer 404 for SKUs and reservations that exist).
     pub fn not_ready(&self) -> Option<String> {
         let topics = &self.config.topics;

@@ -6,14 +6,18 @@
 //! its reply cache; the API adds the availability and events topics, from the beginning,
 //! to the same consumer ([`crate::Ingest::with_follows`]).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientContext;
+use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
@@ -92,6 +96,40 @@ impl Drop for Running {
     }
 }
 
+/// librdkafka's statistics of the follower's consumer, as far as catching up needs them:
+/// per topic and partition, the next offset to fetch, and whether anything fetched is
+/// still waiting to be handed out. Called on the follower thread (during `poll`), in
+/// order with the records.
+#[derive(Default)]
+struct FollowContext {
+    fetched: Mutex<HashMap<(String, i32), Fetched>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fetched {
+    next_offset: i64,
+    /// Records fetched and not yet handed out (across the consumer's partitions).
+    queued: i64,
+}
+
+impl ClientContext for FollowContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut fetched = self.fetched.lock().unwrap_or_else(|e| e.into_inner());
+        for (topic, t) in &statistics.topics {
+            for (p, partition) in t.partitions.iter().filter(|(p, _)| **p >= 0) {
+                fetched.insert(
+                    (topic.clone(), *p),
+                    Fetched { next_offset: partition.next_offset, queued: partition.fetchq_cnt },
+                );
+            }
+        }
+    }
+}
+
+impl ConsumerContext for FollowContext {}
+
+type FollowConsumer = BaseConsumer<FollowContext>;
+
 /// What the follower thread keeps of one topic.
 struct Followed {
     topic: String,
@@ -99,7 +137,8 @@ struct Followed {
     on_undecodable: Box<dyn Fn() + Send>,
     progress: watch::Sender<Vec<i64>>,
     reached_end: Arc<Vec<AtomicBool>>,
-    /// Per partition: its end when the follower started; reaching it is catching up.
+    /// Per partition: its end when the follower started (the last stable offset: the
+    /// query is read_committed); reaching it is catching up.
     start_ends: Vec<i64>,
 }
 
@@ -170,9 +209,12 @@ fn spawn(
     group: &str,
     follows: Vec<Follow>,
 ) -> Result<Vec<Follower>, crate::IngestError> {
-    let consumer: BaseConsumer = broker::client::consumer_config(bootstrap, group)
-        .set("enable.partition.eof", "true")
-        .create()?;
+    let consumer = FollowConsumer::from_config_and_context(
+        broker::client::consumer_config(bootstrap, group)
+            .set("enable.partition.eof", "true")
+            .set("statistics.interval.ms", "1000"),
+        FollowContext::default(),
+    )?;
     let mut tpl = TopicPartitionList::new();
     let mut followed = Vec::with_capacity(follows.len());
     let mut handles = Vec::with_capacity(follows.len());
@@ -224,7 +266,7 @@ fn spawn(
         .collect())
 }
 
-fn follow(consumer: BaseConsumer, followed: Vec<Followed>, stop: Arc<AtomicBool>) {
+fn follow(consumer: FollowConsumer, followed: Vec<Followed>, stop: Arc<AtomicBool>) {
     let index = |topic: &str| followed.iter().position(|f| f.topic == topic);
     while !stop.load(Ordering::Relaxed) {
         // Apply what is there, then publish progress once per burst.
@@ -270,6 +312,10 @@ fn follow(consumer: BaseConsumer, followed: Vec<Followed>, stop: Arc<AtomicBool>
                 None => break,
             }
         }
+        caught_up_by_statistics(
+            &consumer.context().fetched.lock().unwrap_or_else(|e| e.into_inner()),
+            &followed,
+        );
         for (i, f) in followed.iter().enumerate() {
             if !read.iter().any(|(j, ..)| *j == i) {
                 continue;
@@ -285,10 +331,70 @@ fn follow(consumer: BaseConsumer, followed: Vec<Followed>, stop: Arc<AtomicBool>
     }
 }
 
+/// The other way to catch up: the position at an end-of-partition event stays below the
+/// end when the last offsets hold nothing to hand out (a batch emptied by compaction, a
+/// control record of a kind librdkafka skips), and no further event comes while the
+/// partition is idle. The statistics (every second) say when everything up to the end
+/// has been fetched and nothing fetched is still queued: all of it has been applied.
+fn caught_up_by_statistics(fetched: &HashMap<(String, i32), Fetched>, followed: &[Followed]) {
+    for f in followed {
+        for (p, flag) in f.reached_end.iter().enumerate() {
+            if flag.load(Ordering::Relaxed) {
+                continue;
+            }
+            let (Some(end), Some(seen)) =
+                (f.start_ends.get(p), fetched.get(&(f.topic.clone(), p as i32)))
+            else {
+                continue;
+            };
+            if seen.next_offset >= *end && seen.queued == 0 {
+                flag.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 /// A partition's position in `positions`, if it has one.
 fn position(positions: &TopicPartitionList, topic: &str, partition: i32) -> Option<i64> {
     match positions.find_partition(topic, partition)?.offset() {
         Offset::Offset(o) => Some(o),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nothing;
+    impl View for Nothing {
+        fn apply(&self, _: i32, _: Option<&[u8]>) -> Result<(), topics::codec::DecodeError> {
+            Ok(())
+        }
+    }
+
+    /// A partition caught up by the statistics: everything up to its start end fetched
+    /// and nothing left queued; not while either is short.
+    #[test]
+    fn statistics_catch_a_partition_up_only_when_all_up_to_its_end_was_handed_out() {
+        let followed = vec![Followed {
+            topic: "t".into(),
+            view: Arc::new(Nothing),
+            on_undecodable: Box::new(|| {}),
+            progress: watch::channel(vec![0; 3]).0,
+            reached_end: Arc::new((0..3).map(|_| AtomicBool::new(false)).collect()),
+            start_ends: vec![10, 10, 10],
+        }];
+        let at = |next_offset, queued| Fetched { next_offset, queued };
+        let fetched = HashMap::from([
+            (("t".to_owned(), 0), at(10, 0)),
+            (("t".to_owned(), 1), at(9, 0)),
+            (("t".to_owned(), 2), at(12, 1)),
+            (("other".to_owned(), 2), at(12, 0)),
+        ]);
+        caught_up_by_statistics(&fetched, &followed);
+        let flags: Vec<bool> =
+            followed[0].reached_end.iter().map(|f| f.load(Ordering::Relaxed)).collect();
+        assert_eq!(flags, [true, false, false]);
     }
 }

@@ -163,7 +163,8 @@ impl std::fmt::Debug for Processor {
 
 impl Processor {
     /// Open the store, start the producer (fencing any earlier incarnation of this
-    /// instance), join the group. Metrics are registered in `registry`.
+    /// instance), make the group consumer (it joins the group when `run` starts).
+    /// Metrics are registered in `registry`.
     pub fn new(
         config: ProcessorConfig,
         registry: &prometheus::Registry,
