@@ -12,7 +12,7 @@
 //! two apart: to it an entity that is not in the state does not exist, which is true of
 //! a view for every key its batch needs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use topics::{
@@ -115,7 +115,12 @@ pub struct PartitionState {
     pub(crate) reservations: FxHashMap<ReservationId, Reservation>,
     /// Boxed: records are large and the map grows by moving its entries.
     pub(crate) dedup: FxHashMap<DedupKey, Box<DedupRecord>>,
+    /// Timers that end holds and forget reservations.
     pub(crate) timers: BTreeMap<TimerKey, Timer>,
+    /// The timers that forget command ids, one per command, in key order: they are
+    /// created in log-time order (a command's time plus the idempotency window), so a
+    /// queue keeps them sorted at O(1) a timer where the B-tree paid a search.
+    pub(crate) forget_commands: VecDeque<(TimerKey, Timer)>,
     /// Entities changed since the last [`PartitionState::take_changes`].
     changed: Vec<EntityKey>,
     /// In a view: SKUs the store was asked for and has no stock rows of. Only the
@@ -141,6 +146,7 @@ impl PartitionState {
             + self.reservations.len()
             + self.dedup.len()
             + self.timers.len()
+            + self.forget_commands.len()
     }
 
     /// End of a batch in a view (its changes taken and written). Timers and idempotency
@@ -154,6 +160,7 @@ impl PartitionState {
     pub fn evict(&mut self, max_rows: usize) {
         debug_assert!(self.changed.is_empty(), "evict before the changes are written");
         self.timers.clear();
+        self.forget_commands.clear();
         self.dedup.clear();
         let stock_rows = self.stock.values().map(BTreeMap::len).sum::<usize>();
         if stock_rows + self.absent_skus.len() + self.reservations.len() > max_rows {
@@ -223,8 +230,22 @@ impl PartitionState {
         self.dedup.iter().map(|(k, v)| (k.clone(), (**v).clone())).collect()
     }
 
-    pub fn timers(&self) -> &BTreeMap<TimerKey, Timer> {
-        &self.timers
+    /// Every timer, in key order.
+    pub fn timers(&self) -> BTreeMap<TimerKey, Timer> {
+        let mut all = self.timers.clone();
+        all.extend(self.forget_commands.iter().cloned());
+        all
+    }
+
+    pub fn timer(&self, key: &TimerKey) -> Option<&Timer> {
+        match key.kind {
+            TimerKind::ForgetCommand => self
+                .forget_commands
+                .binary_search_by(|(k, _)| k.cmp(key))
+                .ok()
+                .map(|i| &self.forget_commands[i].1),
+            _ => self.timers.get(key),
+        }
     }
 
     /// Everything that is state (not the change tracking), sorted, for comparisons:
@@ -236,7 +257,7 @@ impl PartitionState {
             stock: self.stock_rows(),
             reservations: self.reservations(),
             dedup: self.dedup_records(),
-            timers: self.timers.clone(),
+            timers: self.timers(),
         }
     }
 
@@ -286,21 +307,56 @@ impl PartitionState {
 
     pub(crate) fn add_timer(&mut self, key: TimerKey, timer: Timer) {
         self.changed.push(EntityKey::Timer(key));
-        self.timers.insert(key, timer);
+        self.insert_timer(key, timer);
+    }
+
+    /// Into its structure; a timer that forgets a command id goes to the back of the
+    /// queue, or where it sorts if it is not the latest (as when timers are loaded).
+    fn insert_timer(&mut self, key: TimerKey, timer: Timer) {
+        if key.kind != TimerKind::ForgetCommand {
+            self.timers.insert(key, timer);
+            return;
+        }
+        let queue = &mut self.forget_commands;
+        if queue.back().is_none_or(|(last, _)| *last < key) {
+            queue.push_back((key, timer));
+            return;
+        }
+        match queue.binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(i) => queue[i].1 = timer,
+            Err(i) => queue.insert(i, (key, timer)),
+        }
     }
 
     pub(crate) fn remove_timer(&mut self, key: TimerKey) {
-        self.timers.remove(&key);
+        if key.kind == TimerKind::ForgetCommand {
+            if let Ok(i) = self.forget_commands.binary_search_by(|(k, _)| k.cmp(&key)) {
+                self.forget_commands.remove(i);
+            }
+        } else {
+            self.timers.remove(&key);
+        }
         self.changed.push(EntityKey::Timer(key));
     }
 
     /// The earliest timer due at or before `now`, removed.
     pub(crate) fn pop_due_timer(&mut self, now: LogTime) -> Option<(TimerKey, Timer)> {
-        let (first, _) = self.timers.first_key_value()?;
+        let tree = self.timers.first_key_value().map(|(k, _)| *k);
+        let queue = self.forget_commands.front().map(|(k, _)| *k);
+        let first = match (tree, queue) {
+            (Some(t), Some(q)) => t.min(q),
+            (Some(t), None) => t,
+            (None, Some(q)) => q,
+            (None, None) => return None,
+        };
         if first.at > now {
             return None;
         }
-        let (key, timer) = self.timers.pop_first()?;
+        let (key, timer) = if Some(first) == queue {
+            self.forget_commands.pop_front()?
+        } else {
+            self.timers.pop_first()?
+        };
         self.changed.push(EntityKey::Timer(key));
         Some((key, timer))
     }
@@ -320,11 +376,51 @@ impl PartitionState {
     }
 
     pub(crate) fn load_timer(&mut self, key: TimerKey, timer: Timer) {
-        self.timers.insert(key, timer);
+        self.insert_timer(key, timer);
     }
 
     pub(crate) fn load_meta(&mut self, meta: crate::store::values::Meta) {
         self.log_time = meta.log_time;
         self.applied = meta.applied;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forget(at: u64, seq: i64) -> (TimerKey, Timer) {
+        let timer = Timer::ForgetCommand {
+            tenant: TenantId::new("t").unwrap(),
+            sku: Sku::new("s").unwrap(),
+            command_id: topics::CommandId::new(format!("c{seq}")).unwrap(),
+        };
+        (TimerKey::forget_command(LogTime(at), seq), timer)
+    }
+
+    /// Timers kept in two structures (the B-tree, and the queue of command-id timers) come
+    /// out as one sequence in key order: time, then kind, then offset; a command-id timer
+    /// loaded out of order still takes its place; lookups and removals find it.
+    #[test]
+    fn timers_fire_in_key_order_across_the_tree_and_the_queue() {
+        let mut s = PartitionState::new();
+        let id = ReservationId { sku: Sku::new("s").unwrap(), seq: 9 };
+        let expire = (TimerKey::expire(LogTime(5), &id), Timer::Expire { reservation: id });
+        let (f3, f5, f7, f8) = (forget(3, 1), forget(5, 2), forget(7, 3), forget(8, 4));
+        s.add_timer(f5.0, f5.1.clone());
+        s.add_timer(f7.0, f7.1.clone());
+        s.add_timer(expire.0, expire.1.clone());
+        s.load_timer(f3.0, f3.1.clone());
+        s.add_timer(f8.0, f8.1.clone());
+        assert_eq!(s.timer(&f3.0), Some(&f3.1));
+        assert_eq!(s.timers().len(), 5);
+        s.remove_timer(f8.0);
+        assert_eq!(s.timer(&f8.0), None);
+        let mut fired = Vec::new();
+        while let Some((key, _)) = s.pop_due_timer(LogTime(7)) {
+            fired.push(key);
+        }
+        assert_eq!(fired, [f3.0, expire.0, f5.0, f7.0]);
+        assert_eq!(s.rows(), 0);
     }
 }

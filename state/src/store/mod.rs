@@ -67,7 +67,7 @@ fn entity_value(state: &PartitionState, key: &EntityKey) -> Result<Option<Vec<u8
         EntityKey::Stock(s, w) => state.stock_level(s, w).map(values::stock),
         EntityKey::Reservation(id) => state.reservation(id).map(values::reservation).transpose()?,
         EntityKey::Dedup(k) => state.dedup(k).map(values::dedup).transpose()?,
-        EntityKey::Timer(k) => state.timers().get(k).map(values::timer).transpose()?,
+        EntityKey::Timer(k) => state.timer(k).map(values::timer).transpose()?,
     })
 }
 
