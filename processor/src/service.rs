@@ -468,21 +468,32 @@ impl Processor {
     /// stopped processor's partitions would wait for the session timeout (and forever
     /// on the dev broker, which never expires a member, BROKERS.md).
     fn leave_group(&mut self) {
-        let deadline = Instant::now() + self.config.timeout.min(Duration::from_secs(10));
+        let poll = |consumer: &BaseConsumer<GroupContext>, doing: &str| {
+            if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
+                tracing::debug!(error = %e, "while {doing}");
+            }
+        };
         // A member stopped while it is still joining finishes joining first: a leave sent
         // before the coordinator answered the join is lost, and the dev broker then keeps
         // the member for ever and the group's rebalance waits for it (BROKERS.md). What
         // arrives meanwhile is dropped; nothing of it is committed.
-        while Instant::now() < deadline && !self.consumer.context().has_assignment() {
-            if let Some(Err(e)) = self.consumer.poll(Duration::from_millis(100)) {
-                tracing::debug!(error = %e, "while finishing the join before leaving");
-            }
+        let joined = Instant::now() + self.config.timeout.min(Duration::from_secs(10));
+        while Instant::now() < joined && !self.consumer.context().has_assignment() {
+            poll(&self.consumer, "finishing the join before leaving");
         }
+        // The leave has a time of its own: librdkafka sends LeaveGroup once the
+        // revocation the unsubscribe starts has been served by a poll, and a consumer
+        // closed before then leaves nothing behind but a member the group waits for (a
+        // static member sends no LeaveGroup on close). A little more polling after the
+        // assignment is empty lets the request go out.
         self.consumer.unsubscribe();
-        while Instant::now() < deadline && self.consumer.assignment().is_ok_and(|a| a.count() > 0) {
-            if let Some(Err(e)) = self.consumer.poll(Duration::from_millis(100)) {
-                tracing::debug!(error = %e, "while leaving the group");
-            }
+        let left = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < left && self.consumer.assignment().is_ok_and(|a| a.count() > 0) {
+            poll(&self.consumer, "leaving the group");
+        }
+        let sent = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < sent {
+            poll(&self.consumer, "leaving the group");
         }
         self.states.clear();
         self.restores.cancel_all();
