@@ -237,6 +237,7 @@ impl PartitionState {
         all
     }
 
+    /// One timer, by its key.
     pub fn timer(&self, key: &TimerKey) -> Option<&Timer> {
         match key.kind {
             TimerKind::ForgetCommand => self
@@ -343,12 +344,7 @@ impl PartitionState {
     pub(crate) fn pop_due_timer(&mut self, now: LogTime) -> Option<(TimerKey, Timer)> {
         let tree = self.timers.first_key_value().map(|(k, _)| *k);
         let queue = self.forget_commands.front().map(|(k, _)| *k);
-        let first = match (tree, queue) {
-            (Some(t), Some(q)) => t.min(q),
-            (Some(t), None) => t,
-            (None, Some(q)) => q,
-            (None, None) => return None,
-        };
+        let first = tree.into_iter().chain(queue).min()?;
         if first.at > now {
             return None;
         }
