@@ -61,7 +61,7 @@ impl std::fmt::Debug for Follow {
 /// stops when the last of them is dropped.
 #[derive(Clone)]
 pub struct Follower {
-    /// Per partition: its end has been reached at least once.
+    /// Per partition: it has caught up with where it ended when the follower started.
     reached_end: Arc<Vec<AtomicBool>>,
     progress: Progress,
     probe: Arc<Probe>,

@@ -468,33 +468,35 @@ impl Processor {
     /// stopped processor's partitions would wait for the session timeout (and forever
     /// on the dev broker, which never expires a member, BROKERS.md).
     fn leave_group(&mut self) {
-        let poll = |consumer: &BaseConsumer<GroupContext>, doing: &str| {
-            if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
-                tracing::debug!(error = %e, "while {doing}");
-            }
-        };
+        // Polls (what arrives is dropped; nothing of it is committed) for at most
+        // `budget` while `more` holds.
+        let poll_while =
+            |budget: Duration, doing: &str, more: &dyn Fn(&BaseConsumer<GroupContext>) -> bool| {
+                let until = Instant::now() + budget;
+                while Instant::now() < until && more(&self.consumer) {
+                    if let Some(Err(e)) = self.consumer.poll(Duration::from_millis(100)) {
+                        tracing::debug!(error = %e, "while {doing}");
+                    }
+                }
+            };
         // A member stopped while it is still joining finishes joining first: a leave sent
         // before the coordinator answered the join is lost, and the dev broker then keeps
-        // the member for ever and the group's rebalance waits for it (BROKERS.md). What
-        // arrives meanwhile is dropped; nothing of it is committed.
-        let joined = Instant::now() + self.config.timeout.min(Duration::from_secs(10));
-        while Instant::now() < joined && !self.consumer.context().has_assignment() {
-            poll(&self.consumer, "finishing the join before leaving");
-        }
+        // the member for ever and the group's rebalance waits for it (BROKERS.md).
+        poll_while(
+            self.config.timeout.min(Duration::from_secs(10)),
+            "finishing the join before leaving",
+            &|c| !c.context().has_assignment(),
+        );
         // The leave has a time of its own: librdkafka sends LeaveGroup once the
         // revocation the unsubscribe starts has been served by a poll, and a consumer
         // closed before then leaves nothing behind but a member the group waits for (a
         // static member sends no LeaveGroup on close). A little more polling after the
         // assignment is empty lets the request go out.
         self.consumer.unsubscribe();
-        let left = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < left && self.consumer.assignment().is_ok_and(|a| a.count() > 0) {
-            poll(&self.consumer, "leaving the group");
-        }
-        let sent = Instant::now() + Duration::from_millis(500);
-        while Instant::now() < sent {
-            poll(&self.consumer, "leaving the group");
-        }
+        poll_while(Duration::from_secs(5), "leaving the group", &|c| {
+            c.assignment().is_ok_and(|a| a.count() > 0)
+        });
+        poll_while(Duration::from_millis(500), "leaving the group", &|_| true);
         self.states.clear();
         self.restores.cancel_all();
     }
