@@ -82,6 +82,10 @@ def changelog_deleted(docs):
     find(docs, "KafkaTopic", "changelog")["spec"]["config"]["cleanup.policy"] = "delete"
 
 
+def changelog_tombstones_short(docs):
+    find(docs, "KafkaTopic", "changelog")["spec"]["config"]["delete.retention.ms"] = 3600000
+
+
 def partitions_differ(docs):
     find(docs, "KafkaTopic", "availability")["spec"]["partitions"] += 1
 
@@ -108,6 +112,7 @@ CASES = [f for name, f in sorted(globals().items()) if callable(f) and f.__modul
 # other rule tripping over the copy) would prove nothing about the validator meant.
 EXPECT = {
     "changelog_deleted": "changelog must be compacted",
+    "changelog_tombstones_short": "keeps tombstones",
     "commands_on_create_time": "LogAppendTime",
     "deployment_probe_port_is_a_list": "readinessProbe",
     "instance_not_pod_name": "SKUFLOW_INSTANCE must be the pod name",

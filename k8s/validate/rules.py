@@ -115,6 +115,8 @@ def check(docs):
         r.expect(retention < 0 or retention >= window, "%s.%s keeps records %d ms, less than the idempotency window %d ms: %s" % (prefix, suffix, retention, window, why))
     for suffix in ("changelog", "availability"):
         r.expect(cfg(suffix).get("cleanup.policy") == "compact", "%s.%s must be compacted and never deleted (cleanup.policy=compact): it is state" % (prefix, suffix))
+    tombstones = int(cfg("changelog").get("delete.retention.ms", 86_400_000))
+    r.expect(tombstones >= 86_400_000, "%s.changelog keeps tombstones %d ms, less than 24 h: a restore reads on from a store's checkpoint up to 12 h old and needs every tombstone written since (processor/src/restore.rs)" % (prefix, tombstones))
 
     # Processors (processor_cmd.rs, ARCHITECTURE.md "Crash safety").
     spec = sts["spec"]

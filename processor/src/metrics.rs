@@ -34,7 +34,9 @@ pub struct Metrics {
     pub cached_rows: IntGauge,
     /// 1 while the partition is being restored.
     pub restoring: IntGaugeVec,
-    pub restores: IntCounter,
+    /// Completed restores by where they read from: `beginning` (the whole changelog
+    /// partition) or `checkpoint` (only what followed the store's checkpoint).
+    pub restores: IntCounterVec,
     pub dead_letters: IntCounter,
     pub rejections: IntCounterVec,
     /// Failed batches by what was done about them: abort, recreate, fenced.
@@ -139,9 +141,12 @@ impl Metrics {
                 Opts::new("skuflow_processor_restoring", "1 while a partition is being restored"),
                 &["partition"],
             )?,
-            restores: IntCounter::new(
-                "skuflow_processor_restores_total",
-                "Partitions rebuilt from the changelog",
+            restores: IntCounterVec::new(
+                Opts::new(
+                    "skuflow_processor_restores_total",
+                    "Partitions rebuilt from the changelog, by where the restore read from",
+                ),
+                &["from"],
             )?,
             dead_letters: IntCounter::new(
                 "skuflow_processor_dead_letters_total",

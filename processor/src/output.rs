@@ -28,16 +28,19 @@
 //! producer id as aborted). On Kafka it is what KIP-447 made the normal way: fencing by the
 //! group's generation, transactional ids per process.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
+use state::store::keys;
 use topics::Topic;
 
 use crate::batch::Applied;
@@ -55,26 +58,39 @@ fn is_fenced(code: RDKafkaErrorCode) -> bool {
     )
 }
 
-/// Counts failed deliveries, which at-least-once mode must notice before committing.
+/// Counts failed deliveries, which at-least-once mode must notice before committing, and
+/// notes the changelog offsets of the META records it was asked about (by a tag other
+/// than 0), for the store's checkpoints.
 #[derive(Debug, Default, Clone)]
 pub struct DeliveryContext {
     failed: Arc<AtomicU64>,
+    metas: Arc<Mutex<HashMap<usize, i64>>>,
 }
 
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        // Counted, not logged one by one: a failed batch purges thousands of records,
-        // and the batch's failure is logged once by the processor.
-        if let Err((e, _)) = result
-            && self.failed.fetch_add(1, Ordering::Relaxed) == 0
-        {
-            tracing::debug!(error = %e, "output record not delivered");
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: usize) {
+        match result {
+            // Counted, not logged one by one: a failed batch purges thousands of records,
+            // and the batch's failure is logged once by the processor.
+            Err((e, _)) => {
+                if self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::debug!(error = %e, "output record not delivered");
+                }
+            }
+            Ok(m) if tag != 0 => {
+                self.metas.lock().unwrap_or_else(|p| p.into_inner()).insert(tag, m.offset());
+            }
+            Ok(_) => {}
         }
     }
 }
+
+/// The changelog offset each partition's META record of a published batch got, where
+/// its delivery report said (one missing leaves that partition without a checkpoint).
+pub type MetaOffsets = BTreeMap<i32, i64>;
 
 pub type OutputProducer = ThreadedProducer<DeliveryContext>;
 
@@ -135,6 +151,8 @@ pub struct Outputs {
     producer: OutputProducer,
     commands_topic: String,
     ids: Identity,
+    /// The delivery tag of the next META record (never 0, which means "not asked").
+    next_tag: usize,
 }
 
 impl std::fmt::Debug for Outputs {
@@ -150,7 +168,7 @@ impl Outputs {
         let mut ids = Identity::open(config)?;
         let producer = ids.fresh_producer(config)?;
         let commands_topic = config.topics.name(Topic::Commands);
-        Ok(Self { config: config.clone(), producer, commands_topic, ids })
+        Ok(Self { config: config.clone(), producer, commands_topic, ids, next_tag: 1 })
     }
 
     /// The transactional id of the current producer.
@@ -170,11 +188,12 @@ impl Outputs {
     }
 
     /// Produce every output of `applied` and commit the consumed offsets with them.
+    /// Returns where each partition's META record landed in the changelog.
     pub fn publish<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         applied: &[Applied],
-    ) -> Result<(), Failure> {
+    ) -> Result<MetaOffsets, Failure> {
         let mut offsets = TopicPartitionList::new();
         for a in applied {
             // The metadata names the producer that committed: a successor fences it.
@@ -182,16 +201,29 @@ impl Outputs {
             e.set_offset(rdkafka::Offset::Offset(a.next_offset)).map_err(Failure::Abortable)?;
             e.set_metadata(self.ids.current());
         }
+        // Tags of this batch's META records; reports of earlier batches are dropped.
+        let tags: Vec<(usize, i32)> = applied
+            .iter()
+            .map(|a| {
+                self.next_tag = self.next_tag.checked_add(1).unwrap_or(1);
+                (self.next_tag, a.store.partition)
+            })
+            .collect();
+        let metas = Arc::clone(&self.producer.context().metas);
+        metas.lock().unwrap_or_else(|p| p.into_inner()).clear();
         match self.config.delivery {
-            Delivery::ExactlyOnce => self.transactional(consumer, applied, &offsets),
-            Delivery::AtLeastOnce => self.at_least_once(consumer, applied, &offsets),
+            Delivery::ExactlyOnce => self.transactional(consumer, applied, &tags, &offsets)?,
+            Delivery::AtLeastOnce => self.at_least_once(consumer, applied, &tags, &offsets)?,
         }
+        let mut metas = metas.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(tags.iter().filter_map(|(tag, p)| Some((*p, metas.remove(tag)?))).collect())
     }
 
     fn transactional<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
         applied: &[Applied],
+        tags: &[(usize, i32)],
         offsets: &TopicPartitionList,
     ) -> Result<(), Failure> {
         // One deadline for the whole transaction, so that it never stays open longer than
@@ -201,7 +233,7 @@ impl Outputs {
         let deadline = Instant::now() + self.config.timeout;
         let left = || deadline.saturating_duration_since(Instant::now());
         self.producer.begin_transaction()?;
-        self.send_all(applied, deadline)?;
+        self.send(applied, tags, |_| true, deadline)?;
         let group = consumer
             .group_metadata()
             .ok_or(Failure::Incomplete("the consumer has no group metadata (not in the group)"))?;
@@ -216,6 +248,7 @@ impl Outputs {
         &self,
         consumer: &BaseConsumer<C>,
         applied: &[Applied],
+        tags: &[(usize, i32)],
         offsets: &TopicPartitionList,
     ) -> Result<(), Failure> {
         // The changelog only after every other output is delivered: a restore that finds
@@ -224,7 +257,7 @@ impl Outputs {
         for changelog in [false, true] {
             let failed_before = failed.load(Ordering::Relaxed);
             let deadline = Instant::now() + self.config.timeout;
-            self.send(applied, |t| (t == Topic::Changelog) == changelog, deadline)
+            self.send(applied, tags, |t| (t == Topic::Changelog) == changelog, deadline)
                 .map_err(Failure::Abortable)?;
             broker::client::flush_quickly(&self.producer, self.config.timeout)
                 .map_err(Failure::Abortable)?;
@@ -235,20 +268,23 @@ impl Outputs {
         consumer.commit(offsets, CommitMode::Sync).map_err(Failure::Abortable)
     }
 
-    fn send_all(&self, applied: &[Applied], deadline: Instant) -> Result<(), KafkaError> {
-        self.send(applied, |_| true, deadline)
-    }
-
+    /// Send the records of `applied` whose topic is `which`; the last changelog record of
+    /// each batch, its META, carries the batch's tag.
     fn send(
         &self,
         applied: &[Applied],
+        tags: &[(usize, i32)],
         which: impl Fn(Topic) -> bool,
         deadline: Instant,
     ) -> Result<(), KafkaError> {
-        for a in applied {
-            for out in a.records.iter().filter(|o| which(o.topic)) {
+        for (a, (tag, _)) in applied.iter().zip(tags) {
+            let meta = a.records.iter().rposition(|o| {
+                o.topic == Topic::Changelog && keys::decode(&o.key) == Ok(keys::Key::Meta)
+            });
+            for (i, out) in a.records.iter().enumerate().filter(|(_, o)| which(o.topic)) {
                 let name = self.config.topics.name(out.topic);
-                let record = produce::record(out, &name);
+                let tag = if Some(i) == meta { *tag } else { 0 };
+                let record = produce::record_tagged(out, &name, tag);
                 broker::client::send_waiting_until(&self.producer, record, deadline)?;
             }
         }

@@ -4,6 +4,19 @@
 //! (later records win, tombstones delete). The store writes META last, so a restore cut
 //! short is simply done again.
 //!
+//! **Only what came after, when the store can prove where it stands.** The store notes
+//! the changelog offset of the META record its state ends with (its checkpoint, written
+//! with every batch and every restore). When the changelog still holds exactly that META
+//! at that offset, the state is the changelog up to there (the broker has neither lost
+//! nor rewritten it), and the restore reads only the records after it, onto the state it
+//! keeps: a partition that moved away and back reads what the other owner wrote, not the
+//! partition's whole history. Compaction cannot have taken anything it needs: a record
+//! is removed only when a later one with the same key exists, which the restore reads,
+//! and a tombstone only `delete.retention.ms` (24 h, set on the topic) after it was
+//! cleaned, so a checkpoint older than [`CHECKPOINT_MAX_AGE`] is not used. Otherwise (no
+//! checkpoint, a different record at its offset, compacted or deleted away) the restore
+//! reads the whole partition, as it always could.
+//!
 //! A restore has no wall-clock limit: it runs as long as records keep coming, and fails
 //! only when none has come for `idle_timeout` (the broker is away). It reports progress
 //! (records, bytes, rate, records left) every [`PROGRESS_EVERY`] records and every
@@ -21,7 +34,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use state::store::{Change, Store, StoreError};
+use state::store::keys::{self, Key};
+use state::store::values::{self, Checkpoint};
+use state::store::{Change, Import, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -43,7 +58,15 @@ pub struct Restored {
     pub records: u64,
     pub bytes: u64,
     pub elapsed: Duration,
+    /// The changelog offset it read from (after its checkpoint), `None`: the whole
+    /// partition.
+    pub after: Option<i64>,
 }
+
+/// The oldest checkpoint a restore reads on from: half the changelog's
+/// `delete.retention.ms` (24 h), so that no tombstone written after it can have been
+/// compacted away yet.
+pub const CHECKPOINT_MAX_AGE: Duration = Duration::from_secs(12 * 3600);
 
 /// Where a restore stands.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -89,11 +112,18 @@ pub fn restore_partition(
         .create()?;
     let (low, high) =
         consumer.fetch_watermarks(topic, partition, idle_timeout.min(WATERMARKS_TIMEOUT))?;
+    let checkpoint = store.checkpoint(partition)?.filter(|c| usable(c, low, high));
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
+    let start = checkpoint.map_or(Offset::Beginning, |c| Offset::Offset(c.offset));
+    tpl.add_partition_offset(topic, partition, start)?;
     consumer.assign(&tpl)?;
-    let mut import = store.begin_import(partition)?;
-    let (mut bytes, mut position) = (0u64, low);
+    // Decided at the first record: on from the checkpoint if it is there unchanged.
+    let mut import: Option<Import<'_>> = match checkpoint {
+        Some(_) => None,
+        None => Some(store.begin_import(partition)?),
+    };
+    let mut after = None;
+    let (mut bytes, mut position) = (0u64, checkpoint.map_or(low, |c| c.offset));
     let (mut last_record, mut last_report) = (Instant::now(), Instant::now());
     let report = |records: u64, bytes: u64, position: i64, done: bool| Progress {
         partition,
@@ -103,18 +133,28 @@ pub fn restore_partition(
         remaining: if done { 0 } else { (high - position).max(0) as u64 },
         done,
     };
-    loop {
+    let records = |import: &Option<Import<'_>>| import.as_ref().map_or(0, Import::records);
+    let import = loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(RestoreError::Cancelled { partition });
         }
         match consumer.poll(Duration::from_millis(100)) {
             None => {
                 if last_record.elapsed() > idle_timeout {
-                    let records = import.records();
+                    let records = records(&import);
                     return Err(RestoreError::Stalled { partition, idle: idle_timeout, records });
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(KafkaError::PartitionEOF(_))) => match import.take() {
+                Some(import) => break import,
+                // The end came before the checkpoint's META (a transaction still open
+                // before it hides it): nothing proves where the state stands.
+                None => {
+                    let why = "the end came first";
+                    import = Some(read_all_instead(&consumer, topic, partition, store, why)?);
+                    position = low;
+                }
+            },
             // Consumer errors (a broker away, a transport failure) are reports: librdkafka
             // retries underneath, and `idle_timeout` bounds how long that may take. A fatal
             // one ends the restore.
@@ -126,10 +166,33 @@ pub fn restore_partition(
             }
             Some(Ok(m)) => {
                 last_record = Instant::now();
-                position = m.offset() + 1;
                 let (key, value) = (m.key().unwrap_or_default(), m.payload());
+                if import.is_none() {
+                    // The first record of a restore from the checkpoint: is it its META?
+                    match checkpoint.filter(|c| m.offset() == c.offset && is_meta(key, value, c)) {
+                        Some(c) => {
+                            tracing::info!(
+                                partition,
+                                offset = c.offset,
+                                "the changelog holds the store's checkpoint: reading what follows it"
+                            );
+                            after = Some(c.offset);
+                            import = Some(store.begin_import_after(partition, c)?);
+                        }
+                        None => {
+                            let why = format!("offset {} holds another record", position);
+                            import =
+                                Some(read_all_instead(&consumer, topic, partition, store, &why)?);
+                            position = low;
+                            continue;
+                        }
+                    }
+                }
+                let Some(import) = import.as_mut() else { continue };
+                position = m.offset() + 1;
                 bytes += (key.len() + value.map_or(0, <[u8]>::len)) as u64;
-                import.push(Change { key: key.to_vec(), value: value.map(<[u8]>::to_vec) })?;
+                let change = Change { key: key.to_vec(), value: value.map(<[u8]>::to_vec) };
+                import.push_at(m.offset(), change)?;
                 if import.records().is_multiple_of(PROGRESS_EVERY) {
                     last_report = Instant::now();
                     progress(&report(import.records(), bytes, position, false));
@@ -138,10 +201,40 @@ pub fn restore_partition(
         }
         if last_report.elapsed() >= PROGRESS_INTERVAL {
             last_report = Instant::now();
-            progress(&report(import.records(), bytes, position, false));
+            progress(&report(records(&import), bytes, position, false));
         }
-    }
+    };
     let records = import.finish()?;
     progress(&report(records, bytes, position, true));
-    Ok(Restored { records, bytes, elapsed: started.elapsed() })
+    Ok(Restored { records, bytes, elapsed: started.elapsed(), after })
+}
+
+/// Whether `checkpoint` may be read on from: young enough (see the module docs) and
+/// still inside the changelog partition's offsets.
+fn usable(checkpoint: &Checkpoint, low: i64, high: i64) -> bool {
+    (low..high).contains(&checkpoint.offset)
+        && checkpoint.age().is_some_and(|age| age < CHECKPOINT_MAX_AGE)
+}
+
+/// Whether a changelog record is the checkpoint's META, byte for byte.
+fn is_meta(key: &[u8], value: Option<&[u8]>, checkpoint: &Checkpoint) -> bool {
+    keys::decode(key) == Ok(Key::Meta) && value == Some(&values::meta(&checkpoint.meta)[..])
+}
+
+/// The checkpoint cannot be read on from (`why`): drop the partition's state and read
+/// the changelog partition from its beginning.
+fn read_all_instead<'s>(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    store: &'s Store,
+    why: &str,
+) -> Result<Import<'s>, RestoreError> {
+    tracing::info!(
+        partition,
+        "the store's checkpoint is not in the changelog ({why}): reading the whole partition"
+    );
+    // A seek purges what was fetched from the checkpoint on.
+    consumer.seek(topic, partition, Offset::Beginning, WATERMARKS_TIMEOUT)?;
+    Ok(store.begin_import(partition)?)
 }

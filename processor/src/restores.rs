@@ -208,7 +208,11 @@ impl Restores {
                 Some(Job::Running { handle, .. }) => {
                     let error = match handle.join() {
                         Ok(Ok(restored)) => {
-                            self.metrics.restores.inc();
+                            let from = match restored.after {
+                                Some(_) => "checkpoint",
+                                None => "beginning",
+                            };
+                            self.metrics.restores.with_label_values(&[from]).inc();
                             self.failures.remove(&p);
                             *self.completed.entry(p).or_default() += 1;
                             self.first_completed.entry(p).or_insert(now);

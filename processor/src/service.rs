@@ -709,7 +709,7 @@ impl Processor {
         }
         let started = Instant::now();
         match self.outputs.publish(&self.consumer, &applied) {
-            Ok(()) => {
+            Ok(metas) => {
                 self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
                 // The cache bound is shared by the owned partitions.
                 let per_view = self.config.cache_rows / self.states.len().max(1);
@@ -717,7 +717,7 @@ impl Processor {
                     // Past whatever contradiction it had: a new one restores again.
                     self.diverged.remove(&a.store.partition);
                     self.replaying.remove(&a.store.partition);
-                    self.store.write(&a.store)?;
+                    self.store.write_at(&a.store, metas.get(&a.store.partition).copied())?;
                     if let Some(view) = self.states.get_mut(&a.store.partition) {
                         view.evict(per_view);
                     }
@@ -955,6 +955,7 @@ impl Processor {
                     "the changelog is not the partition's state: {why}; restoring it from the \
                      changelog and applying the commands after it again"
                 );
+                self.store.forget_checkpoint(partition)?;
                 self.restore_now(partition)?;
                 Ok(Checked::Dropped)
             }
@@ -1043,6 +1044,8 @@ impl Processor {
             partition,
             "the commands log contradicts the partition's state: {why}; restoring it from the changelog"
         );
+        // From the beginning: where the state stands is what is in doubt.
+        self.store.forget_checkpoint(partition)?;
         self.restore_now(partition)?;
         Ok(false)
     }
@@ -1098,7 +1101,7 @@ impl Processor {
             match ended {
                 Ended::Restored(r) => {
                     let applied = self.store.applied_offset(partition)?;
-                    tracing::info!(partition, records = r.records, bytes = r.bytes, elapsed = ?r.elapsed, ?applied, "restored");
+                    tracing::info!(partition, records = r.records, bytes = r.bytes, elapsed = ?r.elapsed, after = ?r.after, ?applied, "restored");
                 }
                 Ended::Retry => {}
                 Ended::GivenUp(why) => {

@@ -50,10 +50,15 @@ impl Topic {
             Topic::Events => &[("retention.ms", WEEK)],
             // Compaction only cleans closed segments: 128 MiB segments (Kafka's default is
             // 1 GiB) keep a changelog partition near its live rows, so a restore reads
-            // about what the store holds, not its history.
-            Topic::Changelog | Topic::Availability => {
-                &[("cleanup.policy", "compact"), ("segment.bytes", "134217728")]
-            }
+            // about what the store holds, not its history. Tombstones are kept 24 h (Kafka's
+            // default, stated): a restore from a store's checkpoint (up to 12 h old) reads
+            // every tombstone written after it.
+            Topic::Changelog => &[
+                ("cleanup.policy", "compact"),
+                ("segment.bytes", "134217728"),
+                ("delete.retention.ms", "86400000"),
+            ],
+            Topic::Availability => &[("cleanup.policy", "compact"), ("segment.bytes", "134217728")],
             Topic::DeadLetter => &[("retention.ms", "2592000000")],
         }
     }
@@ -114,6 +119,7 @@ mod tests {
             |name: &str| layout.iter().find(|t| t.name == name).map(|t| t.configs).unwrap();
         assert!(configs("shop.commands").contains(&("message.timestamp.type", "LogAppendTime")));
         assert!(configs("shop.changelog").contains(&("cleanup.policy", "compact")));
+        assert!(configs("shop.changelog").contains(&("delete.retention.ms", "86400000")));
         assert!(configs("shop.availability").contains(&("cleanup.policy", "compact")));
     }
 }

@@ -1,12 +1,16 @@
-//! State rebuilt from the changelog topic on the real dev broker equals the live state.
+//! State rebuilt from the changelog topic on the real dev broker equals the live state,
+//! whether the restore reads the whole partition or only what follows the store's
+//! checkpoint.
 
 use std::time::Duration;
 
 use broker::DevBroker;
 use broker::admin::{TopicSpec, ensure_topics};
-use processor::{apply_batch, produce, restore::restore_partition};
+use processor::restore::{Progress, Restored, restore_partition};
+use processor::{apply_batch, produce};
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
-use state::store::Store;
+use state::store::keys::{self, Key};
+use state::store::{Batch, Change, Store, values};
 use state::{Machine, MachineConfig, PartitionState};
 use topics::codec::to_json;
 use topics::*;
@@ -55,65 +59,150 @@ fn entry(i: u64) -> (Vec<u8>, LogTime, Vec<u8>) {
     )
 }
 
-#[test]
-fn restore_from_the_changelog_topic_equals_the_live_state() {
-    let broker = DevBroker::start().expect("dev broker starts");
-    let b = broker.bootstrap();
-    let topic = Topics::default().name(Topic::Changelog);
-    let spec = TopicSpec {
-        name: topic.clone(),
-        partitions: 2,
-        replication: 1,
-        configs: vec![("cleanup.policy".into(), "compact".into())],
-    };
-    ensure_topics(&b, &[spec]).unwrap();
+/// A changelog topic on a dev broker of its own, and the live state whose batches it
+/// holds.
+struct Changelog {
+    broker: DevBroker,
+    topic: String,
+    machine: Machine,
+    live: PartitionState,
+    producer: ThreadedProducer<DefaultProducerContext>,
+    /// Records produced, and how many were tombstones.
+    records: u64,
+    tombstones: u64,
+    /// The offset of every META record produced.
+    metas: Vec<i64>,
+}
 
-    let machine = Machine::new(MachineConfig {
-        reservation_retention_ms: 20_000,
-        ..MachineConfig::default()
-    });
-    let mut live = PartitionState::new();
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        broker::client::producer_config(&b).set("enable.idempotence", "true").create().unwrap();
-    let log: Vec<_> = (0..400).map(entry).collect();
-    let (mut records, mut tombstones) = (0, 0);
-    for (n, chunk) in log.chunks(50).enumerate() {
-        let batch: Vec<processor::InRecord<'_>> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, (key, at, payload))| processor::InRecord {
-                offset: (n * 50 + i) as i64,
-                timestamp: *at,
-                key: Some(key),
-                payload: Some(payload),
-                trace: None,
-            })
-            .collect();
-        let applied = apply_batch(&machine, &mut live, P, &batch).unwrap();
-        for out in applied.records.iter().filter(|r| r.topic == Topic::Changelog) {
-            producer.send(produce::record(out, &topic)).map_err(|(e, _)| e).unwrap();
-            records += 1;
-            tombstones += usize::from(out.payload.is_none());
+impl Changelog {
+    fn new() -> Self {
+        let broker = DevBroker::start().expect("dev broker starts");
+        let topic = Topics::default().name(Topic::Changelog);
+        let spec = TopicSpec {
+            name: topic.clone(),
+            partitions: 2,
+            replication: 1,
+            configs: vec![("cleanup.policy".into(), "compact".into())],
+        };
+        ensure_topics(&broker.bootstrap(), &[spec]).unwrap();
+        let producer = broker::client::producer_config(&broker.bootstrap())
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap();
+        let machine = Machine::new(MachineConfig {
+            reservation_retention_ms: 20_000,
+            ..MachineConfig::default()
+        });
+        Changelog {
+            broker,
+            topic,
+            machine,
+            live: PartitionState::new(),
+            producer,
+            records: 0,
+            tombstones: 0,
+            metas: Vec::new(),
         }
     }
-    producer.flush(Duration::from_secs(30)).unwrap();
-    assert!(tombstones > 0, "the log must exercise deletes");
+
+    /// Apply log entries `from..to` in batches of 50 and produce their changelog records
+    /// (one producer, nothing else on the partition: offsets follow one another).
+    fn apply(&mut self, from: u64, to: u64) {
+        let log: Vec<_> = (from..to).map(entry).collect();
+        for (n, chunk) in log.chunks(50).enumerate() {
+            let batch: Vec<processor::InRecord<'_>> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (key, at, payload))| processor::InRecord {
+                    offset: from as i64 + (n * 50 + i) as i64,
+                    timestamp: *at,
+                    key: Some(key),
+                    payload: Some(payload),
+                    trace: None,
+                })
+                .collect();
+            let applied = apply_batch(&self.machine, &mut self.live, P, &batch).unwrap();
+            for out in applied.records.iter().filter(|r| r.topic == Topic::Changelog) {
+                self.producer.send(produce::record(out, &self.topic)).map_err(|(e, _)| e).unwrap();
+                if keys::decode(&out.key) == Ok(Key::Meta) {
+                    self.metas.push(self.records as i64);
+                }
+                self.records += 1;
+                self.tombstones += u64::from(out.payload.is_none());
+            }
+        }
+        self.producer.flush(Duration::from_secs(30)).unwrap();
+    }
+
+    fn restore(&self, store: &Store, reported: &mut Vec<Progress>) -> Restored {
+        let cancel = Default::default();
+        let b = self.broker.bootstrap();
+        restore_partition(&b, &self.topic, P, store, Duration::from_secs(60), &cancel, &mut |p| {
+            reported.push(*p)
+        })
+        .unwrap()
+    }
+}
+
+#[test]
+fn restore_from_the_changelog_topic_equals_the_live_state() {
+    let mut log = Changelog::new();
+    log.apply(0, 400);
+    assert!(log.tombstones > 0, "the log must exercise deletes");
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), false).unwrap();
     let mut reported = Vec::new();
-    let cancel = Default::default();
-    let restored =
-        restore_partition(&b, &topic, P, &store, Duration::from_secs(60), &cancel, &mut |p| {
-            reported.push(*p)
-        })
-        .unwrap();
-    assert_eq!(restored.records, records as u64);
+    let restored = log.restore(&store, &mut reported);
+    assert_eq!(restored.records, log.records);
+    assert_eq!(restored.after, None, "an empty store reads the whole partition");
     let last = reported.last().unwrap();
-    assert_eq!((last.records, last.remaining, last.done), (records as u64, 0, true));
+    assert_eq!((last.records, last.remaining, last.done), (log.records, 0, true));
     assert_eq!(last.bytes, restored.bytes);
-    assert!(restored.bytes > records as u64 * 8, "keys and values are counted");
-    assert_eq!(store.load(P).unwrap().snapshot(), live.snapshot());
+    assert!(restored.bytes > log.records * 8, "keys and values are counted");
+    assert_eq!(store.load(P).unwrap().snapshot(), log.live.snapshot());
     assert_eq!(store.applied_offset(P).unwrap(), Some(399));
+    assert_eq!(store.checkpoint(P).unwrap().map(|c| c.offset), log.metas.last().copied());
     assert!(store.export(0).unwrap().is_empty(), "the other partition stays empty");
+}
+
+/// A store restored once catches up on what another owner wrote since by reading only
+/// the records after its checkpoint, tombstones included; a checkpoint the changelog does
+/// not hold unchanged makes the restore read the whole partition.
+#[test]
+fn a_restore_reads_only_what_follows_a_checkpoint_the_changelog_holds() {
+    let mut log = Changelog::new();
+    log.apply(0, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), false).unwrap();
+    log.restore(&store, &mut Vec::new());
+    let (checkpoint, before) = (*log.metas.last().unwrap(), log.records);
+
+    let tombstones = log.tombstones;
+    log.apply(200, 400);
+    assert!(log.tombstones > tombstones, "deletes follow the checkpoint");
+    let restored = log.restore(&store, &mut Vec::new());
+    assert_eq!(restored.after, Some(checkpoint));
+    assert_eq!(
+        restored.records,
+        log.records - before + 1,
+        "the checkpoint's META and what follows"
+    );
+    assert_eq!(store.load(P).unwrap().snapshot(), log.live.snapshot());
+    assert_eq!(store.applied_offset(P).unwrap(), Some(399));
+    assert_eq!(store.checkpoint(P).unwrap().map(|c| c.offset), log.metas.last().copied());
+
+    // Nothing new: the checkpoint's META alone.
+    let restored = log.restore(&store, &mut Vec::new());
+    assert_eq!((restored.after, restored.records), (log.metas.last().copied(), 1));
+    assert_eq!(store.load(P).unwrap().snapshot(), log.live.snapshot());
+
+    // A checkpoint naming another record (here an older META: the broker rewrote the
+    // log, or the store is wrong) is not trusted.
+    let meta = store.meta(P).unwrap().unwrap();
+    let changes = vec![Change { key: keys::encode(&Key::Meta), value: Some(values::meta(&meta)) }];
+    store.write_at(&Batch { partition: P, changes }, Some(log.metas[0])).unwrap();
+    let restored = log.restore(&store, &mut Vec::new());
+    assert_eq!((restored.after, restored.records), (None, log.records));
+    assert_eq!(store.load(P).unwrap().snapshot(), log.live.snapshot());
 }

@@ -67,7 +67,15 @@ fn kill9_mid_stream_and_restart_loses_nothing_and_applies_nothing_twice() {
 
     // I6 against the live store: what the changelog rebuilds equals what the processor
     // holds in RocksDB.
-    let live = Store::open(&data_dir, false).unwrap();
+    assert_store_is_the_changelog(&cluster, &data_dir);
+}
+
+/// What the changelog rebuilds equals what the processor with data directory `data_dir`
+/// holds in RocksDB, partition by partition, and the store knows where its state ends in
+/// the changelog (its checkpoint, from the delivery reports of its last batch or from its
+/// last restore): at the last META there.
+fn assert_store_is_the_changelog(cluster: &Cluster, data_dir: &std::path::Path) {
+    let live = Store::open(data_dir, false).unwrap();
     let rebuilt_dir = tempfile::tempdir().unwrap();
     let rebuilt = Store::open(rebuilt_dir.path(), false).unwrap();
     let changelog = cluster.topics.name(Topic::Changelog);
@@ -87,7 +95,62 @@ fn kill9_mid_stream_and_restart_loses_nothing_and_applies_nothing_twice() {
             live.load(p).unwrap().snapshot(),
             "partition {p}: changelog state equals the live store"
         );
+        let at = |s: &Store| s.checkpoint(p).unwrap().map(|c| (c.offset, c.meta));
+        assert!(at(&live).is_some(), "partition {p}: the live store has a checkpoint");
+        assert_eq!(
+            at(&live),
+            at(&rebuilt),
+            "partition {p}: the checkpoint is the changelog's last META"
+        );
     }
+}
+
+/// Partitions that another processor worked on meanwhile come back to a store that
+/// still holds them: the restore reads only what the other wrote after the store's
+/// checkpoint, not the partitions' whole changelog.
+#[test]
+fn partitions_that_come_back_restore_from_the_stores_checkpoint() {
+    let cluster = Cluster::start();
+    let a = cluster.processor("p-0", "store-0");
+    let phase1 = stock_and_holds("m", 16, 600);
+    cluster.produce(&phase1);
+    let expected1 = answerable(&phase1);
+    let replies = cluster.wait_replies(expected1);
+    assert!(a.stop().success());
+
+    let b = cluster.processor("p-1", "store-1");
+    let phase2 = release_and_purchase("m", &replies);
+    cluster.produce(&phase2);
+    let expected2 = expected1 + answerable(&phase2);
+    cluster.wait_replies(expected2);
+    let restores = b.metrics();
+    assert!(b.stop().success());
+    assert!(
+        restores.contains(&format!(
+            "skuflow_processor_restores_total{{from=\"beginning\"}} {PARTITIONS}"
+        )),
+        "an empty store reads every partition from the beginning:\n{restores}"
+    );
+
+    let a = cluster.processor("p-0", "store-0");
+    let phase3 = stock_and_holds("n", 16, 300);
+    cluster.produce(&phase3);
+    cluster.wait_replies(expected2 + answerable(&phase3));
+    let metrics = a.metrics();
+    let data_dir = a.data_dir.clone();
+    assert!(a.stop().success());
+    assert!(
+        metrics.contains(&format!(
+            "skuflow_processor_restores_total{{from=\"checkpoint\"}} {PARTITIONS}"
+        )),
+        "every partition came back to its checkpoint:\n{metrics}\n{}",
+        cluster.logs()
+    );
+    assert!(!metrics.contains("skuflow_processor_restores_total{from=\"beginning\"}"), "{metrics}");
+    let report = cluster.audit();
+    assert_clean(&report);
+    assert_eq!(report.replies, expected2 + answerable(&phase3), "one reply per command:\n{report}");
+    assert_store_is_the_changelog(&cluster, &data_dir);
 }
 
 #[test]

@@ -8,7 +8,12 @@
 //! kind 0x04 (retired: idempotency records scoped by tenant and id only)
 //! kind 0x05 TIMER        rest = at:u64be timer_kind:u8 seq:u64be   value = JSON Timer
 //! kind 0x06 DEDUP        rest = tenant 0x00 sku 0x00 command_id  value = JSON DedupRecord
+//! kind 0x07 CHECKPOINT   rest = ""                           value = see values::Checkpoint
 //! ```
+//!
+//! CHECKPOINT is the store's own note of where its META sits in the changelog topic; it
+//! is never produced to the changelog, is not part of the state ([`Key`] has no variant
+//! for it, so an import refuses it), and [`super::Store::export`] leaves it out.
 //!
 //! Prefix bytes are fixed forever: a retired kind keeps its number and is never reused.
 //! Ids never contain 0x00 (their alphabet is checked), so the separator is unambiguous.
@@ -29,6 +34,8 @@ pub enum Kind {
     // 0x04 is retired (idempotency records without the SKU); never reuse it.
     Timer = 0x05,
     Dedup = 0x06,
+    /// Local to the store, never in the changelog (see the module docs).
+    Checkpoint = 0x07,
 }
 
 impl Kind {
@@ -39,6 +46,7 @@ impl Kind {
             0x03 => Kind::Reservation,
             0x05 => Kind::Timer,
             0x06 => Kind::Dedup,
+            0x07 => Kind::Checkpoint,
             _ => return None,
         })
     }
@@ -90,6 +98,18 @@ pub fn encode(key: &Key) -> Vec<u8> {
     out
 }
 
+/// The full RocksDB key of `partition`'s checkpoint (local to the store).
+pub fn checkpoint_in(partition: i32) -> Vec<u8> {
+    let mut out = partition_prefix(partition).to_vec();
+    out.push(Kind::Checkpoint as u8);
+    out
+}
+
+/// True when `key` (with its partition prefix) is a checkpoint key.
+pub fn is_checkpoint(key: &[u8]) -> bool {
+    key.len() == 5 && key[4] == Kind::Checkpoint as u8
+}
+
 /// The full RocksDB key.
 pub fn encode_in(partition: i32, key: &Key) -> Vec<u8> {
     let mut out = partition_prefix(partition).to_vec();
@@ -116,7 +136,7 @@ pub fn decode(bytes: &[u8]) -> Result<Key, BadKey> {
     };
     let key = match Kind::from_byte(kind).ok_or_else(bad)? {
         Kind::Meta if rest.is_empty() => Key::Meta,
-        Kind::Meta => return Err(bad()),
+        Kind::Meta | Kind::Checkpoint => return Err(bad()),
         Kind::Stock => {
             let (s, w) = split(rest).ok_or_else(bad)?;
             EntityKey::Stock(
@@ -222,6 +242,7 @@ mod tests {
             &bad_kind,
             &[0x04, b't', 0, b'c'],
             &[0x06, b't', 0, b'c'],
+            &[0x07],
         ] {
             assert!(decode(bytes).is_err(), "{bytes:?}");
         }

@@ -23,7 +23,7 @@ use rocksdb::{
 
 use crate::partition::{EntityKey, PartitionState};
 use keys::Key;
-use values::{BadValue, Meta};
+use values::{BadValue, Checkpoint, Meta};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -156,7 +156,28 @@ impl Store {
 
     /// Write one batch atomically.
     pub fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+        self.write_batch(batch, WriteBatch::default())
+    }
+
+    /// Write one applied batch atomically with the partition's checkpoint: the changelog
+    /// offset its META record got (`None`: not known, and the old checkpoint is removed
+    /// with the batch, since it no longer describes the state).
+    pub fn write_at(&self, batch: &Batch, meta_offset: Option<i64>) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
+        let key = keys::checkpoint_in(batch.partition);
+        match (meta_offset, batch.changes.last()) {
+            (Some(offset), Some(Change { key: k, value: Some(v) }))
+                if k.as_slice() == [keys::Kind::Meta as u8] =>
+            {
+                let meta = values::meta_from(v)?;
+                wb.put(&key, values::checkpoint(&Checkpoint::now(offset, meta)));
+            }
+            _ => wb.delete(&key),
+        }
+        self.write_batch(batch, wb)
+    }
+
+    fn write_batch(&self, batch: &Batch, mut wb: WriteBatch) -> Result<(), StoreError> {
         let prefix = keys::partition_prefix(batch.partition);
         let mut key = Vec::with_capacity(64);
         for c in &batch.changes {
@@ -185,6 +206,20 @@ impl Store {
             Some(v) => Ok(Some(values::meta_from(&v)?)),
             None => Ok(None),
         }
+    }
+
+    /// Where `partition`'s META sits in the changelog, if the store knows.
+    pub fn checkpoint(&self, partition: i32) -> Result<Option<Checkpoint>, StoreError> {
+        match self.db.get(keys::checkpoint_in(partition))? {
+            Some(v) => Ok(Some(values::checkpoint_from(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Forget where `partition`'s META sits in the changelog: its next restore reads the
+    /// whole changelog partition.
+    pub fn forget_checkpoint(&self, partition: i32) -> Result<(), StoreError> {
+        Ok(self.db.delete(keys::checkpoint_in(partition))?)
     }
 
     /// An empty view of `partition` at its META, for [`Store::prefetch`] to fill batch by
@@ -218,6 +253,9 @@ impl Store {
             let (k, v) = item?;
             if !k.starts_with(&prefix) {
                 break;
+            }
+            if keys::is_checkpoint(&k) {
+                continue;
             }
             out.push(Change { key: k[prefix.len()..].to_vec(), value: Some(v.to_vec()) });
         }
@@ -294,14 +332,22 @@ impl Store {
     /// bounded size: memory does not depend on the changelog's length.
     pub fn begin_import(&self, partition: i32) -> Result<Import<'_>, StoreError> {
         self.drop_partition(partition)?;
-        Ok(Import {
-            store: self,
-            partition,
-            meta_key: keys::encode(&Key::Meta),
-            meta: None,
-            chunk: Vec::with_capacity(IMPORT_CHUNK),
-            records: 0,
-        })
+        Ok(Import::new(self, partition, None))
+    }
+
+    /// Start bringing `partition` up to date with the changelog records that follow its
+    /// `checkpoint` (which the caller found unchanged in the changelog). The state is
+    /// kept and only its META removed, so an import cut short leaves the partition
+    /// incomplete ([`Store::is_incomplete`]) and is done again; doing it again from the
+    /// same checkpoint gives the same result, since every key it wrote is written again
+    /// with the same last value.
+    pub fn begin_import_after(
+        &self,
+        partition: i32,
+        checkpoint: Checkpoint,
+    ) -> Result<Import<'_>, StoreError> {
+        self.db.delete(keys::encode_in(partition, &Key::Meta))?;
+        Ok(Import::new(self, partition, Some(checkpoint)))
     }
 }
 
@@ -309,24 +355,52 @@ impl Store {
 const IMPORT_CHUNK: usize = 10_000;
 
 /// An import in progress ([`Store::begin_import`]): holds at most one chunk of records
-/// and the latest META.
+/// and the latest META, with its changelog offset when known.
 #[derive(Debug)]
 pub struct Import<'a> {
     store: &'a Store,
     partition: i32,
     meta_key: Vec<u8>,
     meta: Option<Change>,
+    meta_offset: Option<i64>,
     chunk: Vec<Change>,
     records: u64,
 }
 
-impl Import<'_> {
+impl<'a> Import<'a> {
+    fn new(store: &'a Store, partition: i32, from: Option<Checkpoint>) -> Self {
+        let meta_key = keys::encode(&Key::Meta);
+        Import {
+            store,
+            partition,
+            meta: from
+                .map(|c| Change { key: meta_key.clone(), value: Some(values::meta(&c.meta)) }),
+            meta_offset: from.map(|c| c.offset),
+            meta_key,
+            chunk: Vec::with_capacity(IMPORT_CHUNK),
+            records: 0,
+        }
+    }
+
+    /// Add the next changelog record, found at `offset` of the changelog partition:
+    /// the import then ends with a checkpoint at its last META.
+    pub fn push_at(&mut self, offset: i64, change: Change) -> Result<(), StoreError> {
+        let is_meta = change.key == self.meta_key;
+        self.push(change)?;
+        if is_meta {
+            self.meta_offset = Some(offset);
+        }
+        Ok(())
+    }
+
     /// Add the next changelog record (checked: an undecodable key stops the import).
+    /// Its offset is not known, so the import ends without a checkpoint.
     pub fn push(&mut self, change: Change) -> Result<(), StoreError> {
         self.records += 1;
         keys::decode(&change.key)?;
         if change.key == self.meta_key {
             self.meta = Some(change);
+            self.meta_offset = None;
             return Ok(());
         }
         self.chunk.push(change);
@@ -342,12 +416,13 @@ impl Import<'_> {
         self.records
     }
 
-    /// Write the last chunk with META: the partition is a state again. Returns the
-    /// number of records imported.
+    /// Write the last chunk with META (and the checkpoint, when its offset is known):
+    /// the partition is a state again. Returns the number of records imported.
     pub fn finish(mut self) -> Result<u64, StoreError> {
         let mut changes = std::mem::take(&mut self.chunk);
+        let offset = self.meta.is_some().then_some(self.meta_offset).flatten();
         changes.extend(self.meta.take());
-        self.store.write(&Batch { partition: self.partition, changes })?;
+        self.store.write_at(&Batch { partition: self.partition, changes }, offset)?;
         Ok(self.records)
     }
 }

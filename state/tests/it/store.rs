@@ -202,3 +202,62 @@ fn entities_without_meta_are_an_incomplete_import() {
     cut.import(1, store.export(1).unwrap()).unwrap();
     assert!(!cut.is_incomplete(1).unwrap(), "imported again, whole");
 }
+
+/// A store that knows where its META sits in the changelog (its checkpoint) catches up by
+/// importing only the records after it, onto the state it keeps, and ends where a whole
+/// import ends; an import after the checkpoint cut short leaves the partition incomplete
+/// and is done again from the same checkpoint.
+#[test]
+fn an_import_after_the_checkpoint_equals_a_whole_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let here = Store::open(dir.path(), false).unwrap();
+    let machine = Machine::new(config());
+    let mut live = PartitionState::new();
+    // The changelog as a list: a record's offset is its index.
+    let mut changelog: Vec<Change> = Vec::new();
+    let mut publish = |live: &mut PartitionState, b: i64, store: Option<&Store>| {
+        apply(&machine, live, 2, b * 25, (b + 1) * 25);
+        let batch = store::batch(2, live).unwrap();
+        changelog.extend(batch.changes.iter().cloned());
+        if let Some(store) = store {
+            store.write_at(&batch, Some(changelog.len() as i64 - 1)).unwrap();
+        }
+    };
+    for b in 0..10 {
+        publish(&mut live, b, Some(&here));
+    }
+    let checkpoint = here.checkpoint(2).unwrap().expect("written with the batch");
+    assert_eq!(Some(checkpoint.meta), here.meta(2).unwrap());
+    assert!(checkpoint.age().is_some_and(|a| a < std::time::Duration::from_secs(60)));
+    // Another owner goes on: 20 batches this store never wrote.
+    for b in 10..30 {
+        publish(&mut live, b, None);
+    }
+    let after = checkpoint.offset as usize + 1;
+    assert!(changelog[after..].iter().any(|c| c.value.is_none()), "tombstones follow");
+
+    drop(here.begin_import_after(2, checkpoint).unwrap());
+    assert!(here.is_incomplete(2).unwrap(), "cut short: no META");
+    let mut import = here.begin_import_after(2, checkpoint).unwrap();
+    for (offset, c) in changelog.iter().enumerate().skip(after) {
+        import.push_at(offset as i64, c.clone()).unwrap();
+    }
+    assert_eq!(import.finish().unwrap(), (changelog.len() - after) as u64);
+    assert_eq!(here.load(2).unwrap().snapshot(), live.snapshot());
+    assert_eq!(here.checkpoint(2).unwrap().map(|c| c.offset), Some(changelog.len() as i64 - 1));
+
+    let other = tempfile::tempdir().unwrap();
+    let whole = Store::open(other.path(), false).unwrap();
+    whole.import(2, changelog).unwrap();
+    assert_eq!(here.export(2).unwrap(), whole.export(2).unwrap(), "the checkpoint is not exported");
+    assert_eq!(whole.checkpoint(2).unwrap(), None, "offsets unknown: no checkpoint");
+
+    // A batch whose META offset is not known removes the checkpoint.
+    apply(&machine, &mut live, 2, 30 * 25, 31 * 25);
+    here.write_at(&store::batch(2, &mut live).unwrap(), None).unwrap();
+    assert_eq!(here.checkpoint(2).unwrap(), None);
+    assert_eq!(here.load(2).unwrap().snapshot(), live.snapshot());
+    here.write_at(&store::batch(2, &mut live).unwrap(), Some(7)).unwrap();
+    here.drop_partition(2).unwrap();
+    assert_eq!(here.checkpoint(2).unwrap(), None, "dropped with the partition");
+}
