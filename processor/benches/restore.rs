@@ -147,16 +147,15 @@ fn through_the_broker(records: u64) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), false).unwrap();
     let before = rss_mib().1;
-    let restored = processor::restore::restore_partition(
-        &bootstrap,
-        &changelog,
-        0,
-        &store,
-        Duration::from_secs(30),
-        &Default::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let source = processor::restore::Source {
+        bootstrap: bootstrap.clone(),
+        changelog: changelog.clone(),
+        idle_timeout: Duration::from_secs(30),
+        checkpoint_max_age: Duration::ZERO,
+    };
+    let restored =
+        processor::restore::restore_partition(&source, 0, &store, &Default::default(), &mut |_| {})
+            .unwrap();
     let secs = restored.elapsed.as_secs_f64();
     assert_eq!(restored.records, records);
     assert_eq!(store.applied_offset(0).unwrap(), Some(records as i64));

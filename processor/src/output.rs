@@ -88,9 +88,47 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
-/// The changelog offset each partition's META record of a published batch got, where
-/// its delivery report said (one missing leaves that partition without a checkpoint).
-pub type MetaOffsets = BTreeMap<i32, i64>;
+/// Where a published batch's changelog records landed: the offsets of its first record
+/// and of its META (the last), from their delivery reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangelogSpan {
+    pub first: i64,
+    pub meta: i64,
+}
+
+impl ChangelogSpan {
+    /// Whether this span of `records` records lies right after the META at `previous`,
+    /// with nothing of anyone else before or inside it: its records are consecutive, and
+    /// only the previous transaction's commit marker (exactly-once) or nothing
+    /// (at-least-once) separates it from `previous`. Then the changelog up to this META
+    /// is the changelog up to `previous` and this batch: the store's state, if the store
+    /// was that at `previous`.
+    pub fn follows(&self, previous: i64, records: usize, delivery: Delivery) -> bool {
+        let gap = Self::gap(delivery);
+        let consecutive = i64::try_from(records).is_ok_and(|n| self.meta - self.first == n - 1);
+        consecutive && previous.checked_add(gap) == Some(self.first)
+    }
+
+    /// Offsets from one batch's META to the next batch's first changelog record.
+    pub fn gap(delivery: Delivery) -> i64 {
+        match delivery {
+            Delivery::ExactlyOnce => 2,
+            Delivery::AtLeastOnce => 1,
+        }
+    }
+}
+
+/// The span of each partition's batch whose two delivery reports both came.
+pub type Spans = BTreeMap<i32, ChangelogSpan>;
+
+/// The delivery tags of one batch's first changelog record and META (equal when the
+/// META is its only record).
+#[derive(Debug, Clone, Copy)]
+struct Tags {
+    first: usize,
+    meta: usize,
+    partition: i32,
+}
 
 pub type OutputProducer = ThreadedProducer<DeliveryContext>;
 
@@ -188,12 +226,12 @@ impl Outputs {
     }
 
     /// Produce every output of `applied` and commit the consumed offsets with them.
-    /// Returns where each partition's META record landed in the changelog.
+    /// Returns where each partition's changelog records landed.
     pub fn publish<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         applied: &[Applied],
-    ) -> Result<MetaOffsets, Failure> {
+    ) -> Result<Spans, Failure> {
         let mut offsets = TopicPartitionList::new();
         for a in applied {
             // The metadata names the producer that committed: a successor fences it.
@@ -201,13 +239,10 @@ impl Outputs {
             e.set_offset(rdkafka::Offset::Offset(a.next_offset)).map_err(Failure::Abortable)?;
             e.set_metadata(self.ids.current());
         }
-        // Tags of this batch's META records; reports of earlier batches are dropped.
-        let tags: Vec<(usize, i32)> = applied
+        // Tags of this batch's records; reports of earlier batches are dropped.
+        let tags: Vec<Tags> = applied
             .iter()
-            .map(|a| {
-                self.next_tag = self.next_tag.checked_add(1).unwrap_or(1);
-                (self.next_tag, a.store.partition)
-            })
+            .map(|a| Tags { first: self.tag(), meta: self.tag(), partition: a.store.partition })
             .collect();
         let metas = Arc::clone(&self.producer.context().metas);
         metas.lock().unwrap_or_else(|p| p.into_inner()).clear();
@@ -216,14 +251,28 @@ impl Outputs {
             Delivery::AtLeastOnce => self.at_least_once(consumer, applied, &tags, &offsets)?,
         }
         let mut metas = metas.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(tags.iter().filter_map(|(tag, p)| Some((*p, metas.remove(tag)?))).collect())
+        let mut spans = Spans::new();
+        for t in &tags {
+            let meta = metas.remove(&t.meta);
+            // A batch whose only changelog record is its META sent no first tag.
+            let first = metas.remove(&t.first).or(meta);
+            if let (Some(first), Some(meta)) = (first, meta) {
+                spans.insert(t.partition, ChangelogSpan { first, meta });
+            }
+        }
+        Ok(spans)
+    }
+
+    fn tag(&mut self) -> usize {
+        self.next_tag = self.next_tag.checked_add(1).unwrap_or(1);
+        self.next_tag
     }
 
     fn transactional<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
         applied: &[Applied],
-        tags: &[(usize, i32)],
+        tags: &[Tags],
         offsets: &TopicPartitionList,
     ) -> Result<(), Failure> {
         // One deadline for the whole transaction, so that it never stays open longer than
@@ -248,7 +297,7 @@ impl Outputs {
         &self,
         consumer: &BaseConsumer<C>,
         applied: &[Applied],
-        tags: &[(usize, i32)],
+        tags: &[Tags],
         offsets: &TopicPartitionList,
     ) -> Result<(), Failure> {
         // The changelog only after every other output is delivered: a restore that finds
@@ -268,22 +317,27 @@ impl Outputs {
         consumer.commit(offsets, CommitMode::Sync).map_err(Failure::Abortable)
     }
 
-    /// Send the records of `applied` whose topic is `which`; the last changelog record of
-    /// each batch, its META, carries the batch's tag.
+    /// Send the records of `applied` whose topic is `which`; the first changelog record
+    /// of each batch and its META (the last) carry the batch's tags.
     fn send(
         &self,
         applied: &[Applied],
-        tags: &[(usize, i32)],
+        tags: &[Tags],
         which: impl Fn(Topic) -> bool,
         deadline: Instant,
     ) -> Result<(), KafkaError> {
-        for (a, (tag, _)) in applied.iter().zip(tags) {
+        for (a, tags) in applied.iter().zip(tags) {
+            let first = a.records.iter().position(|o| o.topic == Topic::Changelog);
             let meta = a.records.iter().rposition(|o| {
                 o.topic == Topic::Changelog && keys::decode(&o.key) == Ok(keys::Key::Meta)
             });
             for (i, out) in a.records.iter().enumerate().filter(|(_, o)| which(o.topic)) {
                 let name = self.config.topics.name(out.topic);
-                let tag = if Some(i) == meta { *tag } else { 0 };
+                let tag = match Some(i) {
+                    i if i == meta => tags.meta,
+                    i if i == first => tags.first,
+                    _ => 0,
+                };
                 let record = produce::record_tagged(out, &name, tag);
                 broker::client::send_waiting_until(&self.producer, record, deadline)?;
             }
@@ -366,4 +420,25 @@ pub(crate) fn create_producer(
 
 pub(crate) fn millis(d: Duration) -> String {
     d.as_millis().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_span_follows_only_right_after_the_previous_meta_and_whole() {
+        let span = ChangelogSpan { first: 12, meta: 14 };
+        assert!(span.follows(10, 3, Delivery::ExactlyOnce), "a commit marker at 11");
+        assert!(span.follows(11, 3, Delivery::AtLeastOnce), "no marker");
+        assert!(
+            !span.follows(11, 3, Delivery::ExactlyOnce),
+            "one offset is not a marker and a batch"
+        );
+        assert!(!span.follows(9, 3, Delivery::ExactlyOnce), "a record of someone else at 11");
+        assert!(!span.follows(10, 2, Delivery::ExactlyOnce), "a record of someone else inside");
+        assert!(!span.follows(i64::MAX, 3, Delivery::ExactlyOnce));
+        let alone = ChangelogSpan { first: 12, meta: 12 };
+        assert!(alone.follows(10, 1, Delivery::ExactlyOnce), "a META alone");
+    }
 }

@@ -13,9 +13,12 @@
 //! partition's whole history. Compaction cannot have taken anything it needs: a record
 //! is removed only when a later one with the same key exists, which the restore reads,
 //! and a tombstone only `delete.retention.ms` (24 h, set on the topic) after it was
-//! cleaned, so a checkpoint older than [`CHECKPOINT_MAX_AGE`] is not used. Otherwise (no
-//! checkpoint, a different record at its offset, compacted or deleted away) the restore
-//! reads the whole partition, as it always could.
+//! cleaned, so a checkpoint older than half the topic's setting (read at start,
+//! [`Source::checkpoint_max_age`]) is not used. Otherwise (no checkpoint, a different
+//! record at its offset, compacted or deleted away, no record at it within
+//! [`FIRST_RECORD_PATIENCE`]: a transaction still open before it) the restore reads the
+//! whole partition, as it always could. The store writes a checkpoint only where it can
+//! tell that nothing but its own batches lies between two of them (`processor::service`).
 //!
 //! A restore has no wall-clock limit: it runs as long as records keep coming, and fails
 //! only when none has come for `idle_timeout` (the broker is away). It reports progress
@@ -63,10 +66,24 @@ pub struct Restored {
     pub after: Option<i64>,
 }
 
-/// The oldest checkpoint a restore reads on from: half the changelog's
-/// `delete.retention.ms` (24 h), so that no tombstone written after it can have been
-/// compacted away yet.
-pub const CHECKPOINT_MAX_AGE: Duration = Duration::from_secs(12 * 3600);
+/// Where a partition's changelog is and how a restore reads it.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub bootstrap: String,
+    /// The changelog topic.
+    pub changelog: String,
+    /// A restore fails when no record has come for this long before the end.
+    pub idle_timeout: Duration,
+    /// The oldest checkpoint a restore reads on from: half the changelog's
+    /// `delete.retention.ms`, so that no tombstone written after it can have been
+    /// compacted away yet. Zero: every restore reads the whole partition.
+    pub checkpoint_max_age: Duration,
+}
+
+/// How long a restore from a checkpoint waits for the record at it before it reads the
+/// whole partition instead (a transaction open before the checkpoint hides it, and
+/// read_committed then reports no end either).
+pub const FIRST_RECORD_PATIENCE: Duration = Duration::from_secs(3);
 
 /// Where a restore stands.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,17 +109,17 @@ const WATERMARKS_TIMEOUT: Duration = Duration::from_secs(10);
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Replace `partition`'s state in `store` with what changelog partition `partition` of
-/// `topic` holds. `progress` hears where the restore stands now and then and once at the
+/// `source` holds. `progress` hears where the restore stands now and then and once at the
 /// end; `cancel` stops it (the partition is left without META, to be restored again).
 pub fn restore_partition(
-    bootstrap: &str,
-    topic: &str,
+    source: &Source,
     partition: i32,
     store: &Store,
-    idle_timeout: Duration,
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Restored, RestoreError> {
+    let (bootstrap, topic, idle_timeout) =
+        (&source.bootstrap, &source.changelog[..], source.idle_timeout);
     let started = Instant::now();
     let consumer: BaseConsumer = broker::client::consumer_config(bootstrap, "skuflow-restore")
         .set("enable.partition.eof", "true")
@@ -112,7 +129,8 @@ pub fn restore_partition(
         .create()?;
     let (low, high) =
         consumer.fetch_watermarks(topic, partition, idle_timeout.min(WATERMARKS_TIMEOUT))?;
-    let checkpoint = store.checkpoint(partition)?.filter(|c| usable(c, low, high));
+    let max_age = source.checkpoint_max_age;
+    let checkpoint = store.checkpoint(partition)?.filter(|c| usable(c, low, high, max_age));
     let mut tpl = TopicPartitionList::new();
     let start = checkpoint.map_or(Offset::Beginning, |c| Offset::Offset(c.offset));
     tpl.add_partition_offset(topic, partition, start)?;
@@ -139,6 +157,11 @@ pub fn restore_partition(
             return Err(RestoreError::Cancelled { partition });
         }
         match consumer.poll(Duration::from_millis(100)) {
+            None if import.is_none() && last_record.elapsed() > FIRST_RECORD_PATIENCE => {
+                let why = "no record at it yet: a transaction open before it";
+                import = Some(read_all_instead(&consumer, topic, partition, store, why)?);
+                position = low;
+            }
             None => {
                 if last_record.elapsed() > idle_timeout {
                     let records = records(&import);
@@ -180,7 +203,7 @@ pub fn restore_partition(
                             import = Some(store.begin_import_after(partition, c)?);
                         }
                         None => {
-                            let why = format!("offset {} holds another record", position);
+                            let why = format!("the first record is at offset {}", m.offset());
                             import =
                                 Some(read_all_instead(&consumer, topic, partition, store, &why)?);
                             position = low;
@@ -211,9 +234,8 @@ pub fn restore_partition(
 
 /// Whether `checkpoint` may be read on from: young enough (see the module docs) and
 /// still inside the changelog partition's offsets.
-fn usable(checkpoint: &Checkpoint, low: i64, high: i64) -> bool {
-    (low..high).contains(&checkpoint.offset)
-        && checkpoint.age().is_some_and(|age| age < CHECKPOINT_MAX_AGE)
+fn usable(checkpoint: &Checkpoint, low: i64, high: i64, max_age: Duration) -> bool {
+    (low..high).contains(&checkpoint.offset) && checkpoint.age().is_some_and(|age| age < max_age)
 }
 
 /// Whether a changelog record is the checkpoint's META, byte for byte.

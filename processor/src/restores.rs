@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use state::store::Store;
 
 use crate::metrics::Metrics;
+pub use crate::restore::Source;
 use crate::restore::{Progress, RestoreError, Restored, restore_partition};
 
 /// How long a partition whose restore failed waits before it is tried again.
@@ -28,14 +29,6 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 pub const MAX_FAILURES: u32 = 5;
 /// Restores running at once; the others queue.
 pub const MAX_RUNNING: usize = 2;
-
-/// Where the changelog is and how long a restore may see no record.
-#[derive(Debug, Clone)]
-pub struct Source {
-    pub bootstrap: String,
-    pub changelog: String,
-    pub idle_timeout: Duration,
-}
 
 enum Job {
     /// Waiting for a slot, and for `not_before` (a restore tried again after a pause).
@@ -174,15 +167,7 @@ impl Restores {
                     "restoring"
                 );
             };
-            restore_partition(
-                &source.bootstrap,
-                &source.changelog,
-                partition,
-                &store,
-                source.idle_timeout,
-                &stop,
-                &mut report,
-            )
+            restore_partition(&source, partition, &store, &stop, &mut report)
         })?;
         Ok(Job::Running { cancel, handle })
     }

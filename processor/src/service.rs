@@ -257,6 +257,7 @@ impl Processor {
                     bootstrap: config.bootstrap.clone(),
                     changelog: config.topics.name(Topic::Changelog),
                     idle_timeout: config.timeout,
+                    checkpoint_max_age: checkpoint_max_age(&config),
                 },
                 store.clone(),
                 metrics.clone(),
@@ -709,7 +710,7 @@ impl Processor {
         }
         let started = Instant::now();
         match self.outputs.publish(&self.consumer, &applied) {
-            Ok(metas) => {
+            Ok(spans) => {
                 self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
                 // The cache bound is shared by the owned partitions.
                 let per_view = self.config.cache_rows / self.states.len().max(1);
@@ -717,7 +718,9 @@ impl Processor {
                     // Past whatever contradiction it had: a new one restores again.
                     self.diverged.remove(&a.store.partition);
                     self.replaying.remove(&a.store.partition);
-                    self.store.write_at(&a.store, metas.get(&a.store.partition).copied())?;
+                    let checkpoint =
+                        self.checkpoint_for(&a.store, spans.get(&a.store.partition))?;
+                    self.store.write_at(&a.store, checkpoint)?;
                     if let Some(view) = self.states.get_mut(&a.store.partition) {
                         view.evict(per_view);
                     }
@@ -733,6 +736,47 @@ impl Processor {
                 self.rewind(batch.keys().copied())
             }
         }
+    }
+
+    /// The changelog offset to keep as the store's checkpoint with `batch` (its META's),
+    /// or `None` (the checkpoint is removed): only when its records landed right after
+    /// the store's current checkpoint, so that nothing another writer produced lies
+    /// between (a zombie on a broker that does not fence it, or at-least-once delivery,
+    /// which fences nothing). A chain broken (an aborted transaction's records between,
+    /// a report missing) starts again at the partition's next restore.
+    fn checkpoint_for(
+        &self,
+        batch: &state::store::Batch,
+        span: Option<&crate::output::ChangelogSpan>,
+    ) -> Result<Option<i64>, ProcessorError> {
+        let Some(span) = span else { return Ok(None) };
+        let Some(previous) = self.store.checkpoint(batch.partition)? else { return Ok(None) };
+        let follows = span.follows(previous.offset, batch.changes.len(), self.config.delivery);
+        Ok(follows.then_some(span.meta))
+    }
+
+    /// A partition nobody has applied yet: when its changelog partition is empty, the
+    /// first batch's records will be the first there, and the store's checkpoints start
+    /// with it (a checkpoint just before offset 0, which no restore uses). Otherwise
+    /// they start at the partition's first restore.
+    fn start_checkpoints(&self, partition: i32) -> Result<(), ProcessorError> {
+        if self.store.checkpoint(partition)?.is_some() {
+            return Ok(());
+        }
+        let changelog = self.config.topics.name(Topic::Changelog);
+        match self.consumer.fetch_watermarks(&changelog, partition, self.config.timeout) {
+            Ok((_, 0)) => {
+                let before = -crate::output::ChangelogSpan::gap(self.config.delivery);
+                let nothing = state::store::values::Meta { log_time: LogTime(0), applied: None };
+                let start = state::store::values::Checkpoint::now(before, nothing);
+                self.store.set_checkpoint(partition, start)?;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(partition, error = %e, "changelog watermarks unknown; checkpoints start at the next restore")
+            }
+        }
+        Ok(())
     }
 
     /// `partition` cannot be applied safely: applying a record broke one of the machine's
@@ -872,6 +916,9 @@ impl Processor {
             return Ok(false);
         }
         self.restores.loaded(partition);
+        if applied.is_none() && next.is_none() && !incomplete {
+            self.start_checkpoints(partition)?;
+        }
         match self.store.view(partition) {
             Ok(view) => {
                 if let Some(applied) = view.applied_offset() {
@@ -1164,6 +1211,21 @@ fn check_retention(config: &ProcessorConfig) -> Result<(), ProcessorError> {
         tracing::warn!("{why}: clients cannot poll for replies older than the topic keeps");
     }
     Ok(())
+}
+
+/// How old a store's checkpoint may be for a restore to read on from it
+/// (`restore.rs`): half the changelog's `delete.retention.ms`, after which compaction
+/// may remove a tombstone written after it. When the broker does not say, zero: every
+/// restore reads the whole partition.
+fn checkpoint_max_age(config: &ProcessorConfig) -> Duration {
+    let name = config.topics.name(Topic::Changelog);
+    match broker::admin::topic_config(&config.bootstrap, &name, "delete.retention.ms") {
+        Ok(Some(v)) if let Ok(ms) = v.parse::<u64>() => Duration::from_millis(ms / 2),
+        other => {
+            tracing::warn!(topic = %name, answer = ?other, "delete.retention.ms not known: every restore reads the whole changelog partition");
+            Duration::ZERO
+        }
+    }
 }
 
 /// The trace context a command record carries, if any (a header that does not parse is

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use broker::DevBroker;
 use broker::admin::{TopicSpec, ensure_topics};
-use processor::restore::{Progress, Restored, restore_partition};
+use processor::restore::{Progress, Restored, Source, restore_partition};
 use processor::{apply_batch, produce};
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use state::store::keys::{self, Key};
@@ -72,6 +72,10 @@ struct Changelog {
     tombstones: u64,
     /// The offset of every META record produced.
     metas: Vec<i64>,
+    /// The offset the next record gets.
+    next_offset: i64,
+    /// Every record produced, in order.
+    changes: Vec<Change>,
 }
 
 impl Changelog {
@@ -102,11 +106,13 @@ impl Changelog {
             records: 0,
             tombstones: 0,
             metas: Vec::new(),
+            next_offset: 0,
+            changes: Vec::new(),
         }
     }
 
     /// Apply log entries `from..to` in batches of 50 and produce their changelog records
-    /// (one producer, nothing else on the partition: offsets follow one another).
+    /// (one producer: offsets follow one another, except where a test writes others).
     fn apply(&mut self, from: u64, to: u64) {
         let log: Vec<_> = (from..to).map(entry).collect();
         for (n, chunk) in log.chunks(50).enumerate() {
@@ -125,8 +131,10 @@ impl Changelog {
             for out in applied.records.iter().filter(|r| r.topic == Topic::Changelog) {
                 self.producer.send(produce::record(out, &self.topic)).map_err(|(e, _)| e).unwrap();
                 if keys::decode(&out.key) == Ok(Key::Meta) {
-                    self.metas.push(self.records as i64);
+                    self.metas.push(self.next_offset);
                 }
+                self.next_offset += 1;
+                self.changes.push(Change { key: out.key.clone(), value: out.payload.clone() });
                 self.records += 1;
                 self.tombstones += u64::from(out.payload.is_none());
             }
@@ -135,12 +143,14 @@ impl Changelog {
     }
 
     fn restore(&self, store: &Store, reported: &mut Vec<Progress>) -> Restored {
-        let cancel = Default::default();
-        let b = self.broker.bootstrap();
-        restore_partition(&b, &self.topic, P, store, Duration::from_secs(60), &cancel, &mut |p| {
-            reported.push(*p)
-        })
-        .unwrap()
+        let source = Source {
+            bootstrap: self.broker.bootstrap(),
+            changelog: self.topic.clone(),
+            idle_timeout: Duration::from_secs(60),
+            checkpoint_max_age: Duration::from_secs(12 * 3600),
+        };
+        restore_partition(&source, P, store, &Default::default(), &mut |p| reported.push(*p))
+            .unwrap()
     }
 }
 
@@ -205,4 +215,46 @@ fn a_restore_reads_only_what_follows_a_checkpoint_the_changelog_holds() {
     let restored = log.restore(&store, &mut Vec::new());
     assert_eq!((restored.after, restored.records), (None, log.records));
     assert_eq!(store.load(P).unwrap().snapshot(), log.live.snapshot());
+}
+
+/// A transaction left open on the changelog before the checkpoint hides it (read_committed
+/// stops before the open transaction and reports no end): the restore waits a little for
+/// the checkpoint's record, then reads the whole partition as far as it can. Once the
+/// transaction is aborted, the next restore goes on from the checkpoint that one noted.
+#[test]
+fn a_transaction_open_before_the_checkpoint_makes_the_restore_read_all_it_can() {
+    let mut log = Changelog::new();
+    log.apply(0, 100);
+    let before = *log.metas.last().unwrap();
+    let open: ThreadedProducer<DefaultProducerContext> =
+        broker::client::producer_config(&log.broker.bootstrap())
+            .set("transactional.id", "open-before-the-checkpoint")
+            .create()
+            .unwrap();
+    open.init_transactions(Duration::from_secs(30)).unwrap();
+    open.begin_transaction().unwrap();
+    let record = rdkafka::producer::BaseRecord::to(&log.topic).partition(P).key(&[0x01][..]);
+    open.send::<[u8], [u8]>(record.payload(&[0u8; 16][..])).map_err(|(e, _)| e).unwrap();
+    open.flush(Duration::from_secs(30)).unwrap();
+    log.next_offset += 1;
+    log.apply(100, 200);
+
+    // A store that holds everything up to the last META, and knows it.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), false).unwrap();
+    store.import(P, log.changes.clone()).unwrap();
+    let meta = store.meta(P).unwrap().unwrap();
+    let last = *log.metas.last().unwrap();
+    store.set_checkpoint(P, values::Checkpoint::now(last, meta)).unwrap();
+
+    let restored = log.restore(&store, &mut Vec::new());
+    assert_eq!(restored.after, None, "the checkpoint's record never came");
+    assert_eq!(store.applied_offset(P).unwrap(), Some(99), "the changelog as far as it is stable");
+    assert_eq!(store.checkpoint(P).unwrap().map(|c| c.offset), Some(before));
+
+    open.abort_transaction(Duration::from_secs(30)).unwrap();
+    let restored = log.restore(&store, &mut Vec::new());
+    assert_eq!(restored.after, Some(before), "on from the checkpoint the last restore noted");
+    assert_eq!(store.load(P).unwrap().snapshot(), log.live.snapshot());
+    assert_eq!(store.applied_offset(P).unwrap(), Some(199));
 }

@@ -216,6 +216,11 @@ impl Store {
         }
     }
 
+    /// Note `checkpoint` as where `partition` stands in the changelog.
+    pub fn set_checkpoint(&self, partition: i32, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        Ok(self.db.put(keys::checkpoint_in(partition), values::checkpoint(&checkpoint))?)
+    }
+
     /// Forget where `partition`'s META sits in the changelog: its next restore reads the
     /// whole changelog partition.
     pub fn forget_checkpoint(&self, partition: i32) -> Result<(), StoreError> {
@@ -337,16 +342,19 @@ impl Store {
 
     /// Start bringing `partition` up to date with the changelog records that follow its
     /// `checkpoint` (which the caller found unchanged in the changelog). The state is
-    /// kept and only its META removed, so an import cut short leaves the partition
-    /// incomplete ([`Store::is_incomplete`]) and is done again; doing it again from the
-    /// same checkpoint gives the same result, since every key it wrote is written again
-    /// with the same last value.
+    /// kept; its META and the checkpoint are removed (one write), so an import cut short
+    /// leaves the partition incomplete ([`Store::is_incomplete`]) and it is imported
+    /// again from the beginning: the records this one wrote may be gone from the
+    /// changelog by then (a broker that lost them), and must not stay in the state.
     pub fn begin_import_after(
         &self,
         partition: i32,
         checkpoint: Checkpoint,
     ) -> Result<Import<'_>, StoreError> {
-        self.db.delete(keys::encode_in(partition, &Key::Meta))?;
+        let mut wb = WriteBatch::default();
+        wb.delete(keys::encode_in(partition, &Key::Meta));
+        wb.delete(keys::checkpoint_in(partition));
+        self.db.write(wb)?;
         Ok(Import::new(self, partition, Some(checkpoint)))
     }
 }

@@ -206,7 +206,7 @@ fn entities_without_meta_are_an_incomplete_import() {
 /// A store that knows where its META sits in the changelog (its checkpoint) catches up by
 /// importing only the records after it, onto the state it keeps, and ends where a whole
 /// import ends; an import after the checkpoint cut short leaves the partition incomplete
-/// and is done again from the same checkpoint.
+/// and without a checkpoint, to be imported again from the beginning.
 #[test]
 fn an_import_after_the_checkpoint_equals_a_whole_import() {
     let dir = tempfile::tempdir().unwrap();
@@ -238,6 +238,7 @@ fn an_import_after_the_checkpoint_equals_a_whole_import() {
 
     drop(here.begin_import_after(2, checkpoint).unwrap());
     assert!(here.is_incomplete(2).unwrap(), "cut short: no META");
+    assert_eq!(here.checkpoint(2).unwrap(), None, "cut short: no checkpoint");
     let mut import = here.begin_import_after(2, checkpoint).unwrap();
     for (offset, c) in changelog.iter().enumerate().skip(after) {
         import.push_at(offset as i64, c.clone()).unwrap();
