@@ -484,7 +484,7 @@ impl Processor {
         // before the coordinator answered the join is lost, and the dev broker then keeps
         // the member for ever and the group's rebalance waits for it (BROKERS.md).
         poll_while(
-            self.config.timeout.min(Duration::from_secs(10)),
+            self.config.timeout.min(JOIN_BEFORE_LEAVING),
             "finishing the join before leaving",
             &|c| !c.context().has_assignment(),
         );
@@ -1164,6 +1164,13 @@ impl Processor {
         Ok(())
     }
 }
+
+/// How long a member told to stop while it is still joining waits for the join to end,
+/// so that it can leave. The dev broker answered a join sent during another member's
+/// rebalance after 14 s (ci-processes, 2026-11-28); a member that gave up after 10 s left
+/// without a member id, and the group waited for it for ever. With the leave's own 5.5 s
+/// this stays under the chaos harness's 30 s and Kubernetes' 90 s grace.
+const JOIN_BEFORE_LEAVING: Duration = Duration::from_secs(20);
 
 /// Restores of one partition (at least, and for at least `gap_patience`) before a state
 /// that still ends before the committed offset counts as a gap.

@@ -245,7 +245,11 @@ impl Store {
         let prefix = keys::partition_prefix(partition);
         let mut it = self.db.iterator(IteratorMode::From(&prefix, Direction::Forward));
         match it.next() {
-            Some(item) => Ok(item?.0.starts_with(&prefix)),
+            // The checkpoint's kind sorts last: found first, it is all there is.
+            Some(item) => {
+                let key = item?.0;
+                Ok(key.starts_with(&prefix) && !keys::is_checkpoint(&key))
+            }
             None => Ok(false),
         }
     }

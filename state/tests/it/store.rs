@@ -187,6 +187,9 @@ fn entities_without_meta_are_an_incomplete_import() {
     run_batches(&store, &mut p1, 1, 5, 20);
     assert!(!store.is_incomplete(1).unwrap(), "a whole partition");
     assert!(!store.is_incomplete(2).unwrap(), "an empty partition");
+    let nothing = store::values::Meta { log_time: LogTime(0), applied: None };
+    store.set_checkpoint(2, store::values::Checkpoint::now(-2, nothing)).unwrap();
+    assert!(!store.is_incomplete(2).unwrap(), "a checkpoint alone is no import cut short");
     // What an interrupted import writes: the entities, not META (written last).
     let entities: Vec<Change> = store
         .export(1)
