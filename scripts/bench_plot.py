@@ -49,7 +49,7 @@ def main():
                 continue
             rs = sorted(rs, key=lambda r: r["offered_rate"])
             xs = [r["offered_rate"] for r in rs]
-            label = system if m != "trivial" else "empty handler (same server)"
+            label = system if m != "trivial" else f"{system} empty handler"
             line, = ax.plot(xs, [r["p99_ms"] for r in rs], marker="o", label=f"{label} p99")
             ax.plot(xs, [r["p50_ms"] for r in rs], marker=".", linestyle="--", color=line.get_color(),
                     label=f"{label} p50")

@@ -18,7 +18,8 @@ pub enum Kind {
     Reserve,
     /// `GET /v1/availability/{sku}`.
     Read,
-    /// `GET /trivial` (the baseline server's empty handler).
+    /// `GET --trivial-path`: the server's cheapest handler (the baseline server's
+    /// `/trivial`, skuflow's `/healthz`), the ceiling of its HTTP layer.
     Trivial,
 }
 
@@ -48,6 +49,9 @@ pub struct Args {
     /// Client worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// The path `--kind trivial` requests.
+    #[arg(long, default_value = "/trivial")]
+    trivial_path: String,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -111,7 +115,7 @@ async fn drive(args: &Args) -> anyhow::Result<Summary> {
                 .header("Idempotency-Key", format!("{}-{n}", args.run))
                 .json(&serde_json::json!({ "sku": sku, "quantity": 1 })),
             Kind::Read => client.get(format!("{}/v1/availability/{sku}", args.url)),
-            Kind::Trivial => client.get(format!("{}/trivial", args.url)),
+            Kind::Trivial => client.get(format!("{}{}", args.url, args.trivial_path)),
         }
         .header("X-Api-Key", &args.api_key);
         let (latencies, in_flight) = (latencies.clone(), in_flight.clone());

@@ -1,6 +1,8 @@
 //! Restore rates: a changelog partition of `SKUFLOW_RESTORE_RECORDS` (2,000,000) records
 //! read through the dev broker into an empty store (`restore_partition`, what a processor
-//! does when it is handed a partition), and the import path alone for
+//! does when it is handed a partition), then the same partition restored again into that
+//! store after `SKUFLOW_RESTORE_SINCE` (10,000) more records were written (a partition
+//! that comes back: only what follows the store's checkpoint), and the import path alone for
 //! `SKUFLOW_IMPORT_RECORDS` (10,000,000) records generated on the fly (no broker). Prints
 //! records/s, MB/s, wall time and the process's peak resident memory.
 //!
@@ -151,18 +153,46 @@ fn through_the_broker(records: u64) {
         bootstrap: bootstrap.clone(),
         changelog: changelog.clone(),
         idle_timeout: Duration::from_secs(30),
-        checkpoint_max_age: Duration::ZERO,
+        checkpoint_max_age: Duration::from_secs(12 * 3600),
     };
     let restored =
         processor::restore::restore_partition(&source, 0, &store, &Default::default(), &mut |_| {})
             .unwrap();
     let secs = restored.elapsed.as_secs_f64();
-    assert_eq!(restored.records, records);
+    assert_eq!((restored.records, restored.after), (records, None));
     assert_eq!(store.applied_offset(0).unwrap(), Some(records as i64));
     println!(
         "| restore through the dev broker | {records} | {:.1} | {:.0} | {:.1} | {before} | {} | {} |",
         secs,
         records as f64 / secs,
+        restored.bytes as f64 / secs / 1e6,
+        rss_mib().0,
+        rss_mib().1
+    );
+
+    // The partition comes back after another owner wrote `since` records.
+    let since = env("SKUFLOW_RESTORE_SINCE", 10_000);
+    let total = records + since;
+    for i in records..total {
+        let c = if i + 1 == total { meta(total) } else { record(i) };
+        let mut r = BaseRecord::to(&changelog).partition(0).key(&c.key);
+        if let Some(v) = &c.value {
+            r = r.payload(v);
+        }
+        broker::client::send_waiting(&producer, r).unwrap();
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    let restored =
+        processor::restore::restore_partition(&source, 0, &store, &Default::default(), &mut |_| {})
+            .unwrap();
+    let secs = restored.elapsed.as_secs_f64();
+    assert_eq!(restored.after, Some(records as i64 - 1), "on from the checkpoint");
+    assert_eq!(restored.records, since + 1, "its META and what follows");
+    assert_eq!(store.applied_offset(0).unwrap(), Some(total as i64));
+    println!(
+        "| the same partition again, {since} records written since: from the checkpoint | {} | {secs:.2} | {:.0} | {:.1} | | {} | {} |",
+        restored.records,
+        restored.records as f64 / secs,
         restored.bytes as f64 / secs / 1e6,
         rss_mib().0,
         rss_mib().1

@@ -647,7 +647,7 @@ impl Processor {
             let clock = state.log_time();
             if let Some(why) = done.and_then(|applied| {
                 records.iter().find_map(|r| replayed_record(r.offset, r.timestamp, applied, clock))
-            }) && !self.diverged_from_log(*partition, why)?
+            }) && !self.diverged_from_log(*partition, done, clock, why)?
             {
                 continue;
             }
@@ -985,10 +985,12 @@ impl Processor {
                 self.changelog_lost.remove(&partition);
                 Ok(Checked::Kept)
             }
-            Verdict::Diverged(why) => Ok(match self.diverged_from_log(partition, why)? {
-                true => Checked::Kept,
-                false => Checked::Dropped,
-            }),
+            Verdict::Diverged(why) => {
+                Ok(match self.diverged_from_log(partition, Some(applied), clock, why)? {
+                    true => Checked::Kept,
+                    false => Checked::Dropped,
+                })
+            }
             Verdict::ChangelogAhead(why) => {
                 tracing::info!(partition, "{why}; restoring the state from the changelog");
                 self.restore_now(partition)?;
@@ -1076,16 +1078,41 @@ impl Processor {
     /// skipped like the rest of what the broker lost (their senders get no reply and
     /// retry under the same key, which lands after the state and is applied). What
     /// follows is applied on a state the changelog holds, so nothing is mixed.
-    fn diverged_from_log(&mut self, partition: i32, why: String) -> Result<bool, ProcessorError> {
+    ///
+    /// Kept only while the changelog still ends with this state: the broker can lose the
+    /// changelog records a restore has just read (a restart right after it), and a state
+    /// it no longer holds would write deltas onto a base the changelog lacks. Otherwise
+    /// it is restored again, from the beginning.
+    fn diverged_from_log(
+        &mut self,
+        partition: i32,
+        applied: Option<i64>,
+        clock: topics::LogTime,
+        why: String,
+    ) -> Result<bool, ProcessorError> {
         self.metrics.diverged.inc();
         if !self.diverged.insert(partition) {
-            tracing::warn!(
+            let changelog = match applied {
+                Some(applied) => self.history.verify_changelog(partition, applied, clock),
+                None => Verdict::Same,
+            };
+            if let Verdict::Same = changelog {
+                tracing::warn!(
+                    partition,
+                    "the commands log contradicts the state restored from the changelog too: {why}. \
+                     Keeping the changelog's state; commands at reused offsets up to its applied \
+                     offset are skipped (the broker lost the ones the state applied)"
+                );
+                return Ok(true);
+            }
+            tracing::error!(
                 partition,
-                "the commands log contradicts the state restored from the changelog too: {why}. \
-                 Keeping the changelog's state; commands at reused offsets up to its applied \
-                 offset are skipped (the broker lost the ones the state applied)"
+                "the commands log contradicts the state restored from the changelog too ({why}), \
+                 and the changelog no longer ends with that state ({changelog:?}): restoring it again"
             );
-            return Ok(true);
+            self.store.forget_checkpoint(partition)?;
+            self.restore_now(partition)?;
+            return Ok(false);
         }
         tracing::error!(
             partition,
