@@ -67,6 +67,10 @@ pub struct ProcessorConfig {
     /// halted as a gap: a transaction left open on the changelog hides its end until it
     /// commits or the coordinator aborts it (after `transaction_timeout`).
     pub gap_patience: Duration,
+    /// Whether a restore may read only the changelog records after the store's
+    /// checkpoint (`restore.rs`) instead of the whole partition. Off by default until the
+    /// broker-restart campaign passes with it (RELIABILITY.md).
+    pub restore_from_checkpoint: bool,
     /// How long the coordinator's description of the group may stay wrong (a rebalance
     /// that does not end, an assignment this member does not hold, partitions held by
     /// nobody or by two members) before this member rejoins the group. Longer than
@@ -110,6 +114,7 @@ impl ProcessorConfig {
             group_patience: Duration::from_secs(90),
             transaction_timeout: Duration::from_secs(60),
             gap_patience: Duration::from_secs(65),
+            restore_from_checkpoint: false,
             stall_timeout: Duration::from_secs(30),
             require_log_append_time: true,
             format: topics::codec::Format::Json,

@@ -4,7 +4,10 @@
 //! (later records win, tombstones delete). The store writes META last, so a restore cut
 //! short is simply done again.
 //!
-//! **Only what came after, when the store can prove where it stands.** The store notes
+//! **Only what came after, when the store can prove where it stands** (opt-in:
+//! `ProcessorConfig::restore_from_checkpoint`, off by default; under a broker restart
+//! every 12 s on the dev broker, states restored this way went wrong where whole restores
+//! did not, RELIABILITY.md). The store notes
 //! the changelog offset of the META record its state ends with (its checkpoint, written
 //! with every batch and every restore). When the changelog still holds exactly that META
 //! at that offset, the state is the changelog up to there (the broker has neither lost

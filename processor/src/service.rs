@@ -1249,9 +1249,12 @@ fn check_retention(config: &ProcessorConfig) -> Result<(), ProcessorError> {
 
 /// How old a store's checkpoint may be for a restore to read on from it
 /// (`restore.rs`): half the changelog's `delete.retention.ms`, after which compaction
-/// may remove a tombstone written after it. When the broker does not say, zero: every
-/// restore reads the whole partition.
+/// may remove a tombstone written after it. When the broker does not say, or
+/// `restore_from_checkpoint` is off, zero: every restore reads the whole partition.
 fn checkpoint_max_age(config: &ProcessorConfig) -> Duration {
+    if !config.restore_from_checkpoint {
+        return Duration::ZERO;
+    }
     let name = config.topics.name(Topic::Changelog);
     match broker::admin::topic_config(&config.bootstrap, &name, "delete.retention.ms") {
         Ok(Some(v)) if let Ok(ms) = v.parse::<u64>() => Duration::from_millis(ms / 2),

@@ -74,6 +74,11 @@ pub struct ProcessorArgs {
     /// timeout).
     #[arg(long, env = "SKUFLOW_GAP_PATIENCE_MS", default_value_t = ms(defaults().gap_patience))]
     pub gap_patience_ms: u64,
+    /// Restore a partition this processor's store held before by reading only the
+    /// changelog records written since (its checkpoint), instead of the whole partition.
+    /// Off by default: not yet shown safe under repeated broker restarts (RELIABILITY.md).
+    #[arg(long, env = "SKUFLOW_RESTORE_FROM_CHECKPOINT")]
+    pub restore_from_checkpoint: bool,
     /// Milliseconds the group coordinator's description of the group may stay wrong (a
     /// rebalance that does not end, an assignment this member does not hold, partitions
     /// held by no member or by two) before this member rejoins the group.
@@ -133,6 +138,7 @@ impl ProcessorArgs {
         config.sync_store = self.sync_store;
         config.stall_timeout = Duration::from_millis(self.stall_timeout_ms.max(1));
         config.gap_patience = Duration::from_millis(self.gap_patience_ms);
+        config.restore_from_checkpoint = self.restore_from_checkpoint;
         config.group_patience = Duration::from_millis(self.group_patience_ms);
         config.machine.dedup_window_ms = self.idempotency_window_ms;
         config.machine.reservation_retention_ms = self.reservation_retention_ms;

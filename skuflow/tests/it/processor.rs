@@ -111,14 +111,15 @@ fn assert_store_is_the_changelog(cluster: &Cluster, data_dir: &std::path::Path) 
 #[test]
 fn partitions_that_come_back_restore_from_the_stores_checkpoint() {
     let cluster = Cluster::start();
-    let a = cluster.processor("p-0", "store-0");
+    let on = ["--restore-from-checkpoint"];
+    let a = cluster.processor_with("p-0", "store-0", &on);
     let phase1 = stock_and_holds("m", 16, 600);
     cluster.produce(&phase1);
     let expected1 = answerable(&phase1);
     let replies = cluster.wait_replies(expected1);
     assert!(a.stop().success());
 
-    let b = cluster.processor("p-1", "store-1");
+    let b = cluster.processor_with("p-1", "store-1", &on);
     let phase2 = release_and_purchase("m", &replies);
     cluster.produce(&phase2);
     let expected2 = expected1 + answerable(&phase2);
@@ -132,7 +133,7 @@ fn partitions_that_come_back_restore_from_the_stores_checkpoint() {
         "an empty store reads every partition from the beginning:\n{restores}"
     );
 
-    let a = cluster.processor("p-0", "store-0");
+    let a = cluster.processor_with("p-0", "store-0", &on);
     let phase3 = stock_and_holds("n", 16, 300);
     cluster.produce(&phase3);
     cluster.wait_replies(expected2 + answerable(&phase3));
