@@ -127,6 +127,25 @@ fn meta(records: u64) -> Change {
     Change { key: keys::encode(&Key::Meta), value: Some(values::meta(&meta)) }
 }
 
+/// Produce records `from..to` of the generated changelog to partition 0, the last one a
+/// META with applied offset `to`, and wait for them.
+fn produce(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    changelog: &str,
+    from: u64,
+    to: u64,
+) {
+    for i in from..to {
+        let c = if i + 1 == to { meta(to) } else { record(i) };
+        let mut r = BaseRecord::to(changelog).partition(0).key(&c.key);
+        if let Some(v) = &c.value {
+            r = r.payload(v);
+        }
+        broker::client::send_waiting(producer, r).unwrap();
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+}
+
 fn through_the_broker(records: u64) {
     let broker = DevBroker::start().expect("dev broker");
     let bootstrap = broker.bootstrap();
@@ -136,15 +155,7 @@ fn through_the_broker(records: u64) {
     let producer: ThreadedProducer<DefaultProducerContext> =
         broker::client::producer_config(&bootstrap).set("linger.ms", "20").create().unwrap();
     let started = Instant::now();
-    for i in 0..records {
-        let c = if i + 1 == records { meta(records) } else { record(i) };
-        let mut r = BaseRecord::to(&changelog).partition(0).key(&c.key);
-        if let Some(v) = &c.value {
-            r = r.payload(v);
-        }
-        broker::client::send_waiting(&producer, r).unwrap();
-    }
-    producer.flush(Duration::from_secs(120)).unwrap();
+    produce(&producer, &changelog, 0, records);
     eprintln!("produced {records} changelog records in {:.1} s", started.elapsed().as_secs_f64());
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), false).unwrap();
@@ -173,15 +184,7 @@ fn through_the_broker(records: u64) {
     // The partition comes back after another owner wrote `since` records.
     let since = env("SKUFLOW_RESTORE_SINCE", 10_000);
     let total = records + since;
-    for i in records..total {
-        let c = if i + 1 == total { meta(total) } else { record(i) };
-        let mut r = BaseRecord::to(&changelog).partition(0).key(&c.key);
-        if let Some(v) = &c.value {
-            r = r.payload(v);
-        }
-        broker::client::send_waiting(&producer, r).unwrap();
-    }
-    producer.flush(Duration::from_secs(120)).unwrap();
+    produce(&producer, &changelog, records, total);
     let restored =
         processor::restore::restore_partition(&source, 0, &store, &Default::default(), &mut |_| {})
             .unwrap();
