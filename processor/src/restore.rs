@@ -161,7 +161,7 @@ pub fn restore_partition(
         }
         match consumer.poll(Duration::from_millis(100)) {
             None if import.is_none() && last_record.elapsed() > FIRST_RECORD_PATIENCE => {
-                let why = "no record at it yet: a transaction open before it";
+                let why = "no record at the checkpoint yet: a transaction open before it";
                 import = Some(read_all_instead(&consumer, topic, partition, store, why)?);
                 position = low;
             }
@@ -176,7 +176,7 @@ pub fn restore_partition(
                 // The end came before the checkpoint's META (a transaction still open
                 // before it hides it): nothing proves where the state stands.
                 None => {
-                    let why = "the end came first";
+                    let why = "the end came before the checkpoint";
                     import = Some(read_all_instead(&consumer, topic, partition, store, why)?);
                     position = low;
                 }
@@ -193,6 +193,17 @@ pub fn restore_partition(
             Some(Ok(m)) => {
                 last_record = Instant::now();
                 let (key, value) = (m.key().unwrap_or_default(), m.payload());
+                if import.is_some() && m.offset() < position {
+                    // The log went back under the restore (a broker that lost its end
+                    // and answered "offset out of range", and librdkafka reset to the
+                    // earliest offset): rows already imported may come from records that
+                    // are gone, so the import starts again from nothing.
+                    let why = format!("the changelog went back from {position} to {}", m.offset());
+                    import = Some(read_all_instead(&consumer, topic, partition, store, &why)?);
+                    after = None;
+                    position = low;
+                    continue;
+                }
                 if import.is_none() {
                     // The first record of a restore from the checkpoint: is it its META?
                     match checkpoint.filter(|c| m.offset() == c.offset && is_meta(key, value, c)) {
@@ -206,7 +217,10 @@ pub fn restore_partition(
                             import = Some(store.begin_import_after(partition, c)?);
                         }
                         None => {
-                            let why = format!("the first record is at offset {}", m.offset());
+                            let why = format!(
+                                "the checkpoint is not in the changelog: the first record is at offset {}",
+                                m.offset()
+                            );
                             import =
                                 Some(read_all_instead(&consumer, topic, partition, store, &why)?);
                             position = low;
@@ -246,8 +260,8 @@ fn is_meta(key: &[u8], value: Option<&[u8]>, checkpoint: &Checkpoint) -> bool {
     keys::decode(key) == Ok(Key::Meta) && value == Some(&values::meta(&checkpoint.meta)[..])
 }
 
-/// The checkpoint cannot be read on from (`why`): drop the partition's state and read
-/// the changelog partition from its beginning.
+/// The checkpoint cannot be read on from, or the log went back under the import (`why`):
+/// drop the partition's state and read the changelog partition from its beginning.
 fn read_all_instead<'s>(
     consumer: &BaseConsumer,
     topic: &str,
@@ -255,11 +269,8 @@ fn read_all_instead<'s>(
     store: &'s Store,
     why: &str,
 ) -> Result<Import<'s>, RestoreError> {
-    tracing::info!(
-        partition,
-        "the store's checkpoint is not in the changelog ({why}): reading the whole partition"
-    );
-    // A seek purges what was fetched from the checkpoint on.
+    tracing::info!(partition, "reading the whole changelog partition from its beginning: {why}");
+    // A seek purges what was fetched before it.
     consumer.seek(topic, partition, Offset::Beginning, WATERMARKS_TIMEOUT)?;
     Ok(store.begin_import(partition)?)
 }
