@@ -328,9 +328,10 @@ impl Outputs {
     ) -> Result<(), KafkaError> {
         for (a, tags) in applied.iter().zip(tags) {
             let first = a.records.iter().position(|o| o.topic == Topic::Changelog);
-            let meta = a.records.iter().rposition(|o| {
-                o.topic == Topic::Changelog && keys::decode(&o.key) == Ok(keys::Key::Meta)
-            });
+            let meta = a
+                .records
+                .iter()
+                .rposition(|o| o.topic == Topic::Changelog && keys::is_meta(&o.key));
             for (i, out) in a.records.iter().enumerate().filter(|(_, o)| which(o.topic)) {
                 let name = self.config.topics.name(out.topic);
                 let tag = match Some(i) {

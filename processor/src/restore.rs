@@ -40,7 +40,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use state::store::keys::{self, Key};
+use state::store::keys;
 use state::store::values::{self, Checkpoint};
 use state::store::{Change, Import, Store, StoreError};
 
@@ -257,7 +257,7 @@ fn usable(checkpoint: &Checkpoint, low: i64, high: i64, max_age: Duration) -> bo
 
 /// Whether a changelog record is the checkpoint's META, byte for byte.
 fn is_meta(key: &[u8], value: Option<&[u8]>, checkpoint: &Checkpoint) -> bool {
-    keys::decode(key) == Ok(Key::Meta) && value == Some(&values::meta(&checkpoint.meta)[..])
+    keys::is_meta(key) && value == Some(&values::meta(&checkpoint.meta)[..])
 }
 
 /// The checkpoint cannot be read on from, or the log went back under the import (`why`):

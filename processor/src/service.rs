@@ -1004,8 +1004,7 @@ impl Processor {
                     "the changelog is not the partition's state: {why}; restoring it from the \
                      changelog and applying the commands after it again"
                 );
-                self.store.forget_checkpoint(partition)?;
-                self.restore_now(partition)?;
+                self.restore_from_beginning(partition)?;
                 Ok(Checked::Dropped)
             }
             Verdict::Unknown(why) => Ok(Checked::Unknown(why)),
@@ -1110,17 +1109,14 @@ impl Processor {
                 "the commands log contradicts the state restored from the changelog too ({why}), \
                  and the changelog no longer ends with that state ({changelog:?}): restoring it again"
             );
-            self.store.forget_checkpoint(partition)?;
-            self.restore_now(partition)?;
+            self.restore_from_beginning(partition)?;
             return Ok(false);
         }
         tracing::error!(
             partition,
             "the commands log contradicts the partition's state: {why}; restoring it from the changelog"
         );
-        // From the beginning: where the state stands is what is in doubt.
-        self.store.forget_checkpoint(partition)?;
-        self.restore_now(partition)?;
+        self.restore_from_beginning(partition)?;
         Ok(false)
     }
 
@@ -1129,6 +1125,13 @@ impl Processor {
         self.states.remove(&partition);
         let applied = self.store.applied_offset(partition)?;
         self.start_restore(partition, applied, None, Duration::ZERO)
+    }
+
+    /// [`Processor::restore_now`] from the changelog's beginning, never from the store's
+    /// checkpoint: for a state the logs contradicted, where it stands is what is in doubt.
+    fn restore_from_beginning(&mut self, partition: i32) -> Result<(), ProcessorError> {
+        self.store.forget_checkpoint(partition)?;
+        self.restore_now(partition)
     }
 
     /// Pause `partition` and start rebuilding it from the changelog in the background,

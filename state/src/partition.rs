@@ -240,11 +240,9 @@ impl PartitionState {
     /// One timer, by its key.
     pub fn timer(&self, key: &TimerKey) -> Option<&Timer> {
         match key.kind {
-            TimerKind::ForgetCommand => self
-                .forget_commands
-                .binary_search_by(|(k, _)| k.cmp(key))
-                .ok()
-                .map(|i| &self.forget_commands[i].1),
+            TimerKind::ForgetCommand => {
+                self.forget_command_at(key).ok().map(|i| &self.forget_commands[i].1)
+            }
             _ => self.timers.get(key),
         }
     }
@@ -311,6 +309,11 @@ impl PartitionState {
         self.insert_timer(key, timer);
     }
 
+    /// Where `key` is in the queue of command-id timers (`Err`: where it would go).
+    fn forget_command_at(&self, key: &TimerKey) -> Result<usize, usize> {
+        self.forget_commands.binary_search_by(|(k, _)| k.cmp(key))
+    }
+
     /// Into its structure; a timer that forgets a command id goes to the back of the
     /// queue, or where it sorts if it is not the latest (as when timers are loaded).
     fn insert_timer(&mut self, key: TimerKey, timer: Timer) {
@@ -318,20 +321,19 @@ impl PartitionState {
             self.timers.insert(key, timer);
             return;
         }
-        let queue = &mut self.forget_commands;
-        if queue.back().is_none_or(|(last, _)| *last < key) {
-            queue.push_back((key, timer));
+        if self.forget_commands.back().is_none_or(|(last, _)| *last < key) {
+            self.forget_commands.push_back((key, timer));
             return;
         }
-        match queue.binary_search_by(|(k, _)| k.cmp(&key)) {
-            Ok(i) => queue[i].1 = timer,
-            Err(i) => queue.insert(i, (key, timer)),
+        match self.forget_command_at(&key) {
+            Ok(i) => self.forget_commands[i].1 = timer,
+            Err(i) => self.forget_commands.insert(i, (key, timer)),
         }
     }
 
     pub(crate) fn remove_timer(&mut self, key: TimerKey) {
         if key.kind == TimerKind::ForgetCommand {
-            if let Ok(i) = self.forget_commands.binary_search_by(|(k, _)| k.cmp(&key)) {
+            if let Ok(i) = self.forget_command_at(&key) {
                 self.forget_commands.remove(i);
             }
         } else {

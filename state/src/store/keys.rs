@@ -105,6 +105,11 @@ pub fn checkpoint_in(partition: i32) -> Vec<u8> {
     out
 }
 
+/// True when `key` (without the partition prefix, as the changelog carries it) is META.
+pub fn is_meta(key: &[u8]) -> bool {
+    key == [Kind::Meta as u8]
+}
+
 /// True when `key` (with its partition prefix) is a checkpoint key.
 pub fn is_checkpoint(key: &[u8]) -> bool {
     key.len() == 5 && key[4] == Kind::Checkpoint as u8

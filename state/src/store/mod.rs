@@ -166,9 +166,7 @@ impl Store {
         let mut wb = WriteBatch::default();
         let key = keys::checkpoint_in(batch.partition);
         match (meta_offset, batch.changes.last()) {
-            (Some(offset), Some(Change { key: k, value: Some(v) }))
-                if k.as_slice() == [keys::Kind::Meta as u8] =>
-            {
+            (Some(offset), Some(Change { key: k, value: Some(v) })) if keys::is_meta(k) => {
                 let meta = values::meta_from(v)?;
                 wb.put(&key, values::checkpoint(&Checkpoint::now(offset, meta)));
             }
@@ -432,7 +430,7 @@ impl<'a> Import<'a> {
     /// the partition is a state again. Returns the number of records imported.
     pub fn finish(mut self) -> Result<u64, StoreError> {
         let mut changes = std::mem::take(&mut self.chunk);
-        let offset = self.meta.is_some().then_some(self.meta_offset).flatten();
+        let offset = self.meta_offset;
         changes.extend(self.meta.take());
         self.store.write_at(&Batch { partition: self.partition, changes }, offset)?;
         Ok(self.records)
