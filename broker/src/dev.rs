@@ -4,9 +4,13 @@
 //! starts the broker binary, waits until it answers a metadata request and kills it
 //! when dropped. The binary is the one `scripts/setup` installs (see BROKERS.md for why
 //! noida-db); `SKUFLOW_BROKER_BIN` points at another build of it.
+//!
+//! By default clients reach it through [`crate::long_poll`], which holds empty fetches
+//! as a Kafka broker does (noida answers them at once, and its clients spin); the broker
+//! itself then listens on a second free port that only the front uses.
 
 use std::fs::File;
-use std::net::TcpListener;
+use std::net::{TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +20,7 @@ use nix::unistd::Pid;
 use tempfile::TempDir;
 
 use crate::kafka;
+use crate::long_poll::{HoldStats, LongPoll};
 
 /// Version of the dev broker `scripts/setup` pins; the install path carries it.
 pub const DEV_BROKER_VERSION: &str = "0.2.3";
@@ -48,6 +53,9 @@ pub struct DevBrokerConfig {
     /// `None` uses a temporary directory removed with the broker.
     pub data_dir: Option<PathBuf>,
     pub ready_timeout: Duration,
+    /// Put [`crate::long_poll`] in front (the default): empty fetches wait for data as on
+    /// Kafka. Off, clients talk to the broker directly and spin on its empty answers.
+    pub hold_fetches: bool,
 }
 
 impl Default for DevBrokerConfig {
@@ -58,6 +66,7 @@ impl Default for DevBrokerConfig {
             port: None,
             data_dir: None,
             ready_timeout: Duration::from_secs(30),
+            hold_fetches: true,
         }
     }
 }
@@ -97,7 +106,11 @@ impl DataDir {
 /// A running dev broker; killed (SIGKILL) when dropped.
 pub struct DevBroker {
     config: DevBrokerConfig,
+    /// Where clients connect: the front's port, or the broker's without one.
     port: u16,
+    /// Where the broker process listens.
+    broker_port: u16,
+    front: Option<LongPoll>,
     data_dir: DataDir,
     child: Option<Child>,
 }
@@ -122,10 +135,8 @@ impl DevBroker {
         if !config.binary.exists() {
             return Err(DevBrokerError::NotInstalled(config.binary.clone()));
         }
-        let port = match config.port {
-            Some(p) => p,
-            None => free_port(&config.host)?,
-        };
+        let public = TcpListener::bind((config.host.as_str(), config.port.unwrap_or(0)))?;
+        let port = public.local_addr()?.port();
         let data_dir = match &config.data_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir)?;
@@ -133,7 +144,18 @@ impl DevBroker {
             }
             None => DataDir::Temp(tempfile::Builder::new().prefix("skuflow-broker-").tempdir()?),
         };
-        let mut broker = Self { config, port, data_dir, child: None };
+        let (broker_port, front) = if config.hold_fetches {
+            let broker_port = free_port(&config.host)?;
+            let upstream = (config.host.as_str(), broker_port)
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| std::io::Error::other(format!("no address for {}", config.host)))?;
+            (broker_port, Some(LongPoll::start(public, upstream)?))
+        } else {
+            drop(public);
+            (port, None)
+        };
+        let mut broker = Self { config, port, broker_port, front, data_dir, child: None };
         broker.spawn()?;
         Ok(broker)
     }
@@ -145,6 +167,11 @@ impl DevBroker {
 
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
+    }
+
+    /// What the front has done with empty fetches; `None` without one.
+    pub fn fetch_holds(&self) -> Option<HoldStats> {
+        self.front.as_ref().map(LongPoll::stats)
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -163,7 +190,7 @@ impl DevBroker {
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--host", &self.config.host])
-            .args(["--kafka-port", &self.port.to_string()])
+            .args(["--kafka-port", &self.broker_port.to_string()])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -4,6 +4,7 @@
 //! - [`dev`] starts and stops the local development broker (the one `scripts/setup`
 //!   installs) on a free loopback port; tests in every crate use it, and so do
 //!   `skuflow broker` and `skuflow up`.
+//! - [`long_poll`] sits in front of the dev broker and holds empty fetches as Kafka does.
 //! - [`admin`] creates topics idempotently from specs the caller supplies.
 //! - [`conformance`] is the suite behind `skuflow doctor`: it proves, against any
 //!   bootstrap address, the broker behaviour that skuflow's exactly-once design relies on.
@@ -15,6 +16,8 @@ pub mod client;
 pub mod conformance;
 pub mod dev;
 mod kafka;
+pub mod long_poll;
 pub mod read;
+mod wire;
 
 pub use dev::{DevBroker, DevBrokerConfig, DevBrokerError, Saved};

@@ -1,4 +1,5 @@
-//! The broker crate's integration tests, one binary: topic administration and the conformance suite behind `skuflow doctor`, on the real dev broker.
+//! The broker crate's integration tests, one binary: topic administration, the front that holds empty fetches and the conformance suite behind `skuflow doctor`, on the real dev broker.
 
 mod admin;
 mod conformance;
+mod long_poll;

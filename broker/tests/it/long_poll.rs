@@ -1,0 +1,79 @@
+//! The front that holds empty fetches (`broker::long_poll`), between real librdkafka
+//! clients and the real dev broker.
+
+use std::time::{Duration, Instant};
+
+use broker::DevBroker;
+use broker::admin::{TopicSpec, ensure_topics};
+use broker::client;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// Waits for a condition the test observes; panics with `what` after a minute.
+fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(60), "gave up waiting: {what}");
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_held_fetch_is_answered_when_a_transaction_commits() {
+    let broker = DevBroker::start().expect("dev broker starts");
+    let b = broker.bootstrap();
+    let spec = TopicSpec { name: "t".into(), partitions: 1, replication: 1, configs: vec![] };
+    ensure_topics(&b, &[spec]).unwrap();
+
+    // Each fetch may wait 8 s: long enough that only a wake explains a prompt answer.
+    let consumer: BaseConsumer = client::consumer_config(&b, "g")
+        .set("fetch.wait.max.ms", "8000")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("t", 0, Offset::Beginning).unwrap();
+    consumer.assign(&tpl).unwrap();
+    let reader = std::thread::spawn(move || {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                return m.payload().map(<[u8]>::to_vec);
+            }
+        }
+        None
+    });
+    until("the consumer's empty fetch is held", || {
+        broker.fetch_holds().is_some_and(|s| s.held >= 1)
+    });
+
+    let producer: ThreadedProducer<_> = client::producer_config(&b)
+        .set("transactional.id", "writer")
+        .set("transaction.timeout.ms", "10000")
+        .set("message.timeout.ms", "10000")
+        .create()
+        .unwrap();
+    producer.init_transactions(Duration::from_secs(10)).unwrap();
+    producer.begin_transaction().unwrap();
+    client::send_waiting(&producer, BaseRecord::to("t").partition(0).key("k").payload("x"))
+        .unwrap();
+    producer.commit_transaction(Duration::from_secs(10)).unwrap();
+
+    assert_eq!(reader.join().unwrap().as_deref(), Some(&b"x"[..]));
+    let stats = broker.fetch_holds().unwrap();
+    assert!(stats.woken >= 1, "the record came through a held fetch woken by the commit: {stats:?}");
+}
+
+#[test]
+fn without_the_front_clients_talk_to_the_broker_itself() {
+    let broker = DevBroker::start_with(broker::DevBrokerConfig {
+        hold_fetches: false,
+        ..Default::default()
+    })
+    .expect("dev broker starts");
+    assert_eq!(broker.fetch_holds(), None);
+    let spec = TopicSpec { name: "t".into(), partitions: 2, replication: 1, configs: vec![] };
+    ensure_topics(&broker.bootstrap(), &[spec]).unwrap();
+    assert_eq!(broker::admin::partition_count(&broker.bootstrap(), "t").unwrap(), 2);
+}
