@@ -47,7 +47,8 @@ impl Frame {
         }
     }
     fn str(mut self, s: &str) -> Self {
-        self = if self.flexible { self.uvarint(s.len() as u64 + 1) } else { self.i16(s.len() as i16) };
+        self =
+            if self.flexible { self.uvarint(s.len() as u64 + 1) } else { self.i16(s.len() as i16) };
         self.bytes.extend_from_slice(s.as_bytes());
         self
     }

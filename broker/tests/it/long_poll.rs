@@ -28,10 +28,8 @@ fn a_held_fetch_is_answered_when_a_transaction_commits() {
     ensure_topics(&b, &[spec]).unwrap();
 
     // Each fetch may wait 8 s: long enough that only a wake explains a prompt answer.
-    let consumer: BaseConsumer = client::consumer_config(&b, "g")
-        .set("fetch.wait.max.ms", "8000")
-        .create()
-        .unwrap();
+    let consumer: BaseConsumer =
+        client::consumer_config(&b, "g").set("fetch.wait.max.ms", "8000").create().unwrap();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset("t", 0, Offset::Beginning).unwrap();
     consumer.assign(&tpl).unwrap();
@@ -62,7 +60,10 @@ fn a_held_fetch_is_answered_when_a_transaction_commits() {
 
     assert_eq!(reader.join().unwrap().as_deref(), Some(&b"x"[..]));
     let stats = broker.fetch_holds().unwrap();
-    assert!(stats.woken >= 1, "the record came through a held fetch woken by the commit: {stats:?}");
+    assert!(
+        stats.woken >= 1,
+        "the record came through a held fetch woken by the commit: {stats:?}"
+    );
 }
 
 #[test]
