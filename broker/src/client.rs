@@ -44,6 +44,17 @@ pub fn consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
     cfg
 }
 
+/// A consumer that reads a bounded range (a lookup, a restore, an audit) and wants to
+/// learn promptly that it reached the end. A broker holds a fetch that finds nothing for
+/// `fetch.wait.max.ms` (librdkafka's default 500 ms), and requests queued behind it on
+/// the same connection (a seek's next fetch, a watermarks query) wait too: for such a
+/// reader 10 ms, where a consumer that follows a log keeps the default.
+pub fn reader_config(bootstrap: &str, group: &str) -> ClientConfig {
+    let mut cfg = consumer_config(bootstrap, group);
+    cfg.set("fetch.wait.max.ms", "10");
+    cfg
+}
+
 /// The longest [`send_waiting`] waits for room in the queue. Queued records leave it
 /// within `message.timeout.ms` (delivered or failed), so a queue full for longer means
 /// the producer is not being served: an error, not a wait without end.

@@ -53,8 +53,9 @@ pub struct DevBrokerConfig {
     /// `None` uses a temporary directory removed with the broker.
     pub data_dir: Option<PathBuf>,
     pub ready_timeout: Duration,
-    /// Put [`crate::long_poll`] in front (the default): empty fetches wait for data as on
-    /// Kafka. Off, clients talk to the broker directly and spin on its empty answers.
+    /// Put [`crate::long_poll`] in front (the default; `SKUFLOW_BROKER_HOLD_FETCHES=0`
+    /// turns it off): empty fetches wait for data as on Kafka. Off, clients talk to the
+    /// broker directly and spin on its empty answers.
     pub hold_fetches: bool,
 }
 
@@ -66,7 +67,7 @@ impl Default for DevBrokerConfig {
             port: None,
             data_dir: None,
             ready_timeout: Duration::from_secs(30),
-            hold_fetches: true,
+            hold_fetches: std::env::var("SKUFLOW_BROKER_HOLD_FETCHES").map_or(true, |v| v != "0"),
         }
     }
 }

@@ -157,7 +157,7 @@ pub(crate) fn read_from(
         Isolation::Committed => "read_committed",
         Isolation::Uncommitted => "read_uncommitted",
     };
-    let consumer: BaseConsumer = client::consumer_config(bootstrap, "skuflow-reader")
+    let consumer: BaseConsumer = client::reader_config(bootstrap, "skuflow-reader")
         .set("isolation.level", level)
         .create()?;
     let n = partition_count(bootstrap, topic)?;
@@ -223,7 +223,7 @@ pub(crate) fn read_timestamps(
     topic: &str,
     deadline: Duration,
 ) -> Result<Vec<rdkafka::message::Timestamp>, KafkaError> {
-    let consumer: BaseConsumer = client::consumer_config(bootstrap, "skuflow-reader").create()?;
+    let consumer: BaseConsumer = client::reader_config(bootstrap, "skuflow-reader").create()?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
     consumer.assign(&tpl)?;

@@ -74,7 +74,7 @@ pub fn read_all(
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<ReadRecord>, ReadError> {
-    let consumer: BaseConsumer<QuietEof> = client::consumer_config(bootstrap, "skuflow-reader")
+    let consumer: BaseConsumer<QuietEof> = client::reader_config(bootstrap, "skuflow-reader")
         .set("enable.partition.eof", "true")
         .create_with_context(QuietEof)?;
     let partitions = partition_count(&consumer, topic, timeout)?;

@@ -50,7 +50,7 @@ impl Lookups {
         format: topics::codec::Format,
     ) -> Result<Self, IngestError> {
         let consumer: BaseConsumer =
-            broker::client::consumer_config(bootstrap, "skuflow-replies-lookup").create()?;
+            broker::client::reader_config(bootstrap, "skuflow-replies-lookup").create()?;
         let (queue, jobs) = sync_channel::<Job>(capacity.max(1));
         let topic = topic.to_owned();
         let thread = std::thread::Builder::new().name("reply-lookups".into()).spawn(move || {

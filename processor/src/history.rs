@@ -127,15 +127,12 @@ impl HistoryCheck {
         changelog_topic: &str,
         timeout: Duration,
     ) -> Result<Self, rdkafka::error::KafkaError> {
-        // Short fetch waits: a check reads a few records and the end of the log, and the
-        // empty fetch that finds the end is held by the broker for this long.
-        let consumer = broker::client::consumer_config(bootstrap, "skuflow-processor-history")
+        // Readers with short fetch waits: a check reads a few records and the end of the log.
+        let consumer = broker::client::reader_config(bootstrap, "skuflow-processor-history")
             .set("isolation.level", "read_uncommitted")
-            .set("fetch.wait.max.ms", "10")
             .create()?;
-        let changelog = broker::client::consumer_config(bootstrap, "skuflow-processor-history")
+        let changelog = broker::client::reader_config(bootstrap, "skuflow-processor-history")
             .set("enable.partition.eof", "true")
-            .set("fetch.wait.max.ms", "10")
             .create()?;
         Ok(Self {
             consumer,

@@ -124,7 +124,7 @@ pub fn restore_partition(
     let (bootstrap, topic, idle_timeout) =
         (&source.bootstrap, &source.changelog[..], source.idle_timeout);
     let started = Instant::now();
-    let consumer: BaseConsumer = broker::client::consumer_config(bootstrap, "skuflow-restore")
+    let consumer: BaseConsumer = broker::client::reader_config(bootstrap, "skuflow-restore")
         .set("enable.partition.eof", "true")
         // At most this much fetched ahead of the import (librdkafka's default is 64 MiB
         // per consumer; several restores may run at once).
