@@ -9,15 +9,17 @@
 //! in order, and librdkafka expects). When a fetch comes back with no records and no
 //! error, the front keeps it and asks the broker again each time data may have arrived
 //! anywhere (a produce, an `EndTxn`, an `InitProducerId` that aborts a predecessor's
-//! transaction passed through it), until the answer has something or the fetch's wait
-//! is over; then it hands the client the last answer.
+//! transaction passed through it), and at least every [`ASK_AGAIN`], until the answer
+//! has something or the fetch's wait is over; then it hands the client the last answer.
 //!
 //! Clients connect to the address the broker advertises, so the front rewrites the
 //! broker's port to its own in the responses that advertise it (Metadata,
 //! FindCoordinator, DescribeCluster). Anything it cannot parse passes through unchanged:
 //! the front can make the broker no less correct than it is, only hold empty answers.
-//! When the broker goes away (killed, restarted) the front closes the client's
-//! connection, as the broker's own close would have.
+//! Every response is checked to answer the request before it (correlation id); a
+//! mismatch closes the connection. When the broker goes away (killed, restarted) the
+//! front closes the client's connection, as the broker's own close would have; while the
+//! broker is down, a new connection is accepted and closed at once.
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -31,12 +33,17 @@ use crate::wire::{self, RequestHeader};
 /// A fetch is never held longer than this, whatever it asks for.
 const MAX_HOLD: Duration = Duration::from_secs(30);
 
+/// A held fetch is asked again at least this often, woken or not: data that arrived
+/// without a wake (a commit marker the broker writes after answering `EndTxn`, a topic
+/// deleted) reaches the client within this, and a broker that died is noticed.
+const ASK_AGAIN: Duration = Duration::from_millis(50);
+
 /// What the front has done with empty fetches since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HoldStats {
     /// Fetches answered empty by the broker and held.
     pub held: u64,
-    /// Held fetches answered with something after data arrived.
+    /// Held fetches answered with something after data arrived (a wake or a periodic ask).
     pub woken: u64,
     /// Held fetches answered empty when their wait was over.
     pub expired: u64,
@@ -102,9 +109,11 @@ impl LongPoll {
 impl Drop for LongPoll {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept; it sees the flag and returns.
-        let _ = TcpStream::connect(self.listen);
-        if let Some(accept) = self.accept.take() {
+        // Wake the blocking accept; it sees the flag and returns. If even that connection
+        // cannot be made, the thread is left to end with the process.
+        if TcpStream::connect(self.listen).is_ok()
+            && let Some(accept) = self.accept.take()
+        {
             let _ = accept.join();
         }
     }
@@ -115,7 +124,15 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(client) = client else { continue };
+        let client = match client {
+            Ok(client) => client,
+            Err(e) => {
+                // Out of descriptors, say: try again shortly rather than spin.
+                tracing::warn!(error = %e, "broker front: accept failed");
+                std::thread::park_timeout(Duration::from_millis(100));
+                continue;
+            }
+        };
         let shared = Arc::clone(shared);
         let spawned = std::thread::Builder::new()
             .name("broker-front-conn".into())
@@ -142,7 +159,11 @@ fn relay(mut client: &TcpStream, mut upstream: &TcpStream, shared: &Shared) -> i
     upstream.set_nodelay(true)?;
     let public_port = client.local_addr()?.port();
     let broker_port = shared.upstream.port();
-    while let Some(request) = wire::read_frame(&mut client)? {
+    loop {
+        if !client_speaks_first(client, upstream)? {
+            return Ok(());
+        }
+        let Some(request) = wire::read_frame(&mut client)? else { return Ok(()) };
         let header = wire::request(&request).map(|(h, _)| h);
         let since = shared.wake.generation();
         let asked = Instant::now();
@@ -151,22 +172,60 @@ fn relay(mut client: &TcpStream, mut upstream: &TcpStream, shared: &Shared) -> i
             shared.wake.bump();
             continue;
         }
-        let Some(mut response) = wire::read_frame(&mut upstream)? else { return Ok(()) };
+        let mut response = answer(&request, upstream)?;
         if let Some(h) = header {
             match h.api_key {
                 wire::FETCH => {
                     response = hold(&request, response, h, since, asked, upstream, shared)?;
                 }
                 wire::PRODUCE | wire::END_TXN | wire::INIT_PRODUCER_ID => shared.wake.bump(),
-                wire::METADATA | wire::FIND_COORDINATOR | wire::DESCRIBE_CLUSTER => {
-                    wire::rewrite_ports(&mut response, h, broker_port, public_port);
+                wire::METADATA | wire::FIND_COORDINATOR | wire::DESCRIBE_CLUSTER
+                    if wire::rewrite_ports(&mut response, h, broker_port, public_port)
+                        .is_none() =>
+                {
+                    // The client will connect to the broker directly, past the front.
+                    tracing::warn!(?h, "broker front: an address it could not rewrite");
                 }
                 _ => {}
             }
         }
         wire::write_frame(&mut client, &response)?;
     }
-    Ok(())
+}
+
+/// Wait until the client sends something; false when the broker closed or sent something
+/// first (it has nothing to say unasked: the connection is over).
+fn client_speaks_first(client: &TcpStream, upstream: &TcpStream) -> io::Result<bool> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let mut fds = [
+        PollFd::new(client.as_fd(), PollFlags::POLLIN),
+        PollFd::new(upstream.as_fd(), PollFlags::POLLIN),
+    ];
+    loop {
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+    Ok(!ready(&fds[1]))
+}
+
+/// The broker's response to `request`, which must carry its correlation id.
+fn answer(request: &[u8], mut upstream: &TcpStream) -> io::Result<Vec<u8>> {
+    let response = wire::read_frame(&mut upstream)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "broker closed"))?;
+    let (asked, answered) =
+        (wire::request_correlation(request), wire::response_correlation(&response));
+    if asked != answered {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("response {answered:?} to request {asked:?}"),
+        ));
+    }
+    Ok(response)
 }
 
 /// Keep asking the broker `request` (a fetch) while it answers empty, each time data may
@@ -177,11 +236,14 @@ fn hold(
     h: RequestHeader,
     since: u64,
     asked: Instant,
-    mut upstream: &TcpStream,
+    upstream: &TcpStream,
     shared: &Shared,
 ) -> io::Result<Vec<u8>> {
     let Some(wait) = wire::fetch_max_wait_ms(request) else { return Ok(response) };
     let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0)).min(MAX_HOLD);
+    if wait.is_zero() {
+        return Ok(response);
+    }
     let deadline = asked + wait;
     let mut seen = since;
     let mut held = false;
@@ -190,16 +252,17 @@ fn hold(
             held = true;
             shared.held.fetch_add(1, Ordering::Relaxed);
         }
-        match shared.wake.wait_past(seen, deadline) {
-            Some(generation) => seen = generation,
-            None => {
-                shared.expired.fetch_add(1, Ordering::Relaxed);
-                return Ok(response);
-            }
+        if Instant::now() >= deadline {
+            shared.expired.fetch_add(1, Ordering::Relaxed);
+            return Ok(response);
         }
-        wire::write_frame(&mut upstream, request)?;
-        response = wire::read_frame(&mut upstream)?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "broker closed"))?;
+        let next = deadline.min(Instant::now() + ASK_AGAIN);
+        if let Some(generation) = shared.wake.wait_past(seen, next) {
+            seen = generation;
+        }
+        let mut to = upstream;
+        wire::write_frame(&mut to, request)?;
+        response = answer(request, upstream)?;
     }
     if held {
         shared.woken.fetch_add(1, Ordering::Relaxed);

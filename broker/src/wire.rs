@@ -18,9 +18,10 @@ pub const INIT_PRODUCER_ID: i16 = 22;
 pub const END_TXN: i16 = 26;
 pub const DESCRIBE_CLUSTER: i16 = 60;
 
-/// Frames larger than this close the connection (the dev broker has answered single
-/// fetches of 225 MB; nothing legitimate comes near 1 GiB).
-const MAX_FRAME: usize = 1 << 30;
+/// Memory reserved for a frame before its bytes arrive: a size prefix alone does not get
+/// a large allocation (the dev broker does answer single fetches of hundreds of MB, and
+/// librdkafka is configured to accept them, so no size is refused).
+const RESERVE_AHEAD: usize = 1 << 20;
 
 /// Read one size-prefixed frame; the returned buffer keeps the 4-byte prefix so it can be
 /// written on as it came. `Ok(None)` is a clean end of stream before a frame.
@@ -33,18 +34,28 @@ pub fn read_frame(from: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
     }
     let len = i32::from_be_bytes(size);
     let len = usize::try_from(len)
-        .ok()
-        .filter(|&n| n <= MAX_FRAME)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("frame size {len}")))?;
-    let mut frame = Vec::with_capacity(4 + len);
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("frame size {len}")))?;
+    let mut frame = Vec::with_capacity(4 + len.min(RESERVE_AHEAD));
     frame.extend_from_slice(&size);
-    frame.resize(4 + len, 0);
-    from.read_exact(&mut frame[4..])?;
+    from.take(len as u64).read_to_end(&mut frame)?;
+    if frame.len() != 4 + len {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "frame cut short"));
+    }
     Ok(Some(frame))
 }
 
 pub fn write_frame(to: &mut impl Write, frame: &[u8]) -> io::Result<()> {
     to.write_all(frame)
+}
+
+/// A request's correlation id (after the size, API key and version).
+pub fn request_correlation(frame: &[u8]) -> Option<i32> {
+    Some(i32::from_be_bytes(frame.get(8..12)?.try_into().ok()?))
+}
+
+/// A response's correlation id (right after the size).
+pub fn response_correlation(frame: &[u8]) -> Option<i32> {
+    Some(i32::from_be_bytes(frame.get(4..8)?.try_into().ok()?))
 }
 
 /// The fields of a request header this module needs.
@@ -80,16 +91,31 @@ pub fn expects_no_response(frame: &[u8]) -> bool {
     acks() == Some(0)
 }
 
-/// A fetch request's `max_wait_ms`.
+/// How long a fetch request may be held (its `max_wait_ms`); `None` for one Kafka would
+/// answer at once however empty (`min_bytes` 0 or less) and for a fetch of an
+/// incremental fetch session, which a second copy of the same request would upset
+/// (librdkafka uses none: it sends session 0, epoch -1).
 pub fn fetch_max_wait_ms(frame: &[u8]) -> Option<i32> {
     let (h, mut r) = request(frame)?;
+    let v = h.api_version;
     if h.api_key != FETCH {
         return None;
     }
-    if h.api_version <= 14 {
+    if v <= 14 {
         r.i32()?; // replica id
     }
-    r.i32()
+    let max_wait = r.i32()?;
+    if r.i32()? <= 0 {
+        return None; // min bytes
+    }
+    if v >= 7 {
+        r.skip(4 + 1)?; // max bytes, isolation level
+        r.i32()?; // session id
+        if r.i32()? != -1 {
+            return None; // session epoch
+        }
+    }
+    Some(max_wait)
 }
 
 /// Versions at and above which each API is flexible (a compact encoding, tagged fields).
@@ -133,11 +159,8 @@ pub fn fetch_is_empty(frame: &[u8], h: RequestHeader) -> Option<bool> {
     let (flexible, at) = response(frame, h)?;
     let mut r = Reader::new(&frame[at..], flexible);
     r.i32()?; // throttle time
-    if v >= 7 {
-        if r.i16()? != 0 {
-            return Some(false);
-        }
-        r.i32()?; // session id
+    if v >= 7 && (r.i16()? != 0 || r.i32()? != 0) {
+        return Some(false); // an error, or a fetch session's answer
     }
     for _ in 0..r.array_len()? {
         if v >= 13 {
@@ -158,8 +181,8 @@ pub fn fetch_is_empty(frame: &[u8], h: RequestHeader) -> Option<bool> {
                 r.skip(8 + 8)?; // aborted transaction: producer id, first offset
                 r.tagged_fields()?;
             }
-            if v >= 11 {
-                r.i32()?; // preferred read replica
+            if v >= 11 && r.i32()? != -1 {
+                return Some(false); // read from another replica: the client must know
             }
             if r.nullable_bytes_len()?.unwrap_or(0) > 0 {
                 return Some(false);

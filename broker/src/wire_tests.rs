@@ -114,6 +114,15 @@ fn an_answer_without_records_or_errors_is_empty_in_every_version() {
 }
 
 #[test]
+fn a_fetch_session_or_another_replica_is_handed_on_at_once() {
+    let session = Frame::flexible().i32(7).tags().i32(0).i16(0).i32(12).len(Some(0)).tags();
+    assert_eq!(fetch_is_empty(&session.finish(), fetch(13)), Some(false));
+    let f = Frame::flexible().i32(7).tags().i32(0).i16(0).i32(0).len(Some(1)).raw(&[9; 16]);
+    let f = f.len(Some(1)).i32(0).i16(0).i64(1).i64(1).i64(0).len(None).i32(2).len(None);
+    assert_eq!(fetch_is_empty(&f.tags().tags().tags().finish(), fetch(13)), Some(false));
+}
+
+#[test]
 fn a_fetch_answer_that_does_not_parse_is_not_called_empty() {
     let empty = fetch_response(13, 0, &[(0, None)]);
     // Cut anywhere before the end: never "empty", so it passes through at once.
@@ -139,11 +148,17 @@ fn request_frame(api_key: i16, version: i16, flexible: bool) -> Frame {
 
 #[test]
 fn fetch_requests_say_how_long_they_may_wait() {
-    let v13 = request_frame(FETCH, 13, true).i32(-1).i32(500).i32(1).finish();
-    assert_eq!(fetch_max_wait_ms(&v13), Some(500));
-    let v15 = request_frame(FETCH, 15, true).i32(250).i32(1).finish();
-    assert_eq!(fetch_max_wait_ms(&v15), Some(250), "no replica id from v15");
-    let v4 = request_frame(FETCH, 4, false).i32(-1).i32(100).finish();
+    // max wait, min bytes, max bytes, isolation level, session id, session epoch
+    let v13 = |min_bytes, epoch| {
+        let f = request_frame(FETCH, 13, true).i32(-1).i32(500).i32(min_bytes).i32(1 << 20);
+        f.i8(1).i32(0).i32(epoch).finish()
+    };
+    assert_eq!(fetch_max_wait_ms(&v13(1, -1)), Some(500));
+    assert_eq!(fetch_max_wait_ms(&v13(0, -1)), None, "min bytes 0: answered at once");
+    assert_eq!(fetch_max_wait_ms(&v13(1, 3)), None, "a fetch session's: not sent twice");
+    let v15 = request_frame(FETCH, 15, true).i32(250).i32(1).i32(1 << 20).i8(1).i32(0).i32(-1);
+    assert_eq!(fetch_max_wait_ms(&v15.finish()), Some(250), "no replica id from v15");
+    let v4 = request_frame(FETCH, 4, false).i32(-1).i32(100).i32(1).finish();
     assert_eq!(fetch_max_wait_ms(&v4), Some(100));
     let produce = request_frame(PRODUCE, 7, false).i16(-1).i16(1).finish();
     assert_eq!(fetch_max_wait_ms(&produce), None);
@@ -220,5 +235,8 @@ fn frames_are_read_whole_and_absurd_sizes_refused() {
     assert!(read_frame(&mut input).is_err(), "a frame cut short is an error");
     assert_eq!(read_frame(&mut [].as_slice()).unwrap(), None, "a clean end");
     assert!(read_frame(&mut (-1i32).to_be_bytes().as_slice()).is_err());
-    assert!(read_frame(&mut i32::MAX.to_be_bytes().as_slice()).is_err());
+    let huge = [i32::MAX.to_be_bytes().as_slice(), &[0; 10]].concat();
+    assert!(read_frame(&mut huge.as_slice()).is_err(), "cut short, and nothing reserved for it");
+    assert_eq!(request_correlation(&request_frame(FETCH, 4, false).finish()), Some(42));
+    assert_eq!(response_correlation(&fetch_response(4, 0, &[])), Some(7));
 }

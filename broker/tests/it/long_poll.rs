@@ -27,7 +27,8 @@ fn a_held_fetch_is_answered_when_a_transaction_commits() {
     let spec = TopicSpec { name: "t".into(), partitions: 1, replication: 1, configs: vec![] };
     ensure_topics(&b, &[spec]).unwrap();
 
-    // Each fetch may wait 8 s: long enough that only a wake explains a prompt answer.
+    // Each fetch may wait 8 s: the record arrives through a fetch the front held and asked
+    // again (after the commit's wake, or its periodic ask), not by the wait running out.
     let consumer: BaseConsumer =
         client::consumer_config(&b, "g").set("fetch.wait.max.ms", "8000").create().unwrap();
     let mut tpl = TopicPartitionList::new();
