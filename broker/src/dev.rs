@@ -254,7 +254,11 @@ impl DevBroker {
     /// Graceful stop: SIGTERM, then wait for the process to exit.
     pub fn stop(&mut self) -> Result<(), DevBrokerError> {
         if let Some(mut child) = self.child.take() {
-            kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM)?;
+            // Only a child not yet reaped (`is_running` may have): a reaped one's pid may
+            // already belong to another process, or to one of this process's threads.
+            if child.try_wait()?.is_none() {
+                kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM)?;
+            }
             child.wait()?;
         }
         Ok(())

@@ -114,7 +114,7 @@ impl Member {
     pub fn stop(&mut self) {
         self.wanted = false;
         if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            signal_live(&mut child, Signal::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(30);
             while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
@@ -124,9 +124,9 @@ impl Member {
         }
     }
 
-    pub fn signal(&self, signal: Signal) {
-        if let Some(child) = &self.child {
-            let _ = kill(Pid::from_raw(child.id() as i32), signal);
+    pub fn signal(&mut self, signal: Signal) {
+        if let Some(child) = &mut self.child {
+            signal_live(child, signal);
         }
     }
 
@@ -136,6 +136,22 @@ impl Member {
 
     pub fn log(&self) -> &Path {
         &self.log
+    }
+}
+
+/// Signal `child` only while it has not been reaped: once a `try_wait` has collected its
+/// exit (a supervision check, `is_running`), its pid is free and the kernel hands it to
+/// the next process or thread, maybe one of this very process's own threads (pids wrap at
+/// 32,768 here within minutes of a test run). A child that exits after the check stays a
+/// zombie, its pid taken, until it is waited for.
+pub(crate) fn signal_live(child: &mut std::process::Child, signal: Signal) {
+    match child.try_wait() {
+        Ok(None) => {
+            let _ = kill(Pid::from_raw(child.id() as i32), signal);
+        }
+        exited => {
+            tracing::warn!(pid = child.id(), ?signal, ?exited, "not signalled: already reaped")
+        }
     }
 }
 

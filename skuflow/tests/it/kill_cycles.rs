@@ -86,7 +86,7 @@ impl Up {
 
     fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
-            kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+            child.kill().unwrap(); // std's: a no-op once the child has been reaped
             child.wait().unwrap();
         }
     }

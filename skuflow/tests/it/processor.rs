@@ -191,7 +191,7 @@ fn two_processors_share_the_partitions_and_one_leaves() {
 #[test]
 fn a_zombie_is_fenced_and_none_of_its_output_is_visible() {
     let cluster = Cluster::start();
-    let zombie = cluster.processor("p-0", "store-0");
+    let mut zombie = cluster.processor("p-0", "store-0");
     let phase1 = stock_and_holds("z", 16, 1500);
     cluster.produce(&phase1);
     cluster.wait_replies(100);
@@ -206,7 +206,6 @@ fn a_zombie_is_fenced_and_none_of_its_output_is_visible() {
     cluster.produce(&phase2);
 
     zombie.signal(Signal::SIGCONT);
-    let mut zombie = zombie;
     let status = zombie.wait(WAIT);
     assert_eq!(status.code(), Some(3), "the zombie stops as fenced:\n{}", zombie.log_text());
     assert!(zombie.log_text().contains("fenced"), "{}", zombie.log_text());

@@ -146,8 +146,11 @@ pub struct Proc {
 }
 
 impl Proc {
-    pub fn signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    /// Signal the process unless it has been reaped (its pid may belong to another by now).
+    pub fn signal(&mut self, signal: Signal) {
+        if self.child.try_wait().unwrap().is_none() {
+            kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
+        }
     }
 
     pub fn kill9(mut self) {
