@@ -6,8 +6,9 @@ Started by scripts/bench-compare, which installs and builds what this needs. It 
 - Redis (AOF, appendfsync everysec) with `skuflow-baseline serve --backend redis`;
 - PostgreSQL (synchronous commit on, fsync on) with `skuflow-baseline serve --backend
   postgres`;
-one system at a time (each is stopped before the next starts), and sends it open-loop load (`skuflow-baseline load`) at fixed rates: reserves
-spread over many SKUs and on one hot SKU, and reads. For every run it records the
+one system at a time, freshly started for each ladder and stopped after it, and sends it
+open-loop load (`skuflow-baseline load`) at fixed rates: reserves spread over many SKUs
+and on one hot SKU, and reads. For every run it records the
 latency percentiles and, from /proc, the CPU time of every process of the system under
 test (the load generator excluded) divided by the commands answered. It writes a JSON
 file with every run, a Markdown table and the plots.
@@ -125,13 +126,20 @@ def main():
     wanted = args.systems.split(",")
     results = []
     try:
+        # Every ladder on a freshly started system: the dev broker's cost grows with the
+        # data it holds (BROKERS.md), so a ladder run after another would carry the
+        # earlier ladders' data; the baselines are restarted the same way.
         for name in wanted:
-            started = []
-            try:
-                system = start_system(name, args, work, started, keys, key, admin)
-                results += bench_system(args, system)
-            finally:
-                stop(started)
+            for kind, mode, rates, skus in ladders(args, name):
+                started = []
+                dir = f"{work}/{name}-{mode}"
+                os.makedirs(dir)
+                os.chmod(dir, 0o755)
+                try:
+                    system = start_system(name, args, dir, started, keys, key, admin)
+                    results += ladder(args, system, kind, mode, rates, skus)
+                finally:
+                    stop(started)
         meta = {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "cpus": os.cpu_count(),
@@ -222,16 +230,16 @@ def ladder(args, system, kind, mode, rates, skus):
     return out
 
 
-def bench_system(args, system):
+def ladders(args, name):
+    """(kind, mode, rates, skus) of every ladder system `name` runs."""
     rates = [int(r) for r in args.rates.split(",")]
     read_rates = [int(r) for r in args.read_rates.split(",")]
-    out = ladder(args, system, "reserve", "spread", rates, args.skus)
-    out += ladder(args, system, "reserve", "hot", rates, 1)
-    out += ladder(args, system, "read", "read", read_rates, args.skus)
+    out = [("reserve", "spread", rates, args.skus), ("reserve", "hot", rates, 1),
+           ("read", "read", read_rates, args.skus)]
     # The same server's empty handler (skuflow's /healthz, the baseline server's /trivial,
     # shared by Redis and PostgreSQL): what a read costs beyond the HTTP layer.
-    if system.name in ("skuflow", "redis"):
-        out += ladder(args, system, "trivial", "trivial", read_rates, args.skus)
+    if name in ("skuflow", "redis"):
+        out.append(("trivial", "trivial", read_rates, args.skus))
     return out
 
 

@@ -148,8 +148,14 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
 /// One client connection: requests flow to the broker on this thread (a fetch after an
 /// empty one waits first), answers flow back on another.
 fn serve(client: TcpStream, shared: &Arc<Shared>) {
-    // A broker that is down refuses the connection: the client sees it closed.
+    // A broker that is down refuses the connection: the client sees it closed. While it is
+    // down, the kernel may even pick its port as this connection's own and connect the
+    // socket to itself (a loopback simultaneous open), which would also keep the broker
+    // from binding its port again: such a connection is dropped.
     let Ok(upstream) = TcpStream::connect(shared.upstream) else { return };
+    if upstream.local_addr().ok() == upstream.peer_addr().ok() {
+        return;
+    }
     let conn = Arc::new(Conn::default());
     let answers = match (client.try_clone(), upstream.try_clone()) {
         (Ok(c), Ok(u)) => {
@@ -160,8 +166,10 @@ fn serve(client: TcpStream, shared: &Arc<Shared>) {
                     if let Err(e) = answers(&c, &u, &conn, &shared) {
                         tracing::trace!(error = %e, "broker front: answers ended");
                     }
-                    // The broker closed (or broke the protocol): so does the client's end.
+                    // The broker closed (or broke the protocol): so does the client's end,
+                    // and the broker's, should the requests thread be blocked writing to it.
                     let _ = c.shutdown(Shutdown::Both);
+                    let _ = u.shutdown(Shutdown::Both);
                 })
                 .ok()
         }
@@ -184,14 +192,31 @@ fn serve(client: TcpStream, shared: &Arc<Shared>) {
 struct Conn {
     /// Requests sent and not yet answered, oldest first (Kafka answers in order).
     pending: Mutex<VecDeque<Pending>>,
-    /// The wake generation when the connection's last fetch was sent, if it came back
-    /// empty: the client's next fetch waits until the generation moves past it.
-    empty_fetch: Mutex<Option<u64>>,
+    /// The connection's last fetch, if it came back empty: the client's next fetch, if it
+    /// asks for the same again, waits until the generation moves past the one it was sent
+    /// at.
+    empty_fetch: Mutex<Option<EmptyFetch>>,
+}
+
+struct EmptyFetch {
+    /// The wake generation when it was sent.
+    generation: u64,
+    /// What it asked for: the request without its size and correlation id. A fetch that
+    /// asks for something else (after a seek, a new assignment) goes at once.
+    asked: Vec<u8>,
+}
+
+/// A fetch request as [`EmptyFetch::asked`] keeps it.
+fn asked(request: &[u8]) -> Vec<u8> {
+    let (head, rest) = request.split_at(request.len().min(12));
+    [head.get(4..8).unwrap_or_default(), rest].concat()
 }
 
 struct Pending {
     correlation: Option<i32>,
     header: Option<RequestHeader>,
+    /// A fetch's [`asked`].
+    fetch: Option<Vec<u8>>,
     /// The wake generation when the request was sent.
     generation: u64,
 }
@@ -206,14 +231,16 @@ fn requests(
     upstream.set_nodelay(true)?;
     while let Some(request) = wire::read_frame(&mut client)? {
         let header = wire::request(&request).map(|(h, _)| h);
-        if header.is_some_and(|h| h.api_key == wire::FETCH) {
-            delay_fetch(&request, conn, shared);
+        let fetch = header.is_some_and(|h| h.api_key == wire::FETCH).then(|| asked(&request));
+        if let Some(fetch) = &fetch {
+            delay_fetch(&request, fetch, conn, shared);
         }
         let answered = !wire::expects_no_response(&request);
         if answered {
             let pending = Pending {
                 correlation: wire::request_correlation(&request),
                 header,
+                fetch,
                 generation: shared.wake.generation(),
             };
             lock(&conn.pending).push_back(pending);
@@ -226,10 +253,14 @@ fn requests(
     Ok(())
 }
 
-/// A fetch that follows an empty one is sent once data may have arrived since that one
-/// was sent, or after [`ASK_AGAIN`] (at most its own `max_wait_ms`).
-fn delay_fetch(request: &[u8], conn: &Conn, shared: &Shared) {
-    let Some(since) = lock(&conn.empty_fetch).take() else { return };
+/// A fetch that asks again what an empty one asked is sent once data may have arrived
+/// since that one was sent, or after [`ASK_AGAIN`] (at most its own `max_wait_ms`).
+fn delay_fetch(request: &[u8], fetch: &[u8], conn: &Conn, shared: &Shared) {
+    let Some(empty) = lock(&conn.empty_fetch).take() else { return };
+    if empty.asked != fetch {
+        return;
+    }
+    let since = empty.generation;
     let Some(wait) = wire::fetch_max_wait_ms(request) else { return };
     let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0)).min(ASK_AGAIN);
     if wait.is_zero() {
@@ -262,7 +293,10 @@ fn answers(
             match h.api_key {
                 wire::FETCH => {
                     let empty = wire::fetch_is_empty(&response, h) == Some(true);
-                    *lock(&conn.empty_fetch) = empty.then_some(pending.generation);
+                    *lock(&conn.empty_fetch) = pending
+                        .fetch
+                        .filter(|_| empty)
+                        .map(|asked| EmptyFetch { generation: pending.generation, asked });
                 }
                 wire::PRODUCE | wire::END_TXN | wire::INIT_PRODUCER_ID => shared.wake.bump(),
                 wire::METADATA | wire::FIND_COORDINATOR | wire::DESCRIBE_CLUSTER
@@ -322,6 +356,19 @@ impl Wake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fetch_asks_the_same_again_whatever_its_correlation_id() {
+        let frame = |correlation: i32, offset: u8| {
+            let mut f = vec![0, 0, 0, 14, 0, 1, 0, 13];
+            f.extend_from_slice(&correlation.to_be_bytes());
+            f.extend_from_slice(&[0, 0, 0, 0, 0, offset]);
+            f
+        };
+        assert_eq!(asked(&frame(1, 5)), asked(&frame(2, 5)));
+        assert_ne!(asked(&frame(1, 5)), asked(&frame(1, 6)), "another offset: asked at once");
+        assert_eq!(asked(&[1, 2]), Vec::<u8>::new(), "a frame cut short is its own");
+    }
 
     #[test]
     fn a_wait_ends_at_once_if_data_may_have_arrived_since_and_else_at_its_deadline() {
