@@ -43,6 +43,8 @@ const ASK_AGAIN: Duration = Duration::from_millis(50);
 /// What the front has done with fetches that followed an empty one, since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HoldStats {
+    /// Fetch requests relayed.
+    pub fetches: u64,
     /// Fetches that waited before going to the broker.
     pub held: u64,
     /// Waits ended because data may have arrived.
@@ -72,6 +74,7 @@ struct Shared {
     upstream: SocketAddr,
     stop: AtomicBool,
     wake: Wake,
+    fetches: AtomicU64,
     held: AtomicU64,
     woken: AtomicU64,
     expired: AtomicU64,
@@ -85,6 +88,7 @@ impl LongPoll {
             upstream,
             stop: AtomicBool::new(false),
             wake: Wake::default(),
+            fetches: AtomicU64::new(0),
             held: AtomicU64::new(0),
             woken: AtomicU64::new(0),
             expired: AtomicU64::new(0),
@@ -101,6 +105,7 @@ impl LongPoll {
     pub fn stats(&self) -> HoldStats {
         let s = &self.shared;
         HoldStats {
+            fetches: s.fetches.load(Ordering::Relaxed),
             held: s.held.load(Ordering::Relaxed),
             woken: s.woken.load(Ordering::Relaxed),
             expired: s.expired.load(Ordering::Relaxed),
@@ -192,31 +197,17 @@ fn serve(client: TcpStream, shared: &Arc<Shared>) {
 struct Conn {
     /// Requests sent and not yet answered, oldest first (Kafka answers in order).
     pending: Mutex<VecDeque<Pending>>,
-    /// The connection's last fetch, if it came back empty: the client's next fetch, if it
-    /// asks for the same again, waits until the generation moves past the one it was sent
-    /// at.
-    empty_fetch: Mutex<Option<EmptyFetch>>,
-}
-
-struct EmptyFetch {
-    /// The wake generation when it was sent.
-    generation: u64,
-    /// What it asked for: the request without its size and correlation id. A fetch that
-    /// asks for something else (after a seek, a new assignment) goes at once.
-    asked: Vec<u8>,
-}
-
-/// A fetch request as [`EmptyFetch::asked`] keeps it.
-fn asked(request: &[u8]) -> Vec<u8> {
-    let (head, rest) = request.split_at(request.len().min(12));
-    [head.get(4..8).unwrap_or_default(), rest].concat()
+    /// The wake generation when the connection's last fetch was sent, if it came back
+    /// empty: the client's next fetch waits until the generation moves past it. A
+    /// `ListOffsets` or `OffsetForLeaderEpoch` on the connection (a seek, an offset reset)
+    /// clears it. (Comparing the fetches' bytes does not work: librdkafka rotates the
+    /// order of the partitions in each fetch.)
+    empty_fetch: Mutex<Option<u64>>,
 }
 
 struct Pending {
     correlation: Option<i32>,
     header: Option<RequestHeader>,
-    /// A fetch's [`asked`].
-    fetch: Option<Vec<u8>>,
     /// The wake generation when the request was sent.
     generation: u64,
 }
@@ -231,36 +222,42 @@ fn requests(
     upstream.set_nodelay(true)?;
     while let Some(request) = wire::read_frame(&mut client)? {
         let header = wire::request(&request).map(|(h, _)| h);
-        let fetch = header.is_some_and(|h| h.api_key == wire::FETCH).then(|| asked(&request));
-        if let Some(fetch) = &fetch {
-            delay_fetch(&request, fetch, conn, shared);
+        match header.map(|h| h.api_key) {
+            Some(wire::FETCH) => {
+                shared.fetches.fetch_add(1, Ordering::Relaxed);
+                delay_fetch(&request, conn, shared);
+            }
+            Some(wire::LIST_OFFSETS | wire::OFFSET_FOR_LEADER_EPOCH) => {
+                lock(&conn.empty_fetch).take();
+            }
+            _ => {}
         }
         let answered = !wire::expects_no_response(&request);
         if answered {
             let pending = Pending {
                 correlation: wire::request_correlation(&request),
                 header,
-                fetch,
                 generation: shared.wake.generation(),
             };
             lock(&conn.pending).push_back(pending);
         }
         wire::write_frame(&mut upstream, &request)?;
-        if !answered {
+        // Data is on its way: a waiting fetch goes now, and may find it before the
+        // producer hears back (as a broker that holds fetches answers one as soon as the
+        // data is appended). If it is too early, its empty answer is sent at a newer
+        // generation, and the bump when the write is answered sends the next one.
+        let writes = header.is_some_and(|h| matches!(h.api_key, wire::PRODUCE | wire::END_TXN));
+        if writes || !answered {
             shared.wake.bump();
         }
     }
     Ok(())
 }
 
-/// A fetch that asks again what an empty one asked is sent once data may have arrived
-/// since that one was sent, or after [`ASK_AGAIN`] (at most its own `max_wait_ms`).
-fn delay_fetch(request: &[u8], fetch: &[u8], conn: &Conn, shared: &Shared) {
-    let Some(empty) = lock(&conn.empty_fetch).take() else { return };
-    if empty.asked != fetch {
-        return;
-    }
-    let since = empty.generation;
+/// A fetch that follows an empty one is sent once data may have arrived since that one
+/// was sent, or after [`ASK_AGAIN`] (at most its own `max_wait_ms`).
+fn delay_fetch(request: &[u8], conn: &Conn, shared: &Shared) {
+    let Some(since) = lock(&conn.empty_fetch).take() else { return };
     let Some(wait) = wire::fetch_max_wait_ms(request) else { return };
     let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0)).min(ASK_AGAIN);
     if wait.is_zero() {
@@ -293,10 +290,7 @@ fn answers(
             match h.api_key {
                 wire::FETCH => {
                     let empty = wire::fetch_is_empty(&response, h) == Some(true);
-                    *lock(&conn.empty_fetch) = pending
-                        .fetch
-                        .filter(|_| empty)
-                        .map(|asked| EmptyFetch { generation: pending.generation, asked });
+                    *lock(&conn.empty_fetch) = empty.then_some(pending.generation);
                 }
                 wire::PRODUCE | wire::END_TXN | wire::INIT_PRODUCER_ID => shared.wake.bump(),
                 wire::METADATA | wire::FIND_COORDINATOR | wire::DESCRIBE_CLUSTER
@@ -356,19 +350,6 @@ impl Wake {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_fetch_asks_the_same_again_whatever_its_correlation_id() {
-        let frame = |correlation: i32, offset: u8| {
-            let mut f = vec![0, 0, 0, 14, 0, 1, 0, 13];
-            f.extend_from_slice(&correlation.to_be_bytes());
-            f.extend_from_slice(&[0, 0, 0, 0, 0, offset]);
-            f
-        };
-        assert_eq!(asked(&frame(1, 5)), asked(&frame(2, 5)));
-        assert_ne!(asked(&frame(1, 5)), asked(&frame(1, 6)), "another offset: asked at once");
-        assert_eq!(asked(&[1, 2]), Vec::<u8>::new(), "a frame cut short is its own");
-    }
 
     #[test]
     fn a_wait_ends_at_once_if_data_may_have_arrived_since_and_else_at_its_deadline() {

@@ -12,9 +12,11 @@ use std::io::{self, Read, Write};
 
 pub const PRODUCE: i16 = 0;
 pub const FETCH: i16 = 1;
+pub const LIST_OFFSETS: i16 = 2;
 pub const METADATA: i16 = 3;
 pub const FIND_COORDINATOR: i16 = 10;
 pub const INIT_PRODUCER_ID: i16 = 22;
+pub const OFFSET_FOR_LEADER_EPOCH: i16 = 23;
 pub const END_TXN: i16 = 26;
 pub const DESCRIBE_CLUSTER: i16 = 60;
 
