@@ -10,8 +10,8 @@
 //! When a fetch comes back with no records and no error, the client gets that answer at
 //! once, and its next fetch on the connection (librdkafka sends it right away) waits in
 //! the front until data may have arrived anywhere since the empty one was sent (a
-//! produce, an `EndTxn`, an `InitProducerId` that aborts a predecessor's transaction
-//! answered through the front), or [`ASK_AGAIN`] passes. A consumer thus sees new data
+//! produce or an `EndTxn` sent or answered, an `InitProducerId` that aborts a
+//! predecessor's transaction answered), or [`ASK_AGAIN`] passes. A consumer thus sees new data
 //! about as soon as it would from a broker that holds fetches, and an idle one costs 20
 //! fetches a second. Each request still goes to the broker exactly once.
 //!
