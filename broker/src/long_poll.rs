@@ -40,7 +40,7 @@ use crate::wire::{self, RequestHeader};
 /// consumer then fetches 20 times a second instead of thousands.
 const ASK_AGAIN: Duration = Duration::from_millis(50);
 
-/// What the front has done with fetches that followed an empty one, since it started.
+/// What the front has done with fetches since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HoldStats {
     /// Fetch requests relayed.
