@@ -37,6 +37,8 @@ pub enum DevBrokerError {
         "dev broker on {addr} did not answer a metadata request within {waited:?}; last log lines:\n{log}"
     )]
     NotReady { addr: String, waited: Duration, log: String },
+    #[error("the dev broker's port {port} was taken by another process while it started")]
+    PortTaken { port: u16 },
     #[error("dev broker io: {0}")]
     Io(#[from] std::io::Error),
     #[error("could not signal the dev broker: {0}")]
@@ -50,6 +52,9 @@ pub struct DevBrokerConfig {
     pub host: String,
     /// `None` picks a free port.
     pub port: Option<u16>,
+    /// The broker process's own port behind the front; `None` picks a free one. (Only
+    /// with the front; without it the broker listens on `port`.)
+    pub broker_port: Option<u16>,
     /// `None` uses a temporary directory removed with the broker.
     pub data_dir: Option<PathBuf>,
     pub ready_timeout: Duration,
@@ -65,6 +70,7 @@ impl Default for DevBrokerConfig {
             binary: default_binary(),
             host: "127.0.0.1".to_owned(),
             port: None,
+            broker_port: None,
             data_dir: None,
             ready_timeout: Duration::from_secs(30),
             hold_fetches: std::env::var("SKUFLOW_BROKER_HOLD_FETCHES").map_or(true, |v| v != "0"),
@@ -146,7 +152,10 @@ impl DevBroker {
             None => DataDir::Temp(tempfile::Builder::new().prefix("skuflow-broker-").tempdir()?),
         };
         let (broker_port, front) = if config.hold_fetches {
-            let broker_port = free_port(&config.host)?;
+            let broker_port = match config.broker_port {
+                Some(port) => port,
+                None => free_port(&config.host)?,
+            };
             let upstream = (config.host.as_str(), broker_port)
                 .to_socket_addrs()?
                 .next()
@@ -175,6 +184,11 @@ impl DevBroker {
         self.front.as_ref().map(LongPoll::stats)
     }
 
+    /// Where the broker process itself listens (the front's port without a front).
+    pub fn broker_port(&self) -> u16 {
+        self.broker_port
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -183,7 +197,38 @@ impl DevBroker {
         self.data_dir().join("broker.log")
     }
 
+    /// Start the broker process and wait until it is ready. Behind the front, a private
+    /// port that another process took between being picked and being bound (a parallel
+    /// test's broker, say) is replaced by a new one, a few times: clients only ever see
+    /// the front's port.
     fn spawn(&mut self) -> Result<(), DevBrokerError> {
+        let mut attempts = 1;
+        loop {
+            match self.spawn_once() {
+                Err(DevBrokerError::PortTaken { port })
+                    if attempts < PORT_ATTEMPTS && self.front.is_some() =>
+                {
+                    attempts += 1;
+                    self.broker_port = free_port(&self.config.host)?;
+                    let upstream = (self.config.host.as_str(), self.broker_port)
+                        .to_socket_addrs()?
+                        .next()
+                        .ok_or_else(|| std::io::Error::other("no address for the broker"))?;
+                    if let Some(front) = &self.front {
+                        front.set_upstream(upstream);
+                    }
+                    tracing::debug!(
+                        taken = port,
+                        now = self.broker_port,
+                        "dev broker moves to another private port"
+                    );
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn spawn_once(&mut self) -> Result<(), DevBrokerError> {
         let log = File::options().create(true).append(true).open(self.log_path())?;
         let child = Command::new(&self.config.binary)
             .arg("start")
@@ -202,21 +247,35 @@ impl DevBroker {
         self.wait_ready()
     }
 
+    /// Ready: this very process listens on its port and a metadata request through the
+    /// public address is answered. (Answers alone could come from another broker that
+    /// holds the port this one failed to bind.)
     fn wait_ready(&mut self) -> Result<(), DevBrokerError> {
         let started = Instant::now();
         let addr = self.bootstrap();
         loop {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
+            let Some(child) = self.child.as_mut() else {
+                return Err(DevBrokerError::NotReady {
+                    addr,
+                    waited: started.elapsed(),
+                    log: self.log_tail(),
+                });
+            };
+            if let Some(status) = child.try_wait()? {
                 self.child = None;
+                if !listening_inodes(self.broker_port).is_empty() {
+                    return Err(DevBrokerError::PortTaken { port: self.broker_port });
+                }
                 return Err(DevBrokerError::Exited {
                     status: status.to_string(),
                     log: self.log_tail(),
                 });
             }
-            // Each attempt blocks for up to a second inside librdkafka while it connects.
-            if kafka::metadata_answers(&addr, Duration::from_secs(1)) {
+            if !listens(child.id(), self.broker_port) {
+                std::thread::sleep(Duration::from_millis(20));
+            } else if kafka::metadata_answers(&addr, Duration::from_secs(1)) {
+                // (Each attempt blocks for up to a second inside librdkafka while it
+                // connects.)
                 return Ok(());
             }
             if started.elapsed() > self.config.ready_timeout {
@@ -254,11 +313,7 @@ impl DevBroker {
     /// Graceful stop: SIGTERM, then wait for the process to exit.
     pub fn stop(&mut self) -> Result<(), DevBrokerError> {
         if let Some(mut child) = self.child.take() {
-            // Only a child not yet reaped (`is_running` may have): a reaped one's pid may
-            // already belong to another process, or to one of this process's threads.
-            if child.try_wait()?.is_none() {
-                kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM)?;
-            }
+            signal_live(&mut child, Signal::SIGTERM)?;
             child.wait()?;
         }
         Ok(())
@@ -277,6 +332,67 @@ impl Drop for DevBroker {
             let _ = child.wait();
         }
     }
+}
+
+/// Send `signal` to `child` only while it has not been reaped; returns whether it was
+/// sent. Once a `try_wait` (an `is_running` check, a supervisor's) has collected the
+/// child's exit, its pid is free and the kernel hands it to the next process or thread,
+/// maybe one of this very process's own threads: `kill` on it would signal a stranger
+/// or this process (pids wrap at `pid_max`, 32,768 on small machines, within minutes of
+/// a test run). A child that exits after the check stays a zombie, its pid taken, until
+/// it is waited for, so the check cannot race.
+pub fn signal_live(child: &mut Child, signal: Signal) -> std::io::Result<bool> {
+    if child.try_wait()?.is_some() {
+        return Ok(false);
+    }
+    kill(Pid::from_raw(child.id() as i32), signal)?;
+    Ok(true)
+}
+
+/// How many private ports start-up tries behind the front (see [`DevBroker::spawn`]).
+const PORT_ATTEMPTS: u32 = 5;
+
+/// The inodes of the sockets listening on TCP `port` (any address), from the kernel's
+/// tables of this network namespace.
+fn listening_inodes(port: u16) -> Vec<u64> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+        for fields in text.lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>()) {
+            let local_port = fields.get(1).and_then(|a| a.rsplit(':').next());
+            if fields.get(3) == Some(&"0A")
+                && local_port.and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port)
+                && let Some(inode) = fields.get(9).and_then(|i| i.parse().ok())
+            {
+                inodes.push(inode);
+            }
+        }
+    }
+    inodes
+}
+
+/// Whether process `pid`, or a child of it (`SKUFLOW_BROKER_BIN` may be a wrapper),
+/// holds a socket listening on TCP `port`.
+fn listens(pid: u32, port: u16) -> bool {
+    let inodes = listening_inodes(port);
+    if inodes.is_empty() {
+        return false;
+    }
+    let children = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>());
+    std::iter::once(pid).chain(children).any(|pid| {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+        fds.filter_map(Result::ok).filter_map(|fd| std::fs::read_link(fd.path()).ok()).any(|link| {
+            let text = link.to_string_lossy();
+            let inode = text.strip_prefix("socket:[").and_then(|t| t.strip_suffix(']'));
+            inode.and_then(|i| i.parse().ok()).is_some_and(|i: u64| inodes.contains(&i))
+        })
+    })
 }
 
 /// A port the OS just handed out on `host`; free again once the listener is dropped.

@@ -65,13 +65,14 @@ impl std::fmt::Debug for LongPoll {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LongPoll")
             .field("listen", &self.listen)
-            .field("upstream", &self.shared.upstream)
+            .field("upstream", &self.shared.upstream())
             .finish()
     }
 }
 
 struct Shared {
-    upstream: SocketAddr,
+    /// Where the broker listens now (it may move when the broker is started again).
+    upstream: Mutex<SocketAddr>,
     stop: AtomicBool,
     wake: Wake,
     fetches: AtomicU64,
@@ -80,12 +81,18 @@ struct Shared {
     expired: AtomicU64,
 }
 
+impl Shared {
+    fn upstream(&self) -> SocketAddr {
+        *lock(&self.upstream)
+    }
+}
+
 impl LongPoll {
     /// Serve `listener`, relaying to the broker at `upstream`.
     pub fn start(listener: TcpListener, upstream: SocketAddr) -> io::Result<Self> {
         let listen = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            upstream,
+            upstream: Mutex::new(upstream),
             stop: AtomicBool::new(false),
             wake: Wake::default(),
             fetches: AtomicU64::new(0),
@@ -100,6 +107,12 @@ impl LongPoll {
                 .spawn(move || accept_loop(&listener, &shared))?
         };
         Ok(Self { listen, shared, accept: Some(accept) })
+    }
+
+    /// Relay new connections to the broker at `upstream` from now on (connections already
+    /// relayed stay on the old address until they close).
+    pub fn set_upstream(&self, upstream: SocketAddr) {
+        *lock(&self.shared.upstream) = upstream;
     }
 
     pub fn stats(&self) -> HoldStats {
@@ -157,7 +170,7 @@ fn serve(client: TcpStream, shared: &Arc<Shared>) {
     // down, the kernel may even pick its port as this connection's own and connect the
     // socket to itself (a loopback simultaneous open), which would also keep the broker
     // from binding its port again: such a connection is dropped.
-    let Ok(upstream) = TcpStream::connect(shared.upstream) else { return };
+    let Ok(upstream) = TcpStream::connect(shared.upstream()) else { return };
     if upstream.local_addr().ok() == upstream.peer_addr().ok() {
         return;
     }
@@ -278,7 +291,7 @@ fn answers(
     shared: &Shared,
 ) -> io::Result<()> {
     let public_port = client.local_addr()?.port();
-    let broker_port = shared.upstream.port();
+    let broker_port = upstream.peer_addr()?.port();
     while let Some(mut response) = wire::read_frame(&mut upstream)? {
         let pending = lock(&conn.pending).pop_front();
         let Some(pending) = pending.filter(|p| {

@@ -75,3 +75,36 @@ fn without_the_front_clients_talk_to_the_broker_itself() {
     ensure_topics(&broker.bootstrap(), &[spec]).unwrap();
     assert_eq!(broker::admin::partition_count(&broker.bootstrap(), "t").unwrap(), 2);
 }
+
+/// Another process took the port picked for the broker behind the front (here a second
+/// dev broker told to use the first one's): the broker moves to another port, and the
+/// front does not relay to the process that holds the old one, which shows once it is
+/// gone.
+#[test]
+fn a_private_port_taken_by_another_broker_is_replaced() {
+    let first = DevBroker::start().expect("dev broker starts");
+    let second = DevBroker::start_with(broker::DevBrokerConfig {
+        broker_port: Some(first.broker_port()),
+        ..Default::default()
+    })
+    .expect("the second broker starts on another port");
+    assert_ne!(second.broker_port(), first.broker_port());
+    let spec =
+        TopicSpec { name: "only-second".into(), partitions: 3, replication: 1, configs: vec![] };
+    ensure_topics(&second.bootstrap(), &[spec]).unwrap();
+    drop(first);
+    assert_eq!(broker::admin::partition_count(&second.bootstrap(), "only-second").unwrap(), 3);
+}
+
+/// Without the front the broker's port is the clients': one taken by another process is
+/// an error that says so, never a broker that answers from someone else's data.
+#[test]
+fn without_the_front_a_taken_port_is_an_error() {
+    let first = DevBroker::start().expect("dev broker starts");
+    let taken = DevBroker::start_with(broker::DevBrokerConfig {
+        port: Some(first.broker_port()),
+        hold_fetches: false,
+        ..Default::default()
+    });
+    assert!(taken.is_err(), "{taken:?}");
+}
