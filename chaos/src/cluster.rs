@@ -8,8 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use broker::dev::{DevBroker, DevBrokerConfig};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use topics::Topics;
 
 #[derive(Debug, thiserror::Error)]
@@ -139,16 +138,10 @@ impl Member {
     }
 }
 
-/// Signal `child` only while it has not been reaped: once a `try_wait` has collected its
-/// exit (a supervision check, `is_running`), its pid is free and the kernel hands it to
-/// the next process or thread, maybe one of this very process's own threads (pids wrap at
-/// 32,768 here within minutes of a test run). A child that exits after the check stays a
-/// zombie, its pid taken, until it is waited for.
+/// [`broker::dev::signal_live`], with a warning when the child was already reaped.
 pub(crate) fn signal_live(child: &mut std::process::Child, signal: Signal) {
-    match child.try_wait() {
-        Ok(None) => {
-            let _ = kill(Pid::from_raw(child.id() as i32), signal);
-        }
+    match broker::dev::signal_live(child, signal) {
+        Ok(true) => {}
         exited => {
             tracing::warn!(pid = child.id(), ?signal, ?exited, "not signalled: already reaped")
         }

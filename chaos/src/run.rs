@@ -166,16 +166,19 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
             "a remote target gets no faults (use kind = \"kubernetes\" or a local target)"
         );
     }
-    let nemesis = injector.map(|injector| {
-        let (plan, stop) = (plan.clone(), stop.clone());
-        std::thread::spawn(move || {
-            crate::nemesis::run(&injector, &plan, workload_start, tick, &stop)
-        })
-    });
-    let lag_sampler = cluster.as_ref().map(|c| {
-        let (c, stop) = (c.clone(), stop.clone());
-        std::thread::spawn(move || sample_lag(&c, workload_start, &stop))
-    });
+    let mut background = Background {
+        nemesis: injector.map(|injector| {
+            let (plan, stop) = (plan.clone(), stop.clone());
+            std::thread::spawn(move || {
+                crate::nemesis::run(&injector, &plan, workload_start, tick, &stop)
+            })
+        }),
+        lag_sampler: cluster.as_ref().map(|c| {
+            let (c, stop) = (c.clone(), stop.clone());
+            std::thread::spawn(move || sample_lag(&c, workload_start, &stop))
+        }),
+        stop,
+    };
     let (skipped, dropped) = rt.block_on(drive(&driver, scenario, options.progress));
     if let Some(c) = &cluster {
         let mut c = c.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -185,9 +188,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
     }
     rt.block_on(resolve(&driver));
     rt.block_on(settle(&driver, tick_bound_ms));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut faults = nemesis.map(|n| n.join().unwrap_or_default()).unwrap_or_default();
-    let lag = lag_sampler.map(|s| s.join().unwrap_or_default()).unwrap_or_default();
+    let (mut faults, lag) = background.finish();
     for f in &mut faults {
         f.start_ms += t0_ms;
         f.end_ms += t0_ms;
@@ -528,6 +529,32 @@ async fn settle(driver: &Arc<Driver>, tick_bound_ms: u64) {
         });
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// The threads that run beside the workload, each holding the local cluster. Finished
+/// (stopped and joined) on every way out of [`run`], an error included: otherwise the
+/// process would exit with a thread still owning the cluster, whose members (broker,
+/// processors, APIs) would outlive it as orphans.
+struct Background {
+    stop: Arc<AtomicBool>,
+    nemesis: Option<std::thread::JoinHandle<Vec<crate::nemesis::Applied>>>,
+    lag_sampler: Option<std::thread::JoinHandle<Vec<(usize, i64)>>>,
+}
+
+impl Background {
+    /// Stop both threads and take what they collected.
+    fn finish(&mut self) -> (Vec<crate::nemesis::Applied>, Vec<(usize, i64)>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let faults = self.nemesis.take().map(|n| n.join().unwrap_or_default());
+        let lag = self.lag_sampler.take().map(|s| s.join().unwrap_or_default());
+        (faults.unwrap_or_default(), lag.unwrap_or_default())
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 /// The processors' lag once a second, as (second of the workload, records), until `stop`.

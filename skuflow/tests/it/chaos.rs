@@ -19,18 +19,28 @@ fn run_with_history(scenario: &str) -> (bool, Value, String, Vec<Value>) {
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("chaos-{scenario}"));
     let _ = std::fs::remove_dir_all(&out);
     let path = format!("{}/../chaos/scenarios/", crate::manifest_dir().display());
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_skuflow"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_skuflow"))
         .args(["chaos", "run", &format!("{path}{scenario}.toml"), "--out"])
         .arg(&out)
         .env("SKUFLOW_LOG", "warn,processor=info")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let pid = child.id();
+    let output = child.wait_with_output().unwrap();
     let mut stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         stdout.push_str(&processor_notes(&out.join("cluster")));
     }
     let text = std::fs::read_to_string(out.join("report.json")).unwrap_or_else(|e| {
-        panic!("no report ({e}): {stdout}\n{}", String::from_utf8_lossy(&output.stderr))
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // How it ended (an exit code, or the signal that ended it) comes last, where a
+        // truncated log still shows it.
+        panic!(
+            "no report ({e}): {stdout}\n{stderr}\nchaos run (pid {pid}) ended: {}",
+            output.status
+        )
     });
     assert!(out.join("report.html").exists());
     let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();

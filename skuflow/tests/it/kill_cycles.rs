@@ -14,8 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
@@ -95,7 +94,7 @@ impl Up {
     /// no transaction left open.
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+            broker::dev::signal_live(&mut child, Signal::SIGTERM).unwrap();
             let started = Instant::now();
             while child.try_wait().unwrap().is_none() {
                 assert!(

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use broker::DevBroker;
 use broker::admin::ensure_topics;
 use broker::read::read_all;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use topics::codec::{from_json, to_json};
 use topics::*;
@@ -148,9 +147,7 @@ pub struct Proc {
 impl Proc {
     /// Signal the process unless it has been reaped (its pid may belong to another by now).
     pub fn signal(&mut self, signal: Signal) {
-        if self.child.try_wait().unwrap().is_none() {
-            kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
-        }
+        broker::dev::signal_live(&mut self.child, signal).unwrap();
     }
 
     pub fn kill9(mut self) {
