@@ -52,6 +52,11 @@ pub struct Args {
     /// The path `--kind trivial` requests.
     #[arg(long, default_value = "/trivial")]
     trivial_path: String,
+    /// Also write every request to this file as CSV, `due_ms,latency_ms,status`, its due
+    /// time counted from the run's start: to line latency up with what the server's
+    /// processes did at that moment.
+    #[arg(long)]
+    timeline: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -95,7 +100,7 @@ async fn drive(args: &Args) -> anyhow::Result<Summary> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let total = (args.rate * args.duration_s).round() as usize;
-    let latencies = Arc::new(Mutex::new(Vec::<(u16, Duration)>::with_capacity(total)));
+    let latencies = Arc::new(Mutex::new(Vec::<(u16, Duration, Duration)>::with_capacity(total)));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut dropped = 0;
     let start = Instant::now() + Duration::from_millis(100);
@@ -130,7 +135,7 @@ async fn drive(args: &Args) -> anyhow::Result<Summary> {
             };
             let took = due.elapsed();
             in_flight.fetch_sub(1, Ordering::Relaxed);
-            latencies.lock().await.push((status, took));
+            latencies.lock().await.push((status, took, due - start));
         }));
     }
     for t in tasks {
@@ -138,12 +143,21 @@ async fn drive(args: &Args) -> anyhow::Result<Summary> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let mut all = std::mem::take(&mut *latencies.lock().await);
-    all.sort_by_key(|(_, d)| *d);
+    if let Some(path) = &args.timeline {
+        all.sort_by_key(|(_, _, due)| *due);
+        let mut text = String::from("due_ms,latency_ms,status\n");
+        for (status, took, due) in &all {
+            let (due, took) = (due.as_secs_f64() * 1e3, took.as_secs_f64() * 1e3);
+            text.push_str(&format!("{due:.3},{took:.3},{status}\n"));
+        }
+        std::fs::write(path, text)?;
+    }
+    all.sort_by_key(|(_, d, _)| *d);
     let at = |q: f64| {
         all.get(((all.len() as f64 * q).ceil() as usize).saturating_sub(1))
-            .map_or(0.0, |(_, d)| d.as_secs_f64() * 1000.0)
+            .map_or(0.0, |(_, d, _)| d.as_secs_f64() * 1000.0)
     };
-    let count = |f: &dyn Fn(u16) -> bool| all.iter().filter(|(s, _)| f(*s)).count();
+    let count = |f: &dyn Fn(u16) -> bool| all.iter().filter(|(s, _, _)| f(*s)).count();
     Ok(Summary {
         kind: format!("{:?}", args.kind).to_lowercase(),
         offered_rate: args.rate,
@@ -160,6 +174,6 @@ async fn drive(args: &Args) -> anyhow::Result<Summary> {
         p90_ms: at(0.9),
         p99_ms: at(0.99),
         p999_ms: at(0.999),
-        max_ms: all.last().map_or(0.0, |(_, d)| d.as_secs_f64() * 1000.0),
+        max_ms: all.last().map_or(0.0, |(_, d, _)| d.as_secs_f64() * 1000.0),
     })
 }

@@ -6,7 +6,11 @@
 //! `receive.message.max.bytes` allows it. The conformance check `large_backlog` proves
 //! that these settings read such a backlog.
 
+use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 
 /// Largest response librdkafka accepts (its own upper bound for the setting).
 pub const RECEIVE_MESSAGE_MAX_BYTES: &str = "2147483647";
@@ -130,3 +134,26 @@ where
     }
     Ok(())
 }
+
+/// Log an error librdkafka reports for the client as a whole, except a partition's end:
+/// a consumer with `enable.partition.eof` (a reader that must know when it has read
+/// everything) gets that as an error too, and it is how such a reader knows it is done,
+/// not something an operator should see at ERROR level.
+pub fn log_client_error(error: &KafkaError, reason: &str) {
+    if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+        tracing::error!(%error, reason, "kafka client error");
+    }
+}
+
+/// The client context of readers that ask for partition ends: librdkafka's default
+/// context, but quiet about those ends ([`log_client_error`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(&error, reason);
+    }
+}
+
+impl ConsumerContext for QuietEof {}

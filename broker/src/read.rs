@@ -8,7 +8,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message, Timestamp};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::client;
+use crate::client::{self, QuietEof};
 
 /// One record as read, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,20 +37,6 @@ pub enum ReadError {
     #[error("{topic}: not read to its end within {waited:?}")]
     Timeout { topic: String, waited: Duration },
 }
-
-/// Reaching a partition's end is how this reader knows it is done, not an error worth a
-/// log line (librdkafka also reports it as a client error).
-struct QuietEof;
-
-impl rdkafka::ClientContext for QuietEof {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
-            tracing::error!(%error, reason, "kafka client error");
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for QuietEof {}
 
 /// How many partitions `topic` has (an error if it does not exist).
 pub fn partition_count<C: rdkafka::consumer::ConsumerContext>(

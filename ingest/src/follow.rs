@@ -113,6 +113,11 @@ struct Fetched {
 }
 
 impl ClientContext for FollowContext {
+    /// Quiet about partition ends: this consumer asks for them to know when it caught up.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        broker::client::log_client_error(&error, reason);
+    }
+
     fn stats(&self, statistics: Statistics) {
         let mut fetched = self.fetched.lock().unwrap_or_else(|e| e.into_inner());
         for (topic, t) in &statistics.topics {

@@ -33,6 +33,7 @@
 
 use std::time::{Duration, Instant};
 
+use broker::client::QuietEof;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
@@ -84,10 +85,10 @@ pub fn replayed_record(offset: i64, at: LogTime, applied: i64, clock: LogTime) -
 /// Reads single records of the commands topic (no group, read_uncommitted: commands are
 /// not written in transactions).
 pub struct HistoryCheck {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<QuietEof>,
     topic: String,
     /// read_committed, on the changelog topic: only committed transactions count.
-    changelog: BaseConsumer,
+    changelog: BaseConsumer<QuietEof>,
     changelog_topic: String,
     timeout: Duration,
 }
@@ -130,10 +131,10 @@ impl HistoryCheck {
         // Readers with short fetch waits: a check reads a few records and the end of the log.
         let consumer = broker::client::reader_config(bootstrap, "skuflow-processor-history")
             .set("isolation.level", "read_uncommitted")
-            .create()?;
+            .create_with_context(QuietEof)?;
         let changelog = broker::client::reader_config(bootstrap, "skuflow-processor-history")
             .set("enable.partition.eof", "true")
-            .create()?;
+            .create_with_context(QuietEof)?;
         Ok(Self {
             consumer,
             topic: topic.to_owned(),
@@ -304,7 +305,7 @@ impl HistoryCheck {
 /// restart cut, queued before it came back): librdkafka retries underneath, and the
 /// deadline bounds it.
 fn scan<T>(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<QuietEof>,
     topic: &str,
     partition: i32,
     from: i64,

@@ -124,12 +124,13 @@ pub fn restore_partition(
     let (bootstrap, topic, idle_timeout) =
         (&source.bootstrap, &source.changelog[..], source.idle_timeout);
     let started = Instant::now();
-    let consumer: BaseConsumer = broker::client::reader_config(bootstrap, "skuflow-restore")
-        .set("enable.partition.eof", "true")
-        // At most this much fetched ahead of the import (librdkafka's default is 64 MiB
-        // per consumer; several restores may run at once).
-        .set("queued.max.messages.kbytes", "16384")
-        .create()?;
+    let consumer: BaseConsumer<broker::client::QuietEof> =
+        broker::client::reader_config(bootstrap, "skuflow-restore")
+            .set("enable.partition.eof", "true")
+            // At most this much fetched ahead of the import (librdkafka's default is 64 MiB
+            // per consumer; several restores may run at once).
+            .set("queued.max.messages.kbytes", "16384")
+            .create_with_context(broker::client::QuietEof)?;
     let (low, high) =
         consumer.fetch_watermarks(topic, partition, idle_timeout.min(WATERMARKS_TIMEOUT))?;
     let max_age = source.checkpoint_max_age;
@@ -263,7 +264,7 @@ fn is_meta(key: &[u8], value: Option<&[u8]>, checkpoint: &Checkpoint) -> bool {
 /// The checkpoint cannot be read on from, or the log went back under the import (`why`):
 /// drop the partition's state and read the changelog partition from its beginning.
 fn read_all_instead<'s>(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<broker::client::QuietEof>,
     topic: &str,
     partition: i32,
     store: &'s Store,
