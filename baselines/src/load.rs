@@ -52,9 +52,9 @@ pub struct Args {
     /// The path `--kind trivial` requests.
     #[arg(long, default_value = "/trivial")]
     trivial_path: String,
-    /// Also write every request to this file as CSV, `due_ms,latency_ms,status`, its due
-    /// time counted from the run's start: to line latency up with what the server's
-    /// processes did at that moment.
+    /// Also write every request to this file as CSV, `due_unix_ms,latency_ms,status`, its
+    /// due time as wall-clock milliseconds since the Unix epoch: to line latency up with
+    /// what the server's processes did at that moment.
     #[arg(long)]
     timeline: Option<std::path::PathBuf>,
 }
@@ -104,6 +104,10 @@ async fn drive(args: &Args) -> anyhow::Result<Summary> {
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut dropped = 0;
     let start = Instant::now() + Duration::from_millis(100);
+    // The same moment on the wall clock, for --timeline.
+    let start_unix =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
+            + Duration::from_millis(100);
     let mut tasks = Vec::with_capacity(total);
     for n in 0..total {
         let due = start + Duration::from_secs_f64(n as f64 / args.rate);
@@ -145,9 +149,9 @@ async fn drive(args: &Args) -> anyhow::Result<Summary> {
     let mut all = std::mem::take(&mut *latencies.lock().await);
     if let Some(path) = &args.timeline {
         all.sort_by_key(|(_, _, due)| *due);
-        let mut text = String::from("due_ms,latency_ms,status\n");
+        let mut text = String::from("due_unix_ms,latency_ms,status\n");
         for (status, took, due) in &all {
-            let (due, took) = (due.as_secs_f64() * 1e3, took.as_secs_f64() * 1e3);
+            let (due, took) = ((start_unix + *due).as_secs_f64() * 1e3, took.as_secs_f64() * 1e3);
             text.push_str(&format!("{due:.3},{took:.3},{status}\n"));
         }
         std::fs::write(path, text)?;

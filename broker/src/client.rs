@@ -140,8 +140,11 @@ where
 /// everything) gets that as an error too, and it is how such a reader knows it is done,
 /// not something an operator should see at ERROR level.
 pub fn log_client_error(error: &KafkaError, reason: &str) {
-    if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
-        tracing::error!(%error, reason, "kafka client error");
+    let end = matches!(error, KafkaError::PartitionEOF(_))
+        || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF);
+    if !end {
+        // librdkafka's own target, as its default context logs: `rdkafka=...` filters apply.
+        tracing::error!(target: "rdkafka::client", %error, reason, "kafka client error");
     }
 }
 

@@ -37,8 +37,10 @@ pub enum DevBrokerError {
         "dev broker on {addr} did not answer a metadata request within {waited:?}; last log lines:\n{log}"
     )]
     NotReady { addr: String, waited: Duration, log: String },
-    #[error("the dev broker's port {port} was taken by another process while it started")]
-    PortTaken { port: u16 },
+    #[error(
+        "the dev broker's port {port} was taken by another process while it started; last log lines:\n{log}"
+    )]
+    PortTaken { port: u16, log: String },
     #[error("dev broker io: {0}")]
     Io(#[from] std::io::Error),
     #[error("could not signal the dev broker: {0}")]
@@ -205,7 +207,7 @@ impl DevBroker {
         let mut attempts = 1;
         loop {
             match self.spawn_once() {
-                Err(DevBrokerError::PortTaken { port })
+                Err(DevBrokerError::PortTaken { port, .. })
                     if attempts < PORT_ATTEMPTS && self.front.is_some() =>
                 {
                     attempts += 1;
@@ -263,13 +265,15 @@ impl DevBroker {
             };
             if let Some(status) = child.try_wait()? {
                 self.child = None;
-                if !listening_inodes(self.broker_port).is_empty() {
-                    return Err(DevBrokerError::PortTaken { port: self.broker_port });
+                let log = self.log_tail();
+                // Taken: a listener holds it now, or the broker said so (the taker may
+                // have been a connection's own end, or a listener gone since).
+                if listening_inodes(self.broker_port).is_some_and(|l| !l.is_empty())
+                    || log.contains("already in use")
+                {
+                    return Err(DevBrokerError::PortTaken { port: self.broker_port, log });
                 }
-                return Err(DevBrokerError::Exited {
-                    status: status.to_string(),
-                    log: self.log_tail(),
-                });
+                return Err(DevBrokerError::Exited { status: status.to_string(), log });
             }
             if !listens(child.id(), self.broker_port) {
                 std::thread::sleep(Duration::from_millis(20));
@@ -353,11 +357,13 @@ pub fn signal_live(child: &mut Child, signal: Signal) -> std::io::Result<bool> {
 const PORT_ATTEMPTS: u32 = 5;
 
 /// The inodes of the sockets listening on TCP `port` (any address), from the kernel's
-/// tables of this network namespace.
-fn listening_inodes(port: u16) -> Vec<u64> {
+/// tables of this network namespace; `None` where the tables cannot be read.
+fn listening_inodes(port: u16) -> Option<Vec<u64>> {
     let mut inodes = Vec::new();
+    let mut read = false;
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else { continue };
+        read = true;
         // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
         for fields in text.lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>()) {
             let local_port = fields.get(1).and_then(|a| a.rsplit(':').next());
@@ -369,13 +375,14 @@ fn listening_inodes(port: u16) -> Vec<u64> {
             }
         }
     }
-    inodes
+    read.then_some(inodes)
 }
 
 /// Whether process `pid`, or a child of it (`SKUFLOW_BROKER_BIN` may be a wrapper),
-/// holds a socket listening on TCP `port`.
+/// holds a socket listening on TCP `port`. Where the kernel's tables cannot be read
+/// (no /proc), true: readiness then rests on the metadata answer alone.
 fn listens(pid: u32, port: u16) -> bool {
-    let inodes = listening_inodes(port);
+    let Some(inodes) = listening_inodes(port) else { return true };
     if inodes.is_empty() {
         return false;
     }
@@ -466,4 +473,25 @@ fn snapshot_holds(doc: &serde_json::Value, saved: Saved<'_>) -> bool {
         })
     };
     data_saved && saved.offsets.iter().all(offset_saved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_is_found_and_attributed_to_its_process() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let inodes = listening_inodes(port).expect("this machine has /proc/net/tcp");
+        assert_eq!(inodes.len(), 1, "{inodes:?}");
+        assert!(listens(std::process::id(), port));
+        let mut other = Command::new("sleep").arg("30").spawn().unwrap();
+        assert!(!listens(other.id(), port), "a process without the socket");
+        other.kill().unwrap();
+        other.wait().unwrap();
+        drop(listener);
+        assert_eq!(listening_inodes(port), Some(vec![]));
+        assert!(!listens(std::process::id(), port));
+    }
 }
