@@ -10,7 +10,7 @@
 //! itself then listens on a second free port that only the front uses.
 
 use std::fs::File;
-use std::net::{TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -158,10 +158,7 @@ impl DevBroker {
                 Some(port) => port,
                 None => free_port(&config.host)?,
             };
-            let upstream = (config.host.as_str(), broker_port)
-                .to_socket_addrs()?
-                .next()
-                .ok_or_else(|| std::io::Error::other(format!("no address for {}", config.host)))?;
+            let upstream = socket_addr(&config.host, broker_port)?;
             (broker_port, Some(LongPoll::start(public, upstream)?))
         } else {
             drop(public);
@@ -212,12 +209,8 @@ impl DevBroker {
                 {
                     attempts += 1;
                     self.broker_port = free_port(&self.config.host)?;
-                    let upstream = (self.config.host.as_str(), self.broker_port)
-                        .to_socket_addrs()?
-                        .next()
-                        .ok_or_else(|| std::io::Error::other("no address for the broker"))?;
                     if let Some(front) = &self.front {
-                        front.set_upstream(upstream);
+                        front.set_upstream(socket_addr(&self.config.host, self.broker_port)?);
                     }
                     tracing::debug!(
                         taken = port,
@@ -400,6 +393,14 @@ fn listens(pid: u32, port: u16) -> bool {
             inode.and_then(|i| i.parse().ok()).is_some_and(|i: u64| inodes.contains(&i))
         })
     })
+}
+
+/// The address the front relays to: the broker's `port` on `host`.
+fn socket_addr(host: &str, port: u16) -> std::io::Result<SocketAddr> {
+    (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("no address for {host}")))
 }
 
 /// A port the OS just handed out on `host`; free again once the listener is dropped.

@@ -138,13 +138,12 @@ impl Member {
     }
 }
 
-/// [`broker::dev::signal_live`], with a warning when the child was already reaped.
+/// [`broker::dev::signal_live`], with a warning when the signal was not sent.
 pub(crate) fn signal_live(child: &mut std::process::Child, signal: Signal) {
     match broker::dev::signal_live(child, signal) {
         Ok(true) => {}
-        exited => {
-            tracing::warn!(pid = child.id(), ?signal, ?exited, "not signalled: already reaped")
-        }
+        Ok(false) => tracing::warn!(pid = child.id(), ?signal, "not signalled: already reaped"),
+        Err(error) => tracing::warn!(pid = child.id(), ?signal, %error, "could not signal"),
     }
 }
 

@@ -36,6 +36,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use broker::client::QuietEof;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -124,13 +125,13 @@ pub fn restore_partition(
     let (bootstrap, topic, idle_timeout) =
         (&source.bootstrap, &source.changelog[..], source.idle_timeout);
     let started = Instant::now();
-    let consumer: BaseConsumer<broker::client::QuietEof> =
+    let consumer: BaseConsumer<QuietEof> =
         broker::client::reader_config(bootstrap, "skuflow-restore")
             .set("enable.partition.eof", "true")
             // At most this much fetched ahead of the import (librdkafka's default is 64 MiB
             // per consumer; several restores may run at once).
             .set("queued.max.messages.kbytes", "16384")
-            .create_with_context(broker::client::QuietEof)?;
+            .create_with_context(QuietEof)?;
     let (low, high) =
         consumer.fetch_watermarks(topic, partition, idle_timeout.min(WATERMARKS_TIMEOUT))?;
     let max_age = source.checkpoint_max_age;
@@ -264,7 +265,7 @@ fn is_meta(key: &[u8], value: Option<&[u8]>, checkpoint: &Checkpoint) -> bool {
 /// The checkpoint cannot be read on from, or the log went back under the import (`why`):
 /// drop the partition's state and read the changelog partition from its beginning.
 fn read_all_instead<'s>(
-    consumer: &BaseConsumer<broker::client::QuietEof>,
+    consumer: &BaseConsumer<QuietEof>,
     topic: &str,
     partition: i32,
     store: &'s Store,
